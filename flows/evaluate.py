@@ -1,0 +1,44 @@
+"""evaluate: score a run and the baselines on the test split, report it, and promote it if it beats the champion."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+
+from genreclf.evaluation import report_markdown
+from genreclf.storage import Store, run_prefix
+from tasks.training import evaluate_run, promote_if_better
+
+
+@flow(name="evaluate", flow_run_name="evaluate-{run_id}")
+def evaluate(
+    run_id: str, dataset_id: str | None = None, storage_url: str | None = None, baselines: bool = True,
+    promote: bool = True,
+) -> dict[str, Any]:  # fmt: skip
+    """Evaluate `run_id` on the test split of its dataset (or `dataset_id`); returns the report."""
+    logger = get_run_logger()
+    store = Store.open(storage_url)
+    dataset_id = dataset_id or store.read_json(f"{run_prefix(run_id)}/config.json")["dataset_id"]
+    report = evaluate_run(store.url, run_id, dataset_id, baselines)
+    if promote:
+        report["promotion"] = promote_if_better(store.url, report)
+        logger.info(report["promotion"]["reason"])
+    create_markdown_artifact(report_markdown(report), key="evaluation-report", description=f"evaluation of {run_id}")
+    main = report["models"][report["model"]]["track"]
+    create_table_artifact(
+        [{"genre": g, **m} for g, m in main["per_genre"].items()],
+        key="per-genre",
+        description=f"{report['model']} per track on the test split",
+    )
+    create_table_artifact(
+        [{"true \\ predicted": g, **dict(zip(report["labels"], row, strict=True))}
+         for g, row in zip(report["labels"], main["confusion"], strict=True)],
+        key="confusion-matrix",
+        description="rows: true genre, columns: predicted genre (per track)",
+    )  # fmt: skip
+    create_link_artifact(report["confusion_png"], link_text="confusion matrix (PNG)", key="confusion-png")
+    create_link_artifact(report["model_uri"], link_text="model weights", key="model")
+    store.write_json(f"{run_prefix(run_id)}/report.json", report)
+    return report

@@ -1,0 +1,45 @@
+"""pipeline: the whole job on a folder catalog: catalog -> dataset -> train -> evaluate -> report."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+
+from flows.build_dataset import build_dataset
+from flows.evaluate import evaluate
+from flows.params import DatasetParams, TrainParams
+from flows.train import train
+from genreclf.shards import read_manifest
+from genreclf.storage import Store, dataset_prefix
+from tasks.catalog import scan_folder_catalog
+
+
+@flow(name="pipeline", flow_run_name="pipeline-{catalog_dir}")
+def pipeline(
+    catalog_dir: str,
+    storage_url: str | None = None,
+    dataset: DatasetParams | None = None,
+    training: TrainParams | None = None,
+    baselines: bool = True,
+) -> dict[str, Any]:
+    """Run every stage on a folder laid out ROOT/<genre>/<file>; returns where everything is, and the figures."""
+    store = Store.open(storage_url)
+    version = scan_folder_catalog(catalog_dir, store.url)
+    dataset_id = build_dataset(version, dataset, store.url)
+    run_id = train(dataset_id, training, store.url)
+    report = evaluate(run_id, dataset_id, store.url, baselines)
+    manifest = read_manifest(store, dataset_id)
+    return {
+        "catalog_version": version,
+        "dataset_id": dataset_id,
+        "run_id": run_id,
+        "store": store.url,
+        "manifest_uri": store.uri(f"{dataset_prefix(dataset_id)}/manifest.json"),
+        "shards": [store.uri(s["key"]) for s in manifest.shards],
+        "model_uri": report["model_uri"],
+        "report_uri": store.uri(f"runs/{run_id}/report.md"),
+        "confusion_png": report["confusion_png"],
+        "quarantine": store.read_json(f"{dataset_prefix(dataset_id)}/quarantine.json"),
+        "report": report,
+    }

@@ -1,0 +1,51 @@
+"""train: fit a model on a dataset, checkpointing each epoch; a rerun of the same inputs resumes or reuses it."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
+
+from flows.params import TrainParams
+from genreclf.shards import read_manifest
+from genreclf.storage import Store
+from tasks.training import fit_model
+
+
+def run_id_for(dataset_id: str, params: TrainParams) -> str:
+    """Same dataset and config -> same run id, so a rerun resumes the run instead of starting another."""
+    blob = json.dumps([dataset_id, params.model_dump()], sort_keys=True).encode()
+    return f"{params.model}-{hashlib.sha256(blob).hexdigest()[:12]}"
+
+
+@flow(name="train", flow_run_name="train-{dataset_id}")
+def train(
+    dataset_id: str = "latest",
+    params: TrainParams | None = None,
+    storage_url: str | None = None,
+    run_id: str | None = None,
+) -> str:
+    """Train a model on the dataset's train split (validating on val); returns the run id."""
+    logger = get_run_logger()
+    params = params or TrainParams()
+    store = Store.open(storage_url)
+    manifest = read_manifest(store, dataset_id)
+    run_id = run_id or run_id_for(manifest.dataset_id, params)
+    logger.info("training %s on dataset %s (%d segments) as run %s", params.model, manifest.dataset_id,
+                manifest.rows("train"), run_id)  # fmt: skip
+    result = fit_model(store.url, manifest.dataset_id, params.config(), run_id)
+    history = "\n".join(
+        f"| {h['epoch']} | {h['train_loss']:.4f} | {h['val_accuracy']:.3f} |" for h in result["history"]
+    )
+    create_markdown_artifact(
+        f"# Run `{run_id}`\n\nModel `{params.model}` on dataset `{manifest.dataset_id}`; best validation accuracy "
+        f"{result['best_val_accuracy']:.3f} at epoch {result['best_epoch']}.\n\nWeights: {result['model_uri']}\n\n"
+        f"| epoch | train loss | val accuracy |\n|---|---|---|\n{history}\n",
+        key="training-run",
+        description=f"training of {run_id}",
+    )
+    logger.info("config: %s", dataclasses.asdict(params.config()))
+    return run_id

@@ -1,0 +1,92 @@
+"""The labelled track catalog: one Parquet schema for every source, versioned in the store."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from datetime import UTC, datetime
+
+import polars as pl
+import pyarrow as pa
+
+from genreclf.errors import DataError, StorageError
+from genreclf.storage import CATALOG_LATEST, Store, catalog_key
+
+log = logging.getLogger(__name__)
+
+CATALOG_SCHEMA = pa.schema(
+    [
+        pa.field("track_id", pa.string(), nullable=False),
+        pa.field("title", pa.string()),
+        pa.field("artists", pa.list_(pa.string())),
+        # Grouping key for splits: the first artist; null when unknown (each track is then its own group).
+        pa.field("artist_id", pa.string()),
+        pa.field("duration_s", pa.float64()),
+        pa.field("isrc", pa.string()),
+        pa.field("genre", pa.string(), nullable=False),
+        # Provenance of the label: "folder", "playlist", ...; the source's reference (a playlist id, a path).
+        pa.field("label_source", pa.string(), nullable=False),
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("source_ref", pa.string()),
+        pa.field("snapshot_id", pa.string()),
+        pa.field("artist_genre_vote", pa.string()),
+        # Where the audio is: a local path, file://, s3:// or http(s) URL; null means "search for it".
+        pa.field("audio_uri", pa.string()),
+    ]
+)
+CATALOG_COLUMNS = CATALOG_SCHEMA.names
+
+
+def to_table(df: pl.DataFrame) -> pa.Table:
+    """Check a catalog frame against the schema and return it as an Arrow table in schema order."""
+    missing = [c for c in CATALOG_COLUMNS if c not in df.columns]
+    if missing:
+        raise DataError(f"catalog is missing columns {missing}; expected {CATALOG_COLUMNS}")
+    if df.height == 0:
+        raise DataError("catalog has no tracks")
+    if df["track_id"].null_count() or df["genre"].null_count():
+        raise DataError("catalog has rows without track_id or genre")
+    dupes = df["track_id"].filter(df["track_id"].is_duplicated()).unique().to_list()
+    if dupes:
+        raise DataError(f"catalog has duplicate track ids, e.g. {dupes[:3]}")
+    table = df.select(CATALOG_COLUMNS).to_arrow()
+    return table.cast(CATALOG_SCHEMA)
+
+
+def version_of(table: pa.Table) -> str:
+    """A content hash: the same tracks with the same labels and audio give the same version."""
+    h = hashlib.sha256()
+    for row in table.sort_by("track_id").select(["track_id", "genre", "artist_id", "audio_uri"]).to_pylist():
+        h.update(repr(sorted(row.items())).encode())
+    return h.hexdigest()[:16]
+
+
+def write_catalog(store: Store, df: pl.DataFrame) -> str:
+    """Write the catalog as a new version (never overwriting another one), point LATEST at it, return the version."""
+    table = to_table(df)
+    version = version_of(table)
+    key = catalog_key(version)
+    if not store.exists(key):
+        meta = {b"genreclf.created_at": datetime.now(UTC).isoformat().encode()}
+        store.write_parquet(key, table.replace_schema_metadata(meta))
+        log.info("wrote catalog %s (%d tracks) to %s", version, table.num_rows, store.uri(key))
+    store.write_text(CATALOG_LATEST, version)
+    return version
+
+
+def resolve_version(store: Store, version: str = "latest") -> str:
+    if version != "latest":
+        return version
+    if not store.exists(CATALOG_LATEST):
+        raise StorageError(f"no catalog in {store.url} yet: run `genreclf run --catalog DIR` or the ingest flow first")
+    return store.read_text(CATALOG_LATEST).strip()
+
+
+def read_catalog(store: Store, version: str = "latest") -> pl.DataFrame:
+    version = resolve_version(store, version)
+    return pl.from_arrow(store.read_parquet(catalog_key(version)))  # type: ignore[return-value]
+
+
+def summary(df: pl.DataFrame) -> pl.DataFrame:
+    """Tracks per genre and label source, for reports."""
+    return df.group_by("genre", "label_source").agg(pl.len().alias("tracks")).sort("genre", "label_source")

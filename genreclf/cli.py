@@ -1,0 +1,142 @@
+"""The `genreclf` command: demo, run, status."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from genreclf.errors import GenreclfError
+
+
+def _prefect_env() -> None:
+    """Library logs reach Prefect's run logs; no telemetry leaves the machine unless the user asks."""
+    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "genreclf")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+def _print_summary(out: dict[str, Any], seconds: float) -> None:
+    report = out["report"]
+    print(f"\nDone in {seconds:.0f} s.")
+    print(f"  store:     {out['store']}")
+    print(f"  catalog:   {out['catalog_version']}")
+    print(f"  shards:    {len(out['shards'])} (manifest {out['manifest_uri']})")
+    print(f"  model:     {out['model_uri']}")
+    print(f"  report:    {out['report_uri']}")
+    print(f"  confusion: {out['confusion_png']}")
+    if report.get("promotion"):
+        print(f"  champion:  {report['promotion']['reason']}")
+    if out["quarantine"]:
+        print(f"  quarantined {len(out['quarantine'])} track(s):")
+        for q in out["quarantine"]:
+            print(f"    {q['reason']}")
+    print("\nTest accuracy (segment / track):")
+    for name, rep in report["models"].items():
+        print(f"  {name:<10} {rep['segment']['accuracy']:.3f} / {rep['track']['accuracy']:.3f}")
+    per_genre = report["models"][report["model"]]["track"]["per_genre"]
+    print(f"\nPer genre ({report['model']}, per track):")
+    print(f"  {'genre':<16} {'recall':>7} {'precision':>10} {'tracks':>7}")
+    for genre, m in per_genre.items():
+        print(f"  {genre:<16} {m['recall']:>7.3f} {m['precision']:>10.3f} {m['support']:>7}")
+
+
+def _run_pipeline(catalog_dir: Path, args: argparse.Namespace) -> int:
+    _prefect_env()
+    from flows.params import DatasetParams, TrainParams
+    from flows.pipeline import pipeline
+
+    dataset = DatasetParams.small() if args.small else DatasetParams()
+    training = TrainParams.small() if args.small else TrainParams()
+    updates = {k: v for k, v in (("epochs", args.epochs), ("model", args.model)) if v is not None}
+    training = training.model_copy(update=updates)
+    t0 = time.perf_counter()
+    out = pipeline(str(catalog_dir), storage_url=args.store, dataset=dataset, training=training)
+    _print_summary(out, time.perf_counter() - t0)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from genreclf.demo import make_demo_catalog
+
+    root = make_demo_catalog(Path(args.dir) / "catalog", tracks_per_genre=args.tracks)
+    print(f"Synthesized a demo catalog in {root}")
+    args.store = args.store or str(Path(args.dir) / "store")
+    args.small = True
+    return _run_pipeline(root, args)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    return _run_pipeline(Path(args.catalog), args)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from genreclf import catalog, registry, shards
+    from genreclf.storage import Store
+
+    store = Store.open(args.store)
+    print(f"store:    {store.url}")
+    try:
+        df = catalog.read_catalog(store)
+        print(f"catalog:  {catalog.resolve_version(store)} ({df.height} tracks, {df['genre'].n_unique()} genres)")
+    except GenreclfError as e:
+        print(f"catalog:  none ({e})")
+    try:
+        m = shards.read_manifest(store)
+        print(f"dataset:  {m.dataset_id} ({m.rows()} segments: " + ", ".join(
+            f"{s} {m.rows(s)}" for s in shards.SPLITS) + f"; {len(m.labels)} genres)")  # fmt: skip
+    except GenreclfError as e:
+        print(f"dataset:  none ({e})")
+    champ = registry.read_champion(store)
+    if champ:
+        print(f"champion: {champ['run_id']} (track accuracy {champ['track_accuracy']:.3f}, {champ['model_uri']})")
+    else:
+        print("champion: none")
+    return 0
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--store", help="storage root: a directory or s3://bucket/prefix (default $GENRECLF_STORAGE_URL "
+                   "or ./genreclf-data)")  # fmt: skip
+    p.add_argument("--epochs", type=int, help="training epochs (overrides the config)")
+    p.add_argument("--model", help="model name: resnet18 (default) or small_cnn")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="genreclf", description="Music-genre classifiers from music catalogs.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show debug logs")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo", help="synthesize a small folder catalog and run the whole pipeline on it")
+    p.add_argument("--dir", default="genreclf-demo", help="where the demo catalog and store go")
+    p.add_argument("--tracks", type=int, default=10, help="tracks per genre")
+    _add_run_options(p)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("run", help="run the whole pipeline on a folder catalog ROOT/<genre>/<file>")
+    p.add_argument("--catalog", required=True, help="folder laid out ROOT/<genre>/<audio file>")
+    p.add_argument("--small", action="store_true", help="3 s windows, 64 mels, 8 epochs: a CPU-sized run")
+    _add_run_options(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("status", help="print the latest catalog, dataset and champion")
+    p.add_argument("--store", help="storage root (default $GENRECLF_STORAGE_URL or ./genreclf-data)")
+    p.set_defaults(func=cmd_status)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
+    try:
+        return int(args.func(args))
+    except GenreclfError as e:
+        print(f"genreclf: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

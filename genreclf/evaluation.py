@@ -1,0 +1,163 @@
+"""Metrics per segment and per track, per genre, confusion matrices and the evaluation report."""
+
+from __future__ import annotations
+
+import io
+import logging
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import confusion_matrix, precision_recall_fscore_support, top_k_accuracy_score
+
+from genreclf.data import Normalizer
+from genreclf.models.baselines import BASELINES, class_probabilities, create_baseline, summary_features
+from genreclf.shards import Manifest, load_split
+from genreclf.storage import Store
+from genreclf.training import load_model, pick_device, predict_logits
+
+log = logging.getLogger(__name__)
+
+
+def track_scores(scores: np.ndarray, labels: np.ndarray, track_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean of the segment scores of each track -> (track scores (t, C), track labels (t,)), tracks sorted by id."""
+    uniq, inverse = np.unique(track_ids, return_inverse=True)
+    sums = np.zeros((len(uniq), scores.shape[1]))
+    np.add.at(sums, inverse, scores)
+    counts = np.bincount(inverse, minlength=len(uniq))[:, None]
+    track_labels = np.zeros(len(uniq), dtype=np.int64)
+    track_labels[inverse] = labels
+    return sums / counts, track_labels
+
+
+def classification_metrics(y_true: np.ndarray, scores: np.ndarray, labels: list[str]) -> dict[str, Any]:
+    """Top-1 and top-3 accuracy, per-genre precision/recall/F1/support and the confusion matrix."""
+    n_classes = len(labels)
+    pred = scores.argmax(axis=1)
+    idx = list(range(n_classes))
+    p, r, f, s = precision_recall_fscore_support(y_true, pred, labels=idx, zero_division=0)
+    k = min(3, n_classes - 1) if n_classes > 2 else 1
+    return {
+        "n": len(y_true),
+        "accuracy": float((pred == y_true).mean()) if len(y_true) else 0.0,
+        "top3_accuracy": float(top_k_accuracy_score(y_true, scores, k=k, labels=idx)) if len(y_true) else 0.0,
+        "per_genre": {
+            g: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
+            for i, g in enumerate(labels)
+        },
+        "confusion": confusion_matrix(y_true, pred, labels=idx).tolist(),
+    }
+
+
+def score_report(scores: np.ndarray, y: np.ndarray, track_ids: np.ndarray, labels: list[str]) -> dict[str, Any]:
+    """Segment- and track-level metrics of one model's scores on one split."""
+    t_scores, t_labels = track_scores(scores, y, track_ids)
+    return {
+        "segment": classification_metrics(y, scores, labels),
+        "track": classification_metrics(t_labels, t_scores, labels),
+    }
+
+
+def evaluate_model(store: Store, model_key: str, manifest: Manifest, split: str = "test") -> dict[str, Any]:
+    """Score a saved model on a split of the dataset."""
+    device = pick_device()
+    model, bundle = load_model(store, model_key, device)
+    data = load_split(store, manifest, split)
+    logits = predict_logits(model, data.mel, Normalizer.from_dict(bundle["normalizer"]), device=device)
+    return score_report(logits, data.labels, data.track_ids, manifest.labels)
+
+
+def evaluate_baselines(store: Store, manifest: Manifest, *, seed: int = 0, split: str = "test") -> dict[str, Any]:
+    """Fit kNN (k=55) and the MLP on the train split's summary features; score them on `split`."""
+    train, test = load_split(store, manifest, "train"), load_split(store, manifest, split)
+    x_train, x_test = summary_features(train.mel), summary_features(test.mel)
+    out = {}
+    for name in BASELINES:
+        model = create_baseline(name, n_train=len(train), seed=seed).fit(x_train, train.labels)
+        proba = class_probabilities(model, x_test, len(manifest.labels))
+        out[name] = score_report(proba, test.labels, test.track_ids, manifest.labels)
+    return out
+
+
+def confusion_png(confusion: list[list[int]], labels: list[str], title: str) -> bytes:
+    """The confusion matrix as a PNG (rows: true genre, columns: predicted)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cm = np.asarray(confusion)
+    size = 1.5 + 0.6 * len(labels)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(cm, cmap="Blues")
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    for (i, j), v in np.ndenumerate(cm):
+        ax.text(j, i, str(v), ha="center", va="center", color="white" if v > cm.max() / 2 else "black")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def report_markdown(report: dict[str, Any]) -> str:
+    """A human-readable report: headline accuracies of every model, then per-genre figures of the main one."""
+    lines = [
+        f"# Evaluation of run `{report['run_id']}`",
+        "",
+        f"Dataset `{report['dataset_id']}` (catalog `{report['catalog_version']}`), split `{report['split']}`.",
+        "",
+        "| model | segment acc | track acc | track top-3 |",
+        "|---|---|---|---|",
+    ]
+    for name, rep in report["models"].items():
+        seg, trk = rep["segment"], rep["track"]
+        lines.append(f"| {name} | {seg['accuracy']:.3f} | {trk['accuracy']:.3f} | {trk['top3_accuracy']:.3f} |")
+    main = report["models"][report["model"]]["track"]
+    lines += [
+        "",
+        f"## Per genre ({report['model']}, per track)",
+        "",
+        "| genre | precision | recall | F1 | tracks |",
+    ]
+    lines.append("|---|---|---|---|---|")
+    for g, m in main["per_genre"].items():
+        lines.append(f"| {g} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |")
+    if report.get("promotion"):
+        lines += ["", f"**Promotion:** {report['promotion']['reason']}"]
+    if report.get("confusion_png"):
+        lines += ["", f"Confusion matrix: {report['confusion_png']}"]
+    return "\n".join(lines) + "\n"
+
+
+def evaluate_run(store: Store, run_id: str, manifest: Manifest, *, baselines: bool = True) -> dict[str, Any]:
+    """Evaluate a trained run (and the baselines) on the test split; write report.json, report.md and the
+    confusion matrix PNG under runs/<run_id>/, and return the report."""
+    prefix = f"runs/{run_id}"
+    model_key = f"{prefix}/model.pt"
+    name = store.read_json(f"{prefix}/config.json")["train"]["model"]
+    models = {name: evaluate_model(store, model_key, manifest)}
+    if baselines:
+        models.update(evaluate_baselines(store, manifest))
+    png_uri = store.write_bytes(
+        f"{prefix}/confusion.png",
+        confusion_png(models[name]["track"]["confusion"], manifest.labels, f"{name}, per track ({run_id})"),
+    )
+    report = {
+        "run_id": run_id,
+        "model": name,
+        "model_uri": store.uri(model_key),
+        "dataset_id": manifest.dataset_id,
+        "catalog_version": manifest.catalog_version,
+        "feature_hash": manifest.feature_hash,
+        "labels": manifest.labels,
+        "split": "test",
+        "models": models,
+        "confusion_png": png_uri,
+    }
+    store.write_json(f"{prefix}/report.json", report)
+    store.write_text(f"{prefix}/report.md", report_markdown(report))
+    return report

@@ -1,0 +1,101 @@
+"""Log-mel spectrograms under one frozen config (numpy/torch in, out; no I/O)."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Everything that decides a spectrogram's values. Its `hash` tags every shard, so configs never mix."""
+
+    sample_rate: int = 22_050
+    n_fft: int = 2048
+    hop_length: int = 512
+    n_mels: int = 128
+    fmin: float = 0.0
+    fmax: float | None = None  # None: sample_rate / 2
+    log_offset: float = 1e-6  # log(mel + log_offset)
+
+    @property
+    def hash(self) -> str:
+        blob = json.dumps(dataclasses.asdict(self), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+    def frames(self, n_samples: int) -> int:
+        """Frames of a centred STFT over `n_samples`."""
+        return 1 + n_samples // self.hop_length
+
+
+@lru_cache(maxsize=8)
+def mel_filters(cfg: FeatureConfig) -> np.ndarray:
+    """Slaney mel filterbank (librosa's) -> (n_mels, 1 + n_fft // 2) float32."""
+    import librosa  # imported here: training and the GPU image need features' config, not librosa
+
+    return librosa.filters.mel(
+        sr=cfg.sample_rate, n_fft=cfg.n_fft, n_mels=cfg.n_mels, fmin=cfg.fmin, fmax=cfg.fmax
+    ).astype(np.float32)
+
+
+@lru_cache(maxsize=8)
+def _torch_consts(cfg: FeatureConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.hann_window(cfg.n_fft, periodic=True), torch.from_numpy(mel_filters(cfg))
+
+
+def log_mel_batch(windows: np.ndarray | torch.Tensor, *, cfg: FeatureConfig, chunk: int = 32) -> np.ndarray:
+    """Log-mel of a batch of windows (n, samples) -> (n, n_mels, frames) float32, with torch on the CPU.
+
+    Matches `librosa.feature.melspectrogram` (centred, zero-padded, power 2, Slaney mels) followed by
+    `log(mel + log_offset)`; see tests/test_features.py for the tolerance.
+    """
+    x = torch.as_tensor(windows, dtype=torch.float32)
+    if x.ndim == 1:
+        x = x[None]
+    window, fb = _torch_consts(cfg)
+    out = []
+    with torch.inference_mode():
+        for part in torch.split(x, chunk):
+            spec = torch.stft(
+                part,
+                cfg.n_fft,
+                cfg.hop_length,
+                window=window,
+                center=True,
+                pad_mode="constant",
+                return_complex=True,
+            )  # (chunk, freqs, frames)
+            power = spec.real.square() + spec.imag.square()
+            mel = torch.matmul(fb, power)  # (chunk, n_mels, frames)
+            out.append(torch.log(mel + cfg.log_offset))
+    return torch.cat(out).numpy()
+
+
+def log_mel(y: np.ndarray, *, cfg: FeatureConfig) -> np.ndarray:
+    """Log-mel of one mono signal (samples,) -> (n_mels, frames) float32."""
+    return log_mel_batch(y[None], cfg=cfg)[0]
+
+
+def log_mel_librosa(y: np.ndarray, *, cfg: FeatureConfig) -> np.ndarray:
+    """The reference path with librosa -> (n_mels, frames); slower, used to check `log_mel` and in benchmarks."""
+    import librosa
+
+    mel = librosa.feature.melspectrogram(
+        y=y,
+        sr=cfg.sample_rate,
+        n_fft=cfg.n_fft,
+        hop_length=cfg.hop_length,
+        n_mels=cfg.n_mels,
+        fmin=cfg.fmin,
+        fmax=cfg.fmax,
+        center=True,
+        pad_mode="constant",
+        power=2.0,
+    )
+    return np.log(mel + cfg.log_offset).astype(np.float32)

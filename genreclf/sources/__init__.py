@@ -1,0 +1,1 @@
+"""Where labels and audio come from: a local folder, Spotify playlists, YouTube."""

@@ -1,0 +1,311 @@
+"""fit(): evaluate, step, log, checkpoint to storage each epoch, and resume from the last checkpoint."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import logging
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+
+from genreclf.data import Normalizer, SpectrogramDataset
+from genreclf.errors import DataError, ModelError
+from genreclf.models import create_model
+from genreclf.shards import Manifest, SplitArrays, load_split
+from genreclf.storage import Store, run_prefix
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How a model is trained; saved beside every checkpoint."""
+
+    model: str = "resnet18"
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 1e-2
+    schedule: str = "onecycle"  # or "cosine"
+    crop_s: float = 3.0
+    label_smoothing: float = 0.1
+    dropout: float = 0.3
+    specaugment: bool = True
+    freq_mask: int = 16  # widest frequency mask, in mel bands
+    time_mask: int = 24  # widest time mask, in frames
+    mixup_alpha: float = 0.0  # 0 turns mixup off
+    patience: int = 5  # epochs without a better validation accuracy before stopping
+    seed: int = 0
+    num_workers: int = 0
+    device: str | None = None  # None: CUDA when there is one, else the CPU
+    max_steps_per_epoch: int | None = None  # cap for smoke runs
+
+    def crop_frames(self, *, sample_rate: int, hop_length: int) -> int:
+        return max(1, round(self.crop_s * sample_rate / hop_length))
+
+
+@dataclass
+class TrainResult:
+    run_id: str
+    model_uri: str
+    epochs: int
+    best_epoch: int
+    best_val_accuracy: float
+    history: list[dict[str, float]] = field(default_factory=list)
+    segments_per_s: float = 0.0
+
+
+def pick_device(requested: str | None = None) -> torch.device:
+    if requested:
+        return torch.device(requested)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def spec_augment(x: torch.Tensor, *, freq_mask: int, time_mask: int) -> torch.Tensor:
+    """Zero one random frequency band and one random time span per example: (B, 1, M, T) -> same."""
+    b, _, m, t = x.shape
+    dev = x.device
+    f_w = torch.randint(0, freq_mask + 1, (b, 1, 1, 1), device=dev)
+    f_0 = (torch.rand((b, 1, 1, 1), device=dev) * (m - f_w).clamp(min=1)).long()
+    t_w = torch.randint(0, time_mask + 1, (b, 1, 1, 1), device=dev)
+    t_0 = (torch.rand((b, 1, 1, 1), device=dev) * (t - t_w).clamp(min=1)).long()
+    mels = torch.arange(m, device=dev).view(1, 1, m, 1)
+    frames = torch.arange(t, device=dev).view(1, 1, 1, t)
+    mask = ((mels >= f_0) & (mels < f_0 + f_w)) | ((frames >= t_0) & (frames < t_0 + t_w))
+    return x.masked_fill(mask, 0.0)
+
+
+def _save(store: Store, key: str, obj: dict[str, Any]) -> str:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return store.write_bytes(key, buf.getvalue())
+
+
+def _load(store: Store, key: str, map_location: torch.device | str = "cpu") -> dict[str, Any]:
+    obj: dict[str, Any] = torch.load(io.BytesIO(store.read_bytes(key)), map_location=map_location, weights_only=False)
+    return obj
+
+
+def _seed_epoch(seed: int, epoch: int) -> torch.Generator:
+    """Reseed every RNG from (seed, epoch): a resumed run draws exactly what an uninterrupted one would."""
+    s = seed * 100_003 + epoch
+    torch.manual_seed(s)
+    random.seed(s)
+    return torch.Generator().manual_seed(s)
+
+
+@torch.inference_mode()
+def predict_logits(
+    model: nn.Module, mel: np.ndarray, norm: Normalizer, *, device: torch.device, batch_size: int = 64
+) -> np.ndarray:
+    """Logits of whole segments: (n, n_mels, frames) -> (n, num_classes) float32."""
+    model.eval()
+    out = []
+    for i in range(0, len(mel), batch_size):
+        x = torch.from_numpy(np.asarray(mel[i : i + batch_size], dtype=np.float32)).to(device)[:, None]
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            logits = model(norm.apply(x))  # (batch, num_classes)
+        out.append(logits.float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
+def _train_epoch(
+    model: nn.Module,
+    loader: DataLoader[tuple[torch.Tensor, int]],
+    opt: torch.optim.Optimizer,
+    sched: torch.optim.lr_scheduler.LRScheduler,
+    norm: Normalizer,
+    cfg: TrainConfig,
+    device: torch.device,
+) -> tuple[float, int]:
+    model.train()
+    total, seen = 0.0, 0
+    for step, (x, y) in enumerate(loader):
+        if cfg.max_steps_per_epoch is not None and step >= cfg.max_steps_per_epoch:
+            break
+        x = norm.apply(x.to(device, non_blocking=True))  # (batch, 1, mels, crop)
+        y = y.to(device, non_blocking=True)
+        if device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        if cfg.specaugment:
+            x = spec_augment(x, freq_mask=cfg.freq_mask, time_mask=cfg.time_mask)
+        lam, perm = 1.0, None
+        if cfg.mixup_alpha > 0:
+            lam = float(torch.distributions.Beta(cfg.mixup_alpha, cfg.mixup_alpha).sample())
+            perm = torch.randperm(x.shape[0], device=device)
+            x = lam * x + (1 - lam) * x[perm]
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            logits = model(x)  # (batch, num_classes)
+            loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+            if perm is not None:
+                loss = lam * loss + (1 - lam) * F.cross_entropy(
+                    logits.float(), y[perm], label_smoothing=cfg.label_smoothing
+                )
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        total += float(loss) * len(y)
+        seen += len(y)
+    return total / max(seen, 1), seen
+
+
+def _scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps: int) -> torch.optim.lr_scheduler.LRScheduler:
+    if cfg.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(steps, 1))
+    if cfg.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1))
+    raise ModelError(f"unknown schedule {cfg.schedule!r}; use 'onecycle' or 'cosine'")
+
+
+def fit(
+    store: Store,
+    manifest: Manifest,
+    cfg: TrainConfig,
+    *,
+    run_id: str,
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+    stop_after: int | None = None,
+) -> TrainResult:
+    """Train on the manifest's train split, pick the epoch with the best validation accuracy, save it.
+
+    Writes `runs/<run_id>/checkpoint.pt` after every epoch (model, optimizer, scheduler, RNG states, config,
+    epoch) and `runs/<run_id>/model.pt` (the best weights with everything needed to predict). If a checkpoint
+    of the same run exists, training resumes after its epoch. `stop_after` ends the call after that many epochs
+    of this call (to simulate a kill in tests) without finishing the run.
+    """
+    prefix = run_prefix(run_id)
+    ckpt_key, model_key = f"{prefix}/checkpoint.pt", f"{prefix}/model.pt"
+    device = pick_device(cfg.device)
+    train, val = load_split(store, manifest, "train"), load_split(store, manifest, "val")
+    if len(train) == 0:
+        raise DataError(f"dataset {manifest.dataset_id} has no training segments")
+    val = val if len(val) else train  # a tiny dataset may have no validation groups; say so in the log
+    if val is train:
+        log.warning("dataset %s has no validation split; validating on the training split", manifest.dataset_id)
+    fc = manifest.feature_config
+    crop = min(cfg.crop_frames(sample_rate=fc["sample_rate"], hop_length=fc["hop_length"]), train.mel.shape[-1])
+    norm = Normalizer.fit(train.mel)
+
+    model = _seeded_model(cfg, len(manifest.labels)).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
+    if cfg.max_steps_per_epoch is not None:
+        steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
+    sched = _scheduler(opt, cfg, steps_per_epoch * cfg.epochs)
+    state: dict[str, Any] = {"epoch": 0, "best_acc": -1.0, "best_epoch": 0, "bad_epochs": 0, "history": []}
+
+    if store.exists(ckpt_key):
+        ckpt = _load(store, ckpt_key, device)
+        if ckpt["config"] != dataclasses.asdict(cfg) or ckpt["dataset_id"] != manifest.dataset_id:
+            raise ModelError(
+                f"{store.uri(ckpt_key)} was written with another config or dataset; use a new run id to start over"
+            )
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        sched.load_state_dict(ckpt["scheduler"])
+        state = ckpt["state"]
+        log.info("resuming run %s after epoch %d", run_id, state["epoch"])
+    store.write_json(f"{prefix}/config.json", {"train": dataclasses.asdict(cfg), "dataset_id": manifest.dataset_id})
+
+    bundle_base = {
+        "model": cfg.model,
+        "num_classes": len(manifest.labels),
+        "dropout": cfg.dropout,
+        "labels": manifest.labels,
+        "normalizer": norm.to_dict(),
+        "feature_config": manifest.feature_config,
+        "segment_config": manifest.segment_config,
+        "dataset_id": manifest.dataset_id,
+        "catalog_version": manifest.catalog_version,
+        "train_config": dataclasses.asdict(cfg),
+        "run_id": run_id,
+    }
+    epochs_this_call, seg_seen, t0 = 0, 0, time.perf_counter()
+    while state["epoch"] < cfg.epochs and state["bad_epochs"] < cfg.patience:
+        epoch = state["epoch"] + 1
+        gen = _seed_epoch(cfg.seed, epoch)
+        loader = DataLoader(
+            SpectrogramDataset(train.mel, train.labels, crop_frames=crop),
+            batch_size=cfg.batch_size,
+            shuffle=True,
+            generator=gen,
+            num_workers=cfg.num_workers,
+            pin_memory=device.type == "cuda",
+            drop_last=len(train) > cfg.batch_size,
+            persistent_workers=False,
+        )
+        loss, seen = _train_epoch(model, loader, opt, sched, norm, cfg, device)
+        seg_seen += seen
+        val_acc = _accuracy(model, val, norm, device)
+        improved = val_acc > state["best_acc"]
+        metrics = {"epoch": epoch, "train_loss": loss, "val_accuracy": val_acc, "lr": float(sched.get_last_lr()[0])}
+        state["history"].append(metrics)
+        state["epoch"] = epoch
+        state["bad_epochs"] = 0 if improved else state["bad_epochs"] + 1
+        if improved:
+            state["best_acc"], state["best_epoch"] = val_acc, epoch
+            _save(store, model_key, {**bundle_base, "state_dict": model.state_dict(), "epoch": epoch})
+        _save(
+            store,
+            ckpt_key,
+            {
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(),
+                "rng": {
+                    "torch": torch.get_rng_state(),
+                    "python": random.getstate(),
+                },
+                "config": dataclasses.asdict(cfg),
+                "dataset_id": manifest.dataset_id,
+                "state": state,
+            },
+        )
+        log.info("epoch %d: loss %.4f, val accuracy %.3f%s", epoch, loss, val_acc, " (best)" if improved else "")
+        if on_epoch is not None:
+            on_epoch(epoch, metrics)
+        epochs_this_call += 1
+        if stop_after is not None and epochs_this_call >= stop_after:
+            break
+    elapsed = time.perf_counter() - t0
+    return TrainResult(
+        run_id=run_id,
+        model_uri=store.uri(model_key),
+        epochs=state["epoch"],
+        best_epoch=state["best_epoch"],
+        best_val_accuracy=state["best_acc"],
+        history=state["history"],
+        segments_per_s=seg_seen / elapsed if elapsed > 0 else 0.0,
+    )
+
+
+def _seeded_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
+    torch.manual_seed(cfg.seed)
+    return create_model(cfg.model, num_classes=num_classes, dropout=cfg.dropout)
+
+
+def _accuracy(model: nn.Module, split: SplitArrays, norm: Normalizer, device: torch.device) -> float:
+    logits = predict_logits(model, split.mel, norm, device=device)
+    return float((logits.argmax(1) == split.labels).mean())
+
+
+def load_model(store: Store, key: str, device: torch.device | None = None) -> tuple[nn.Module, dict[str, Any]]:
+    """Load a saved model bundle -> (model in eval mode on `device`, bundle without the weights)."""
+    device = device or pick_device()
+    bundle = _load(store, key, device)
+    model = create_model(bundle["model"], num_classes=bundle["num_classes"], dropout=bundle["dropout"])
+    model.load_state_dict(bundle.pop("state_dict"))
+    return model.to(device).eval(), bundle

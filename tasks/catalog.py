@@ -1,0 +1,20 @@
+"""Tasks that make and read catalogs."""
+
+from __future__ import annotations
+
+from prefect import task
+
+from genreclf import catalog
+from genreclf.sources.local import scan_folder
+from genreclf.storage import Store
+
+
+@task(name="scan-folder", task_run_name="scan {catalog_dir}")
+def scan_folder_catalog(catalog_dir: str, storage_url: str) -> str:
+    """Scan ROOT/<genre>/<file> into a catalog version in the store (not cached: the folder may change)."""
+    return catalog.write_catalog(Store.open(storage_url), scan_folder(catalog_dir))
+
+
+@task(name="read-catalog")
+def read_catalog_rows(storage_url: str, version: str) -> list[dict]:
+    return catalog.read_catalog(Store.open(storage_url), version).to_dicts()

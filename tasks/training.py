@@ -1,0 +1,43 @@
+"""Tasks of train and evaluate: fit a model (resumable), evaluate it, promote it."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, cast
+from uuid import UUID
+
+from prefect import task
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+
+from genreclf import evaluation, registry, shards, training
+from genreclf.storage import Store
+from tasks import CACHED
+
+
+@task(name="fit", task_run_name="fit-{run_id}", cache_policy=CACHED, persist_result=True, retries=1,
+      retry_delay_seconds=10)  # fmt: skip
+def fit_model(storage_url: str, dataset_id: str, cfg: training.TrainConfig, run_id: str) -> dict[str, Any]:
+    """Train (or resume) a run; a retry continues from the last epoch's checkpoint."""
+    store = Store.open(storage_url)
+    manifest = shards.read_manifest(store, dataset_id)
+    progress = cast(UUID, create_progress_artifact(0.0, description=f"epochs of run {run_id}"))
+
+    def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
+        update_progress_artifact(progress, 100.0 * epoch / cfg.epochs)
+
+    result = training.fit(store, manifest, cfg, run_id=run_id, on_epoch=on_epoch)
+    update_progress_artifact(progress, 100.0)
+    return dataclasses.asdict(result)
+
+
+@task(name="evaluate-run", task_run_name="evaluate-{run_id}", cache_policy=CACHED, persist_result=True)
+def evaluate_run(storage_url: str, run_id: str, dataset_id: str, baselines: bool) -> dict[str, Any]:
+    store = Store.open(storage_url)
+    return evaluation.evaluate_run(store, run_id, shards.read_manifest(store, dataset_id), baselines=baselines)
+
+
+@task(name="promote-if-better")
+def promote_if_better(storage_url: str, report: dict[str, Any]) -> dict[str, Any]:
+    store = Store.open(storage_url)
+    decision = registry.challenge(store, report, shards.read_manifest(store, report["dataset_id"]))
+    return dataclasses.asdict(decision)
