@@ -155,7 +155,7 @@ def _train_epoch(
         loss.backward()
         opt.step()
         sched.step()
-        total += float(loss) * len(y)
+        total += float(loss.detach()) * len(y)
         seen += len(y)
     return total / max(seen, 1), seen
 
