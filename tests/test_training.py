@@ -21,7 +21,7 @@ def test_fit_learns_a_separable_tiny_dataset(tmp_path) -> None:
     assert store.exists("runs/r1/model.pt") and store.exists("runs/r1/checkpoint.pt")
     saved = store.read_json("runs/r1/config.json")
     assert saved["train"] == dataclasses.asdict(CFG) and saved["dataset_id"] == "tiny"
-    model, bundle = load_model(store, "runs/r1/model.pt", torch.device("cpu"))
+    _, bundle = load_model(store, "runs/r1/model.pt", torch.device("cpu"))
     assert bundle["labels"] == manifest.labels and bundle["epoch"] == result.best_epoch
     assert len(bundle["normalizer"]["mean"]) == 16
 

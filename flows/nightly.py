@@ -1,0 +1,45 @@
+"""nightly-retrain: ingest -> build-dataset -> train -> evaluate -> promote, redoing only what changed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, get_run_logger
+
+from flows.build_dataset import build_dataset
+from flows.evaluate import evaluate
+from flows.params import DatasetParams, TrainParams
+from flows.train import train
+from genreclf.errors import ConfigError
+from genreclf.storage import Store
+from tasks.catalog import scan_folder_catalog
+
+
+@flow(name="nightly-retrain")
+def nightly_retrain(
+    playlists_file: str | None = None,
+    catalog_dir: str | None = None,
+    storage_url: str | None = None,
+    dataset: DatasetParams | None = None,
+    training: TrainParams | None = None,
+) -> dict[str, Any]:
+    """Refresh the catalog (Spotify playlists, or a folder), rebuild and retrain only if it changed, evaluate,
+    and promote the model only if it beats the champion on the same test split.
+
+    Unchanged inputs give the same catalog version, dataset id and run id, so every stage is reused.
+    """
+    logger = get_run_logger()
+    if bool(playlists_file) == bool(catalog_dir):
+        raise ConfigError("give exactly one source: playlists_file (Spotify) or catalog_dir (a folder)")
+    store = Store.open(storage_url)
+    if playlists_file:
+        from flows.ingest_spotify import ingest_spotify
+
+        version = ingest_spotify(playlists_file=playlists_file, storage_url=store.url)
+    else:
+        version = scan_folder_catalog(str(catalog_dir), store.url)
+    dataset_id = build_dataset(version, dataset, store.url)
+    run_id = train(dataset_id, training, store.url)
+    report = evaluate(run_id, dataset_id, store.url)
+    logger.info("catalog %s -> dataset %s -> run %s: %s", version, dataset_id, run_id, report["promotion"]["reason"])
+    return {"catalog_version": version, "dataset_id": dataset_id, "run_id": run_id, "promotion": report["promotion"]}
