@@ -12,7 +12,7 @@ REQUIRED = {"ingest-spotify", "build-dataset", "train", "evaluate", "nightly-ret
 
 
 def test_the_required_deployments_are_declared() -> None:
-    assert REQUIRED <= {d["name"] for d in DEPLOYMENTS}
+    assert {d["name"] for d in DEPLOYMENTS} >= REQUIRED
 
 
 @pytest.mark.parametrize("deployment", DEPLOYMENTS, ids=lambda d: d["name"])
