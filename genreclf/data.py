@@ -5,13 +5,16 @@ from __future__ import annotations
 import hashlib
 from collections import Counter, defaultdict
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import polars as pl
 import torch
 from torch.utils.data import Dataset
 
 from genreclf.errors import DataError
+
+if TYPE_CHECKING:
+    import polars as pl
 
 FRACTIONS = (0.6, 0.2, 0.2)
 
@@ -90,6 +93,8 @@ def assign_splits(
             n_test, n_val = 0, 0
         for i, group in enumerate(members):
             split_of[group] = "test" if i < n_test else "val" if i < n_test + n_val else "train"
+    import polars as pl  # imported here: training reads shards and needs no polars
+
     ids = tracks["track_id"].to_list()
     return pl.DataFrame({"track_id": ids, "split": [split_of[groups[t]] for t in ids]})
 

@@ -8,7 +8,7 @@ import logging
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 import pyarrow as pa
@@ -16,9 +16,18 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from genreclf.errors import ConfigError, StorageError
-from genreclf.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from genreclf.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+def _settings() -> Settings:
+    # Imported here: reading a local store (e.g. on a bare GPU image) needs no pydantic-settings.
+    from genreclf.settings import get_settings
+
+    return get_settings()
 
 
 # Key layout. Everything the pipeline writes lives under one root, at deterministic keys.
@@ -64,7 +73,7 @@ def filesystem_for(url: str, settings: Settings | None = None) -> tuple[pafs.Fil
     if parsed.scheme == "s3":
         if not parsed.netloc:
             raise ConfigError(f"{url}: an S3 URL needs a bucket, e.g. s3://my-bucket/genreclf")
-        settings = settings or get_settings()
+        settings = settings or _settings()
         kwargs: dict[str, Any] = {"region": settings.s3_region}
         if settings.s3_endpoint_url:
             endpoint = urlparse(settings.s3_endpoint_url)
@@ -88,8 +97,9 @@ class Store:
     @classmethod
     def open(cls, url: str | None = None, settings: Settings | None = None) -> Store:
         """Open the store at `url`, or at `GENRECLF_STORAGE_URL` (default `./genreclf-data`)."""
-        settings = settings or get_settings()
-        url = url or settings.storage_url
+        if url is None:
+            settings = settings or _settings()
+            url = settings.storage_url
         fs, root = filesystem_for(url, settings)
         if isinstance(fs, pafs.LocalFileSystem):
             Path(root).mkdir(parents=True, exist_ok=True)

@@ -71,3 +71,18 @@ def test_spec_augment_masks_a_band_and_a_span() -> None:
     ex = zeros[0, 0].numpy()
     rows, cols = ex.all(axis=1), ex.all(axis=0)
     assert np.array_equal(ex.astype(bool), rows[:, None] | cols[None, :])
+
+
+def test_training_imports_without_prefect_polars_librosa_or_pydantic() -> None:
+    """The GPU image has torch, numpy and pyarrow only: benchmarks/train.py must run there as it is."""
+    import subprocess
+    import sys
+
+    blocked = ["prefect", "polars", "librosa", "pydantic", "pydantic_settings", "sklearn", "matplotlib"]
+    code = (
+        "import sys\n"
+        + "".join(f"sys.modules[{m!r}] = None\n" for m in blocked)
+        + "import genreclf.training, genreclf.models, genreclf.data, genreclf.shards, genreclf.storage\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
