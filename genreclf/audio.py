@@ -66,7 +66,8 @@ def decode(source: str | Path | bytes, *, sr: int, max_seconds: float | None = N
     cmd = [_ffmpeg(), "-nostdin", "-hide_banner", "-v", "error", "-i", inp]
     if max_seconds:
         cmd += ["-t", str(max_seconds)]
-    cmd += ["-map", "0:a:0", "-ac", "1", "-ar", str(sr), "-f", "f32le", "pipe:1"]
+    # -rematrix_maxval 1: downmix to the mean of the channels (ffmpeg's default mix is 3 dB hotter for stereo)
+    cmd += ["-map", "0:a:0", "-ac", "1", "-rematrix_maxval", "1.0", "-ar", str(sr), "-f", "f32le", "pipe:1"]
     proc = subprocess.run(cmd, input=data, capture_output=True, check=False)
     if proc.returncode != 0:
         err = proc.stderr.decode(errors="replace").strip().splitlines()

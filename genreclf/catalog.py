@@ -54,9 +54,9 @@ def to_table(df: pl.DataFrame) -> pa.Table:
 
 
 def version_of(table: pa.Table) -> str:
-    """A content hash: the same tracks with the same labels and audio give the same version."""
+    """A content hash of every column: the same rows give the same version, any change a new one."""
     h = hashlib.sha256()
-    for row in table.sort_by("track_id").select(["track_id", "genre", "artist_id", "audio_uri"]).to_pylist():
+    for row in table.select(CATALOG_COLUMNS).sort_by("track_id").to_pylist():
         h.update(repr(sorted(row.items())).encode())
     return h.hexdigest()[:16]
 

@@ -77,8 +77,13 @@ def filesystem_for(url: str, settings: Settings | None = None) -> tuple[pafs.Fil
         kwargs: dict[str, Any] = {"region": settings.s3_region}
         if settings.s3_endpoint_url:
             endpoint = urlparse(settings.s3_endpoint_url)
-            kwargs["endpoint_override"] = endpoint.netloc or endpoint.path
-            kwargs["scheme"] = endpoint.scheme or "https"
+            if endpoint.scheme not in ("http", "https") or not endpoint.netloc:
+                raise ConfigError(
+                    f"GENRECLF_S3_ENDPOINT_URL={settings.s3_endpoint_url!r}: give a URL with its scheme, "
+                    "e.g. http://127.0.0.1:8333"
+                )
+            kwargs["endpoint_override"] = endpoint.netloc
+            kwargs["scheme"] = endpoint.scheme
         if settings.s3_access_key and settings.s3_secret_key:
             kwargs["access_key"] = settings.s3_access_key
             kwargs["secret_key"] = settings.s3_secret_key.get_secret_value()
@@ -182,12 +187,16 @@ class Store:
 
 
 class _AtomicWrite:
-    """Write to a temporary name and rename on success (local); S3 objects appear whole on a completed put."""
+    """Write to a temporary key and move it into place on success; remove it on failure.
+
+    Locally the move is a rename. On S3 it is a server-side copy: a writer that fails half way must not leave its
+    part behind, and pyarrow's S3 stream completes the upload even when closed by an exception.
+    """
 
     def __init__(self, store: Store, key: str) -> None:
         self.store = store
         self.final = store.path(key)
-        self.tmp = f"{self.final}.tmp-{uuid.uuid4().hex}" if store.is_local else self.final
+        self.tmp = f"{self.final}.tmp-{uuid.uuid4().hex}"
 
     def __enter__(self) -> str:
         parent = self.final.rsplit("/", 1)[0]
@@ -195,12 +204,10 @@ class _AtomicWrite:
         return self.tmp
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if exc_type is not None:
-            if self.tmp != self.final:
-                try:
-                    self.store.fs.delete_file(self.tmp)
-                except OSError:
-                    log.debug("could not remove %s", self.tmp)
-            return
-        if self.tmp != self.final:
+        if exc_type is None:
             self.store.fs.move(self.tmp, self.final)
+            return
+        try:
+            self.store.fs.delete_file(self.tmp)
+        except OSError:
+            log.debug("could not remove %s", self.tmp)

@@ -8,7 +8,7 @@ from genreclf.errors import TransientSourceError
 
 
 def transient_only(task: Any, task_run: Any, state: Any) -> bool:
-    """`retry_condition_fn` for tasks: retry when the task failed with a TransientSourceError or OSError."""
+    """`retry_condition_fn` for tasks: retry on TransientSourceError, timeouts and dropped connections only."""
     try:
         state.result()
     except (TransientSourceError, TimeoutError, ConnectionError):

@@ -1,0 +1,329 @@
+"""Decoding files ffmpeg makes, the errors users meet, the window rule, FLAC round trips and the config hash."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from genreclf.audio import SegmentConfig, decode, encode_flac, read_flac, segment, segment_offsets
+from genreclf.errors import AudioError, ConfigError
+
+SR = 22_050
+
+# Lossy codecs are encoded at these settings; their decoders trim the encoder delay, so lengths stay close.
+ENCODE_ARGS = {
+    "mp3": ["-c:a", "libmp3lame", "-b:a", "128k"],
+    "opus": ["-c:a", "libopus", "-b:a", "64k"],
+}
+
+
+def ffmpeg(*args: str) -> None:
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", *args], check=True)
+
+
+def write_audio(path: Path, y: np.ndarray, *, sr: int = SR) -> Path:
+    """Write `y` ((samples,) or (samples, channels)) in the format of `path`'s suffix."""
+    fmt = path.suffix.lstrip(".")
+    if fmt in ("wav", "flac"):
+        sf.write(path, y, sr, subtype="FLOAT" if fmt == "wav" else "PCM_16")
+    else:
+        wav = path.with_suffix(".src.wav")
+        sf.write(wav, y, sr, subtype="FLOAT")
+        ffmpeg("-i", str(wav), *ENCODE_ARGS[fmt], str(path))
+    return path
+
+
+def peak_hz(y: np.ndarray, sr: int) -> float:
+    return float(np.argmax(np.abs(np.fft.rfft(y)))) * sr / len(y)
+
+
+def stereo(y: np.ndarray) -> np.ndarray:
+    return np.stack([y, y], axis=1)
+
+
+# --- decode -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["wav", "flac", "mp3", "opus"])
+def test_decode_gives_mono_float32_at_requested_rate(fmt: str, tone: np.ndarray, tmp_path: Path) -> None:
+    path = write_audio(tmp_path / f"tone.{fmt}", stereo(tone))
+
+    y = decode(path, sr=16_000)
+
+    assert y.dtype == np.float32
+    assert y.ndim == 1
+    # Lossy decoders trim their encoder delay; allow a few milliseconds either way.
+    assert abs(len(y) - 16_000) <= 80
+    assert peak_hz(y, 16_000) == pytest.approx(440, abs=2)
+
+
+def test_decode_of_mono_wav_at_its_own_rate_is_sample_exact(tone: np.ndarray, tmp_path: Path) -> None:
+    path = write_audio(tmp_path / "tone.wav", tone)
+
+    np.testing.assert_array_equal(decode(path, sr=SR), tone)
+
+
+def test_decode_downmixes_stereo_to_the_channel_mean(tone: np.ndarray, tmp_path: Path) -> None:
+    # Identical channels must give back the channel itself (librosa.to_mono's mean), not a louder sum.
+    # ffmpeg's default `-ac 1` matrix weights each channel by 1/sqrt(2), making stereo 3 dB hotter than mono
+    # and pushing loud masters past full scale (encode_flac then clips them).
+    path = write_audio(tmp_path / "stereo.wav", stereo(tone))
+
+    y = decode(path, sr=SR)
+
+    np.testing.assert_allclose(y, tone, atol=1e-6)
+
+
+def test_decode_resamples(tone: np.ndarray, tmp_path: Path) -> None:
+    path = write_audio(tmp_path / "tone.wav", tone)
+
+    y = decode(path, sr=8_000)
+
+    assert len(y) == 8_000
+    assert peak_hz(y, 8_000) == pytest.approx(440, abs=2)
+
+
+@pytest.mark.parametrize("fmt", ["wav", "flac", "opus"])
+def test_decode_from_bytes_matches_decode_from_path(fmt: str, tone: np.ndarray, tmp_path: Path) -> None:
+    path = write_audio(tmp_path / f"tone.{fmt}", tone)
+
+    from_bytes = decode(path.read_bytes(), sr=SR)
+
+    np.testing.assert_array_equal(from_bytes, decode(path, sr=SR))
+
+
+def test_decode_mp3_from_bytes_keeps_the_encoder_padding(tone: np.ndarray, tmp_path: Path) -> None:
+    # Pinned behaviour: through a pipe ffmpeg cannot trim the LAME end padding, so the same mp3 read from S3
+    # (bytes) is a few hundred near-silent samples longer than read from a path; the start is identical.
+    path = write_audio(tmp_path / "tone.mp3", tone)
+    from_path = decode(path, sr=SR)
+
+    from_bytes = decode(path.read_bytes(), sr=SR)
+
+    np.testing.assert_array_equal(from_bytes[: len(from_path)], from_path)
+    assert 0 <= len(from_bytes) - len(from_path) <= 1152
+    assert np.abs(from_bytes[len(from_path) :]).max(initial=0) < 0.01
+
+
+def test_decode_stops_at_max_seconds(tone: np.ndarray, tmp_path: Path) -> None:
+    path = write_audio(tmp_path / "tone.flac", tone)
+
+    # ffmpeg rounds -t to the next sample: 0.25 s is 5512.5 samples.
+    assert len(decode(path, sr=SR, max_seconds=0.25)) == 5513
+
+
+def test_decode_missing_file_names_it(tmp_path: Path) -> None:
+    path = tmp_path / "nowhere.mp3"
+
+    with pytest.raises(AudioError, match="no such file") as e:
+        decode(path, sr=SR)
+    assert str(path) in str(e.value)
+
+
+def test_decode_zero_length_file_names_it(tmp_path: Path) -> None:
+    path = tmp_path / "empty.mp3"
+    path.touch()
+
+    with pytest.raises(AudioError, match="empty") as e:
+        decode(path, sr=SR)
+    assert str(path) in str(e.value)
+
+
+def test_decode_zero_bytes_uses_the_given_name() -> None:
+    with pytest.raises(AudioError, match=r"^song\.mp3: file is empty"):
+        decode(b"", sr=SR, name="song.mp3")
+
+
+def test_decode_garbage_named_mp3_fails_clearly(rng: np.random.Generator, tmp_path: Path) -> None:
+    path = tmp_path / "garbage.mp3"
+    path.write_bytes(rng.bytes(4096))
+
+    with pytest.raises(AudioError, match="cannot decode") as e:
+        decode(path, sr=SR)
+    assert str(path) in str(e.value)
+
+
+def test_decode_garbage_bytes_uses_the_given_name(rng: np.random.Generator) -> None:
+    with pytest.raises(AudioError, match=r"^garbage\.mp3: cannot decode"):
+        decode(rng.bytes(4096), sr=SR, name="garbage.mp3")
+
+
+@pytest.mark.parametrize(
+    ("name", "lavfi_args"),
+    [
+        ("video.mp4", ["-f", "lavfi", "-i", "color=c=red:s=32x32:d=1", "-c:v", "mpeg4"]),
+        ("cover.png", ["-f", "lavfi", "-i", "color=c=red:s=32x32", "-frames:v", "1"]),
+    ],
+)
+def test_decode_file_without_audio_stream_says_so(name: str, lavfi_args: list[str], tmp_path: Path) -> None:
+    path = tmp_path / name
+    ffmpeg(*lavfi_args, str(path))
+
+    with pytest.raises(AudioError, match="no audio stream") as e:
+        decode(path, sr=SR)
+    assert str(path) in str(e.value)
+
+
+def test_truncated_mp3_decodes_to_a_shorter_signal(tone: np.ndarray, tmp_path: Path) -> None:
+    # What happens, pinned: ffmpeg decodes the frames that are there and stops, without an error.
+    # The acquisition step's duration check is what catches a cut download, not decode().
+    full = write_audio(tmp_path / "full.mp3", tone)
+    half = tmp_path / "half.mp3"
+    data = full.read_bytes()
+    half.write_bytes(data[: len(data) // 2])
+
+    y = decode(half, sr=SR)
+
+    assert 0.3 * SR < len(y) < 0.7 * SR
+    assert peak_hz(y, SR) == pytest.approx(440, abs=3)
+
+
+# --- segment_offsets: the tail rule ---------------------------------------------------------------------------
+
+# 100 samples a second and 1 s windows keep the arithmetic readable.
+WIN = SegmentConfig(sample_rate=100, window_s=1.0, hop_s=1.0, min_fill=0.5)
+
+
+@pytest.mark.parametrize(
+    ("n_samples", "offsets"),
+    [
+        (300, [0, 100, 200]),  # whole windows only
+        (250, [0, 100, 200]),  # tail of exactly min_fill is kept (and padded)
+        (249, [0, 100]),  # tail just under min_fill is dropped
+        (100, [0]),
+        (50, [0]),  # a short track that fills half a window is one padded window
+        (49, []),
+        (0, []),
+    ],
+)
+def test_segment_offsets_tail_rule(n_samples: int, offsets: list[int]) -> None:
+    assert segment_offsets(n_samples, cfg=WIN) == offsets
+
+
+@pytest.mark.parametrize(
+    ("n_samples", "offsets"),
+    [
+        (250, [0, 50, 100, 150]),  # the window at 150 ends exactly at the end: stop there
+        (260, [0, 50, 100, 150, 200]),  # tail of 60 >= 50 is a padded window
+        (240, [0, 50, 100, 150]),  # window at 150 holds 90 samples: padded; no window after it
+        (199, [0, 50, 100]),
+    ],
+)
+def test_segment_offsets_with_hop_smaller_than_window(n_samples: int, offsets: list[int]) -> None:
+    cfg = dataclasses.replace(WIN, hop_s=0.5)
+
+    assert segment_offsets(n_samples, cfg=cfg) == offsets
+
+
+@pytest.mark.parametrize("hop_s", [0.25, 0.5, 1.0, 1.5])
+@pytest.mark.parametrize("min_fill", [0.0, 0.3, 0.5, 1.0])
+def test_segment_offsets_invariants(hop_s: float, min_fill: float) -> None:
+    cfg = dataclasses.replace(WIN, hop_s=hop_s, min_fill=min_fill)
+    hop = round(hop_s * 100)
+    for n in range(1, 520, 7):
+        offsets = segment_offsets(n, cfg=cfg)
+        assert all(n - o >= min_fill * 100 for o in offsets), (n, offsets)
+        assert offsets == [i * hop for i in range(len(offsets))], (n, offsets)
+        if offsets and hop <= 100:
+            # The last window reaches the end, or the next one would be too empty to keep.
+            last = offsets[-1]
+            assert last + 100 >= n or n - (last + hop) < min_fill * 100, (n, offsets)
+
+
+def test_segment_offsets_rejects_zero_window() -> None:
+    with pytest.raises(ConfigError, match="positive"):
+        segment_offsets(1000, cfg=dataclasses.replace(WIN, window_s=0.0))
+    with pytest.raises(ConfigError, match="positive"):
+        segment_offsets(1000, cfg=dataclasses.replace(WIN, hop_s=0.0))
+
+
+# --- segment ------------------------------------------------------------------------------------------------
+
+# 0.4 s windows over a 1 s tone: two whole windows and a tail of exactly half a window.
+SEG = SegmentConfig(sample_rate=SR, window_s=0.4, hop_s=0.4, min_fill=0.5)
+SEG_WIN = round(0.4 * SR)
+
+
+def test_segment_cuts_windows_and_pads_the_tail(tone: np.ndarray) -> None:
+    windows, offsets = segment(tone, cfg=SEG)
+
+    assert windows.shape == (3, SEG_WIN)
+    assert windows.dtype == np.float32
+    np.testing.assert_allclose(offsets, [0.0, 0.4, 0.8])
+    np.testing.assert_array_equal(windows[1], tone[SEG_WIN : 2 * SEG_WIN])
+    tail = len(tone) - 2 * SEG_WIN
+    np.testing.assert_array_equal(windows[2, :tail], tone[2 * SEG_WIN :])
+    assert not windows[2, tail:].any()
+
+
+def test_segment_drops_silent_windows(tone: np.ndarray, rng: np.random.Generator) -> None:
+    y = tone.copy()
+    y[SEG_WIN : 2 * SEG_WIN] = rng.normal(0, 1e-5, SEG_WIN)  # -100 dBFS: silence with a noise floor
+
+    windows, offsets = segment(y, cfg=SEG)
+
+    np.testing.assert_allclose(offsets, [0.0, 0.8])
+    np.testing.assert_array_equal(windows[0], tone[:SEG_WIN])
+
+
+def test_segment_of_a_too_short_track_says_too_short(tone: np.ndarray) -> None:
+    with pytest.raises(AudioError, match="too short"):
+        segment(tone[: SEG_WIN // 2 - 1], cfg=SEG)
+
+
+@pytest.mark.parametrize("level", [0.0, 1e-4])
+def test_segment_of_a_silent_track_says_silent(level: float, rng: np.random.Generator) -> None:
+    y = rng.normal(0, level, SR).astype(np.float32)  # 0 or -80 dBFS
+
+    with pytest.raises(AudioError, match="silent"):
+        segment(y, cfg=SEG)
+
+
+# --- FLAC ---------------------------------------------------------------------------------------------------
+
+
+def test_flac_round_trip_within_16_bit(tone: np.ndarray) -> None:
+    y, sr = read_flac(encode_flac(tone, sr=SR))
+
+    assert sr == SR
+    assert y.dtype == np.float32
+    assert y.shape == tone.shape
+    assert np.abs(y - tone).max() <= 1 / 32_768
+
+
+def test_flac_clips_out_of_range_samples() -> None:
+    y = np.array([1.5, -1.5, 0.25] * 100, dtype=np.float32)
+
+    back, _ = read_flac(encode_flac(y, sr=SR))
+
+    np.testing.assert_allclose(back[:3], [32_767 / 32_768, -1.0, 0.25], atol=1e-6)
+
+
+# --- SegmentConfig.hash -------------------------------------------------------------------------------------
+
+
+def test_segment_config_hash_is_stable() -> None:
+    assert SegmentConfig().hash == SegmentConfig().hash
+    assert len(SegmentConfig().hash) == 12
+    int(SegmentConfig().hash, 16)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"sample_rate": 16_000},
+        {"window_s": 10.0},
+        {"hop_s": 15.0},
+        {"min_fill": 0.75},
+        {"silence_db": -50.0},
+        {"max_seconds": 600.0},
+    ],
+)
+def test_segment_config_hash_changes_with_every_field(change: dict[str, Any]) -> None:
+    assert dataclasses.replace(SegmentConfig(), **change).hash != SegmentConfig().hash

@@ -1,0 +1,281 @@
+"""Splits grouped by artist (and ISRC), normalisation statistics, and the spectrogram dataset."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from genreclf.data import Normalizer, SpectrogramDataset, assign_splits, split_groups
+from genreclf.errors import DataError
+
+GENRES = ["blues", "classical", "hiphop", "jazz", "metal", "rock"]
+
+
+def synthetic_tracks(seed: int = 0, n_artists: int = 90, n_solo: int = 40) -> pl.DataFrame:
+    """A few hundred tracks: artists with 1-8 tracks, mostly in their own genre but some in others,
+    tracks without an artist, and recordings that appear twice (same ISRC, another id and artist)."""
+    rng = np.random.default_rng(seed)
+    rows: list[dict[str, str | None]] = []
+    for a in range(n_artists):
+        main = GENRES[a % len(GENRES)]
+        for _ in range(int(rng.integers(1, 9))):
+            genre = main if rng.random() < 0.8 else str(rng.choice(GENRES))
+            rows.append({"artist_id": f"ar{a:03d}", "genre": genre})
+    for s in range(n_solo):
+        rows.append({"artist_id": None, "genre": GENRES[s % len(GENRES)]})
+    for i, row in enumerate(rows):
+        row["track_id"] = f"t{i:04d}"
+        row["isrc"] = f"ISRC{i:05d}"
+    # The same recording on a compilation: a new id under another artist, or with no artist at all.
+    for i in rng.choice(len(rows), 25, replace=False):
+        other = None if rng.random() < 0.3 else f"ar{int(rng.integers(n_artists)):03d}"
+        rows.append({**rows[i], "track_id": f"dup{i:04d}", "artist_id": other})
+    return pl.DataFrame(
+        rows, schema={"track_id": pl.String, "artist_id": pl.String, "genre": pl.String, "isrc": pl.String}
+    )
+
+
+@pytest.fixture(scope="module")
+def tracks() -> pl.DataFrame:
+    return synthetic_tracks()
+
+
+@pytest.fixture(scope="module")
+def split(tracks: pl.DataFrame) -> pl.DataFrame:
+    return tracks.join(assign_splits(tracks, seed=0), on="track_id")
+
+
+# --- assign_splits ------------------------------------------------------------------------------------------
+
+
+def test_returns_one_split_per_track_in_input_order(tracks: pl.DataFrame) -> None:
+    out = assign_splits(tracks, seed=0)
+
+    assert out.columns == ["track_id", "split"]
+    assert out["track_id"].to_list() == tracks["track_id"].to_list()
+    assert set(out["split"]) == {"train", "val", "test"}
+
+
+def test_no_artist_in_two_splits(split: pl.DataFrame) -> None:
+    per_artist = split.drop_nulls("artist_id").group_by("artist_id").agg(pl.col("split").n_unique())
+
+    assert per_artist["split"].max() == 1
+    assert per_artist.height > 80
+
+
+def test_no_recording_in_two_splits(split: pl.DataFrame) -> None:
+    per_isrc = split.group_by("isrc").agg(pl.col("split").n_unique(), pl.len())
+
+    assert per_isrc["split"].max() == 1
+    assert (per_isrc["len"] > 1).sum() >= 20  # the duplicates were really there
+
+
+def test_deterministic_for_a_seed_and_different_for_another(tracks: pl.DataFrame) -> None:
+    a = assign_splits(tracks, seed=0)
+
+    assert assign_splits(tracks, seed=0).equals(a)
+    assert assign_splits(tracks.reverse(), seed=0).sort("track_id").equals(a.sort("track_id"))
+    assert not assign_splits(tracks, seed=1).equals(a)
+
+
+def test_roughly_60_20_20_of_groups(tracks: pl.DataFrame, split: pl.DataFrame) -> None:
+    groups = split_groups(tracks)
+    split_of_group = {groups[t]: s for t, s in zip(split["track_id"], split["split"], strict=True)}
+
+    counts = Counter(split_of_group.values())
+    n = len(split_of_group)
+
+    assert counts["train"] / n == pytest.approx(0.6, abs=0.06)
+    assert counts["val"] / n == pytest.approx(0.2, abs=0.05)
+    assert counts["test"] / n == pytest.approx(0.2, abs=0.05)
+
+
+def test_every_genre_appears_in_every_split(split: pl.DataFrame) -> None:
+    splits_per_genre = split.group_by("genre").agg(pl.col("split").n_unique())
+
+    assert splits_per_genre.height == len(GENRES)
+    assert splits_per_genre["split"].min() == 3
+
+
+def one_artist_each(genre_groups: dict[str, int]) -> pl.DataFrame:
+    """`n` single-track artists for each genre."""
+    rows = [
+        {"track_id": f"{g}{i}", "artist_id": f"{g}-artist{i}", "genre": g}
+        for g, n in genre_groups.items()
+        for i in range(n)
+    ]
+    return pl.DataFrame(rows)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_small_genres_get_one_group_per_split_from_three_groups(seed: int) -> None:
+    tracks = one_artist_each({"big": 40, "three": 3, "two": 2, "one": 1})
+
+    out = tracks.join(assign_splits(tracks, seed=seed), on="track_id")
+    splits = {g: sorted(out.filter(pl.col("genre") == g)["split"]) for g in ["three", "two", "one"]}
+
+    assert splits == {"three": ["test", "train", "val"], "two": ["test", "train"], "one": ["train"]}
+
+
+def test_tracks_without_artist_are_their_own_groups() -> None:
+    tracks = pl.DataFrame(
+        {"track_id": [f"t{i}" for i in range(6)], "artist_id": [None, None, "", "a", "a", None], "genre": ["x"] * 6}
+    )
+
+    groups = split_groups(tracks)
+
+    assert len({groups[t] for t in ["t0", "t1", "t2", "t5"]}) == 4
+    assert groups["t3"] == groups["t4"]
+    assert len(set(groups.values())) == 5
+
+
+def test_shared_isrcs_chain_groups_together() -> None:
+    # a and b share one recording, b and c another: a, b and c must land in one split.
+    tracks = pl.DataFrame(
+        {
+            "track_id": ["1", "2", "3", "4", "5"],
+            "artist_id": ["a", "b", "b", "c", None],
+            "isrc": ["X", "X", "Y", "Y", "Y"],
+            "genre": ["g"] * 5,
+        }
+    )
+
+    groups = split_groups(tracks)
+
+    assert len(set(groups.values())) == 1
+
+
+def test_isrc_column_is_optional() -> None:
+    tracks = one_artist_each({"g": 10})
+
+    assert assign_splits(tracks, seed=0).height == 10
+
+
+@pytest.mark.parametrize("fractions", [(0.5, 0.2, 0.2), (0.8, 0.3, -0.1), (1.0, 0.1, 0.1)])
+def test_bad_fractions_are_refused(tracks: pl.DataFrame, fractions: tuple[float, float, float]) -> None:
+    with pytest.raises(DataError, match="fractions"):
+        assign_splits(tracks, fractions=fractions)
+
+
+def test_no_tracks_is_refused(tracks: pl.DataFrame) -> None:
+    with pytest.raises(DataError, match="no tracks"):
+        assign_splits(tracks.clear())
+
+
+# --- Normalizer ---------------------------------------------------------------------------------------------
+
+
+def test_normalizer_fit_matches_numpy(rng: np.random.Generator) -> None:
+    mel = rng.normal(-5, 3, (7, 5, 11)).astype(np.float32) + np.arange(5, dtype=np.float32)[:, None]
+
+    norm = Normalizer.fit(mel, chunk=3)  # chunks of 3, 3, 1
+
+    np.testing.assert_allclose(norm.mean, mel.mean(axis=(0, 2)), rtol=1e-5)
+    np.testing.assert_allclose(norm.std, mel.std(axis=(0, 2)), rtol=1e-4)
+    assert norm.mean.dtype == norm.std.dtype == np.float32
+
+
+def test_normalizer_fit_on_float16_does_not_overflow(rng: np.random.Generator) -> None:
+    mel = rng.uniform(-60_000, 60_000, (4, 3, 50)).astype(np.float16)  # squares overflow float16
+
+    norm = Normalizer.fit(mel)
+
+    expected = mel.astype(np.float64)
+    np.testing.assert_allclose(norm.mean, expected.mean(axis=(0, 2)), rtol=1e-4)
+    np.testing.assert_allclose(norm.std, expected.std(axis=(0, 2)), rtol=1e-4)
+
+
+def test_normalizer_of_a_constant_band_has_a_floor() -> None:
+    norm = Normalizer.fit(np.full((2, 3, 4), 7.0, np.float32))
+
+    assert (norm.std > 0).all()
+    assert torch.isfinite(norm.apply(torch.full((3, 4), 7.0))).all()
+
+
+def test_normalizer_apply_gives_zero_mean_unit_std(rng: np.random.Generator) -> None:
+    mel = rng.normal(-5, 3, (20, 4, 30)).astype(np.float32)
+    norm = Normalizer.fit(mel)
+
+    out = norm.apply(torch.from_numpy(mel).half())  # (20, 4, 30)
+
+    assert out.dtype == torch.float32
+    np.testing.assert_allclose(out.mean(dim=(0, 2)).numpy(), 0, atol=0.01)
+    np.testing.assert_allclose(out.std(dim=(0, 2), correction=0).numpy(), 1, atol=0.01)
+
+
+def test_normalizer_dict_round_trip(rng: np.random.Generator) -> None:
+    norm = Normalizer.fit(rng.normal(size=(3, 4, 5)).astype(np.float32))
+
+    back = Normalizer.from_dict(norm.to_dict())
+
+    np.testing.assert_array_equal(back.mean, norm.mean)
+    np.testing.assert_array_equal(back.std, norm.std)
+
+
+def test_normalizer_of_an_empty_split_is_refused() -> None:
+    with pytest.raises(DataError, match="empty"):
+        Normalizer.fit(np.zeros((0, 4, 5), np.float32))
+
+
+# --- SpectrogramDataset ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def mel(rng: np.random.Generator) -> np.ndarray:
+    return rng.normal(size=(6, 8, 20)).astype(np.float16)
+
+
+def test_dataset_crops_to_shape(mel: np.ndarray) -> None:
+    torch.manual_seed(0)
+    ds = SpectrogramDataset(mel, np.arange(6), crop_frames=10)
+
+    starts = set()
+    for i in range(len(ds)):
+        for _ in range(5):
+            x, y = ds[i]
+            assert x.shape == (1, 8, 10)
+            assert x.dtype == torch.float32
+            assert y == i
+            start = next(s for s in range(11) if np.array_equal(x[0].numpy(), mel[i, :, s : s + 10].astype(np.float32)))
+            starts.add(start)
+
+    assert len(starts) > 3  # crops move
+
+
+def test_dataset_without_crop_gives_whole_segments(mel: np.ndarray) -> None:
+    ds = SpectrogramDataset(mel, np.arange(6))
+
+    x, _ = ds[2]
+
+    assert x.shape == (1, 8, 20)
+    np.testing.assert_array_equal(x[0].numpy(), mel[2].astype(np.float32))
+
+
+def test_dataset_crop_of_the_full_length_is_the_segment(mel: np.ndarray) -> None:
+    ds = SpectrogramDataset(mel, np.arange(6), crop_frames=20)
+
+    np.testing.assert_array_equal(ds[1][0][0].numpy(), mel[1].astype(np.float32))
+
+
+def test_dataset_batches(mel: np.ndarray) -> None:
+    ds = SpectrogramDataset(mel, np.arange(6), crop_frames=10)
+
+    x, y = next(iter(DataLoader(ds, batch_size=4)))
+
+    assert x.shape == (4, 1, 8, 10)  # (batch, 1, mels, frames)
+    assert y.tolist() == [0, 1, 2, 3]
+
+
+def test_dataset_refuses_a_crop_longer_than_the_segments(mel: np.ndarray) -> None:
+    with pytest.raises(DataError, match="longer than the segments"):
+        SpectrogramDataset(mel, np.arange(6), crop_frames=21)
+
+
+def test_dataset_refuses_mismatched_labels(mel: np.ndarray) -> None:
+    with pytest.raises(DataError, match="6 spectrograms but 5 labels"):
+        SpectrogramDataset(mel, np.arange(5))

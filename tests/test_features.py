@@ -1,0 +1,113 @@
+"""Log-mel on torch against librosa's reference, shapes, batching, and the feature config hash."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from genreclf.features import FeatureConfig, log_mel, log_mel_batch, log_mel_librosa, mel_filters
+
+# The torch path and librosa agree to float32 rounding; on log values that is far below 1e-3.
+PARITY_ATOL = 1e-3
+
+CONFIGS = [
+    FeatureConfig(),
+    FeatureConfig(n_fft=1024, hop_length=256, n_mels=64, fmin=30.0, fmax=8_000.0),
+    FeatureConfig(sample_rate=16_000, n_fft=512, hop_length=160, n_mels=40, log_offset=1e-3),
+]
+
+
+def noise(rng: np.random.Generator, n: int = 22_050) -> np.ndarray:
+    return rng.normal(0, 0.1, n).astype(np.float32)
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=["default", "small", "16k"])
+def test_log_mel_matches_librosa_on_noise(cfg: FeatureConfig, rng: np.random.Generator) -> None:
+    y = noise(rng)
+
+    diff = np.abs(log_mel(y, cfg=cfg) - log_mel_librosa(y, cfg=cfg))
+
+    assert diff.max() < PARITY_ATOL
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=["default", "small", "16k"])
+def test_log_mel_matches_librosa_on_a_tone(cfg: FeatureConfig, tone: np.ndarray) -> None:
+    diff = np.abs(log_mel(tone, cfg=cfg) - log_mel_librosa(tone, cfg=cfg))
+
+    assert diff.max() < PARITY_ATOL
+
+
+def test_log_mel_of_silence_is_the_log_offset() -> None:
+    cfg = FeatureConfig()
+
+    mel = log_mel(np.zeros(4_096, np.float32), cfg=cfg)
+
+    np.testing.assert_allclose(mel, np.log(cfg.log_offset), rtol=1e-6)
+
+
+@pytest.mark.parametrize("n_samples", [22_050, 4_096, 2_048, 1_000, 512])
+@pytest.mark.parametrize("cfg", CONFIGS[:2], ids=["default", "small"])
+def test_log_mel_shape(n_samples: int, cfg: FeatureConfig, rng: np.random.Generator) -> None:
+    mel = log_mel(noise(rng, n_samples), cfg=cfg)
+
+    assert mel.shape == (cfg.n_mels, 1 + n_samples // cfg.hop_length)
+    assert mel.shape[1] == cfg.frames(n_samples)
+    assert mel.dtype == np.float32
+    assert np.isfinite(mel).all()
+
+
+def test_batch_equals_each_item(rng: np.random.Generator) -> None:
+    cfg = CONFIGS[1]
+    windows = rng.normal(0, 0.1, (5, 8_000)).astype(np.float32)
+
+    batch = log_mel_batch(windows, cfg=cfg, chunk=2)  # chunks of 2, 2, 1
+
+    assert batch.shape == (5, cfg.n_mels, cfg.frames(8_000))
+    for window, mel in zip(windows, batch, strict=True):
+        np.testing.assert_allclose(mel, log_mel(window, cfg=cfg), atol=1e-5)
+
+
+def test_batch_accepts_one_signal_and_a_tensor(tone: np.ndarray) -> None:
+    cfg = FeatureConfig()
+    expected = log_mel(tone, cfg=cfg)
+
+    np.testing.assert_array_equal(log_mel_batch(tone, cfg=cfg)[0], expected)
+    np.testing.assert_array_equal(log_mel_batch(torch.from_numpy(tone[None]), cfg=cfg)[0], expected)
+
+
+def test_mel_filters_shape() -> None:
+    cfg = CONFIGS[1]
+
+    fb = mel_filters(cfg)
+
+    assert fb.shape == (cfg.n_mels, 1 + cfg.n_fft // 2)
+    assert fb.dtype == np.float32
+    # Above fmax every filter is zero.
+    top_bin = int(np.ceil(8_000.0 * cfg.n_fft / cfg.sample_rate)) + 1
+    assert not fb[:, top_bin:].any()
+
+
+def test_feature_config_hash_is_stable() -> None:
+    assert FeatureConfig().hash == FeatureConfig().hash
+    assert len(FeatureConfig().hash) == 12
+    int(FeatureConfig().hash, 16)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"sample_rate": 16_000},
+        {"n_fft": 1024},
+        {"hop_length": 256},
+        {"n_mels": 64},
+        {"fmin": 20.0},
+        {"fmax": 8_000.0},
+        {"log_offset": 1e-5},
+    ],
+)
+def test_feature_config_hash_changes_with_every_field(change: dict[str, Any]) -> None:
+    assert dataclasses.replace(FeatureConfig(), **change).hash != FeatureConfig().hash

@@ -1,0 +1,297 @@
+"""Shards and manifests: what is written reads back, only completed datasets are visible, configs never mix."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from genreclf.audio import SegmentConfig, encode_flac
+from genreclf.dataset import build_shard, shard_key
+from genreclf.errors import ConfigError, DataError, StorageError
+from genreclf.features import FeatureConfig, log_mel_batch
+from genreclf.shards import (
+    Manifest,
+    SegmentRows,
+    iter_shard_tables,
+    load_split,
+    read_manifest,
+    write_manifest,
+    write_shard,
+)
+from genreclf.storage import DATASET_LATEST, Store, audio_key, dataset_prefix
+
+FEAT = FeatureConfig(n_mels=16, n_fft=256, hop_length=128)
+SEG = SegmentConfig(window_s=0.25, hop_s=0.25)
+WIN = round(SEG.window_s * SEG.sample_rate)
+N_MELS, FRAMES = FEAT.n_mels, FEAT.frames(WIN)  # 16, 44
+LABELS = ["jazz", "rock"]
+
+
+@pytest.fixture
+def store(store_url: str) -> Store:
+    return Store.open(store_url)
+
+
+def make_rows(rng: np.random.Generator, splits: list[str], *, prefix: str = "t") -> SegmentRows:
+    """One segment per entry of `splits`, two segments per track, genres alternating by track."""
+    rows = SegmentRows()
+    for i, split in enumerate(splits):
+        track = i // 2
+        genre = LABELS[track % 2]
+        rows.segment_id.append(f"{prefix}{track}-{i % 2:04d}")
+        rows.track_id.append(f"{prefix}{track}")
+        rows.artist_id.append(f"artist{track}" if track % 3 else None)
+        rows.genre.append(genre)
+        rows.label.append(LABELS.index(genre))
+        rows.split.append(split)
+        rows.offset_s.append((i % 2) * SEG.hop_s)
+        rows.mel.append(rng.normal(-4, 2, (N_MELS, FRAMES)).astype(np.float32))
+    return rows
+
+
+def manifest_of(dataset_id: str, shards: list[dict[str, Any]], *, feature_hash: str = FEAT.hash) -> Manifest:
+    return Manifest(
+        dataset_id=dataset_id,
+        catalog_version="cat1",
+        feature_config=dataclasses.asdict(FEAT),
+        feature_hash=feature_hash,
+        segment_config=dataclasses.asdict(SEG),
+        labels=LABELS,
+        split_seed=0,
+        shards=shards,
+    )
+
+
+def write_dataset(store: Store, dataset_id: str, shards: list[SegmentRows], **kw: bool) -> Manifest:
+    entries = [
+        write_shard(store, shard_key(dataset_id, i), rows, feature_hash=FEAT.hash) for i, rows in enumerate(shards)
+    ]
+    manifest = manifest_of(dataset_id, entries)
+    write_manifest(store, manifest, **kw)
+    return manifest
+
+
+SPLITS_A = ["train", "train", "val", "val", "test", "test", "train", "train"]
+
+
+# --- write and read back --------------------------------------------------------------------------------------
+
+
+def test_shard_entry_describes_what_was_written(store: Store, rng: np.random.Generator) -> None:
+    rows = make_rows(rng, SPLITS_A)
+
+    entry = write_shard(store, "datasets/a/shards/part-00000.parquet", rows, feature_hash=FEAT.hash)
+
+    assert entry == {
+        "key": "datasets/a/shards/part-00000.parquet",
+        "rows": 8,
+        "bytes": len(store.read_bytes("datasets/a/shards/part-00000.parquet")),
+        "splits": {"train": 4, "val": 2, "test": 2},
+        "genres": {"jazz": 4, "rock": 4},
+    }
+    table = store.read_parquet(entry["key"])
+    assert table.schema.metadata[b"genreclf.feature_hash"] == FEAT.hash.encode()
+    assert table.schema.field("mel").type == pa.fixed_shape_tensor(pa.float16(), (N_MELS, FRAMES))
+
+
+def test_splits_read_back_within_float16(store: Store, rng: np.random.Generator) -> None:
+    rows = make_rows(rng, SPLITS_A)
+    write_dataset(store, "a", [rows])
+
+    manifest = read_manifest(store, "latest")
+
+    for split in ["train", "val", "test"]:
+        arrays = load_split(store, manifest, split)
+        idx = [i for i, s in enumerate(rows.split) if s == split]
+        expected = np.stack([rows.mel[i] for i in idx])
+        assert arrays.mel.dtype == np.float16
+        assert arrays.mel.shape == (len(idx), N_MELS, FRAMES)
+        np.testing.assert_array_equal(arrays.mel, expected.astype(np.float16))
+        np.testing.assert_allclose(arrays.mel, expected, rtol=1e-3, atol=1e-3)
+        assert arrays.labels.tolist() == [rows.label[i] for i in idx]
+        assert arrays.labels.dtype == np.int64
+        assert arrays.track_ids.tolist() == [rows.track_id[i] for i in idx]
+
+
+def test_manifest_round_trip(store: Store, rng: np.random.Generator) -> None:
+    written = write_dataset(store, "a", [make_rows(rng, SPLITS_A), make_rows(rng, ["train", "test"], prefix="u")])
+
+    manifest = read_manifest(store, "latest")
+
+    assert store.read_text(DATASET_LATEST) == "a"
+    assert manifest.created_at  # stamped when written
+    assert dataclasses.replace(manifest, created_at="") == written
+    assert read_manifest(store, "a") == manifest
+    assert manifest.mel_shape == (N_MELS, FRAMES)
+    assert manifest.rows() == 10
+    assert manifest.rows("train") == 5
+    assert manifest.counts() == {"splits": {"train": 5, "val": 2, "test": 3}, "genres": {"jazz": 6, "rock": 4}}
+
+
+def test_splits_concatenate_shards_in_order(store: Store, rng: np.random.Generator) -> None:
+    first, second = make_rows(rng, ["train"] * 4), make_rows(rng, ["train"] * 2 + ["val"] * 2, prefix="u")
+    manifest = write_dataset(store, "a", [first, second])
+
+    train = load_split(store, manifest, "train")
+
+    assert train.track_ids.tolist() == ["t0", "t0", "t1", "t1", "u0", "u0"]
+    np.testing.assert_array_equal(train.mel[4:], np.stack(second.mel[:2]).astype(np.float16))
+
+
+def test_a_split_reads_only_the_shards_that_hold_it(store: Store, rng: np.random.Generator) -> None:
+    manifest = write_dataset(store, "a", [make_rows(rng, ["train"] * 4), make_rows(rng, ["val"] * 2, prefix="u")])
+    store.delete(shard_key("a", 0))  # holds no val rows, so reading val must not touch it
+
+    assert load_split(store, manifest, "val").track_ids.tolist() == ["u0", "u0"]
+    with pytest.raises(StorageError, match="does not exist"):
+        load_split(store, manifest, "train")
+
+
+def test_an_empty_split_has_the_manifest_shape(store: Store, rng: np.random.Generator) -> None:
+    manifest = write_dataset(store, "a", [make_rows(rng, ["train"] * 4)])
+
+    test = load_split(store, manifest, "test")
+
+    assert test.mel.shape == (0, N_MELS, FRAMES)
+    assert len(test) == 0
+
+
+def test_unknown_split_is_refused(store: Store, rng: np.random.Generator) -> None:
+    manifest = write_dataset(store, "a", [make_rows(rng, SPLITS_A)])
+
+    with pytest.raises(DataError, match="unknown split 'dev'"):
+        load_split(store, manifest, "dev")
+
+
+def test_an_empty_shard_is_refused(store: Store) -> None:
+    with pytest.raises(DataError, match="empty shard"):
+        write_shard(store, "datasets/a/shards/part-00000.parquet", SegmentRows(), feature_hash=FEAT.hash)
+    assert store.keys("datasets") == []
+
+
+# --- only completed datasets are visible ------------------------------------------------------------------
+
+
+def test_no_dataset_yet(store: Store) -> None:
+    with pytest.raises(StorageError, match="no dataset"):
+        read_manifest(store)
+
+
+def test_a_dataset_without_manifest_is_not_readable_and_latest_stays(store: Store, rng: np.random.Generator) -> None:
+    write_dataset(store, "a", [make_rows(rng, SPLITS_A)])
+    before = read_manifest(store)
+    train_before = load_split(store, before, "train")
+
+    # Dataset b crashes after its shards, before its manifest.
+    write_shard(store, shard_key("b", 0), make_rows(rng, SPLITS_A, prefix="b"), feature_hash=FEAT.hash)
+
+    with pytest.raises(StorageError, match="never completed") as e:
+        read_manifest(store, "b")
+    assert store.uri(f"{dataset_prefix('b')}/manifest.json") in str(e.value)
+    after = read_manifest(store)
+    assert after == before
+    train_after = load_split(store, after, "train")
+    np.testing.assert_array_equal(train_after.mel, train_before.mel)
+    assert train_after.track_ids.tolist() == train_before.track_ids.tolist()
+
+
+def test_write_manifest_refuses_a_missing_shard(store: Store, rng: np.random.Generator) -> None:
+    write_dataset(store, "a", [make_rows(rng, SPLITS_A)])
+    entry = write_shard(store, shard_key("b", 0), make_rows(rng, SPLITS_A), feature_hash=FEAT.hash)
+    missing = {**entry, "key": shard_key("b", 1)}
+
+    with pytest.raises(DataError, match="not written") as e:
+        write_manifest(store, manifest_of("b", [entry, missing]))
+
+    assert store.uri(shard_key("b", 1)) in str(e.value)
+    assert not store.exists(f"{dataset_prefix('b')}/manifest.json")
+    assert store.read_text(DATASET_LATEST) == "a"
+
+
+def test_write_manifest_without_make_latest(store: Store, rng: np.random.Generator) -> None:
+    write_dataset(store, "a", [make_rows(rng, SPLITS_A)])
+
+    write_dataset(store, "b", [make_rows(rng, SPLITS_A)], make_latest=False)
+
+    assert read_manifest(store).dataset_id == "a"
+    assert read_manifest(store, "b").dataset_id == "b"
+
+
+def test_a_manifest_of_another_version_is_refused(store: Store, rng: np.random.Generator) -> None:
+    manifest = write_dataset(store, "a", [make_rows(rng, SPLITS_A)])
+    store.write_json(f"{dataset_prefix('a')}/manifest.json", {**manifest.to_json(), "version": 99})
+
+    with pytest.raises(DataError, match="manifest version 99"):
+        read_manifest(store, "a")
+
+
+# --- feature configs never mix ----------------------------------------------------------------------------
+
+
+def test_a_shard_with_another_feature_hash_is_refused(store: Store, rng: np.random.Generator) -> None:
+    other = dataclasses.replace(FEAT, fmin=30.0).hash
+    entry = write_shard(store, shard_key("a", 0), make_rows(rng, SPLITS_A), feature_hash=other)
+    manifest = manifest_of("a", [entry])
+    write_manifest(store, manifest)
+
+    with pytest.raises(DataError, match=f"features {other} do not match the manifest's {FEAT.hash}"):
+        load_split(store, manifest, "train")
+
+
+def test_an_untagged_shard_is_refused(store: Store, rng: np.random.Generator) -> None:
+    table = make_rows(rng, SPLITS_A).to_table(FEAT.hash).replace_schema_metadata(None)
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    store.write_bytes(shard_key("a", 0), buf.getvalue())
+    manifest = manifest_of("a", [{"key": shard_key("a", 0), "rows": 8, "splits": {"train": 4}, "genres": {}}])
+
+    with pytest.raises(DataError, match="untagged"):
+        list(iter_shard_tables(store, manifest))
+
+
+# --- build_shard: audio in the store -> log-mel shard -------------------------------------------------------
+
+
+def test_build_shard_from_stored_audio(store: Store, tone: np.ndarray, rng: np.random.Generator) -> None:
+    noise = rng.normal(0, 0.1, tone.size).astype(np.float32)
+    store.write_bytes(audio_key("tone"), encode_flac(tone, sr=SEG.sample_rate))
+    store.write_bytes(audio_key("noise"), encode_flac(noise, sr=SEG.sample_rate))
+    tracks: list[dict[str, Any]] = [
+        {"track_id": "tone", "artist_id": "a1", "genre": "rock", "split": "train", "offsets": [0.0, 0.25, 0.5]},
+        # 0.9 s + 0.25 s runs past the end of the second: that window is zero-padded.
+        {"track_id": "noise", "artist_id": None, "genre": "jazz", "split": "val", "offsets": [0.0, 0.9]},
+    ]
+
+    entry = build_shard(store, shard_key("a", 0), tracks, labels=LABELS, seg=SEG, feat=FEAT)
+    manifest = manifest_of("a", [entry])
+    write_manifest(store, manifest)
+
+    assert entry["splits"] == {"train": 3, "val": 2}
+    train, val = load_split(store, manifest, "train"), load_split(store, manifest, "val")
+    assert train.labels.tolist() == [1, 1, 1]
+    assert val.labels.tolist() == [0, 0]
+    # FLAC is 16-bit and the shard float16: compare with the log-mel of the same quantised audio.
+    quantised = np.round(tone * 32_768) / 32_768
+    expected = log_mel_batch(
+        np.stack([quantised[round(o * SEG.sample_rate) :][:WIN] for o in [0.0, 0.25, 0.5]]), cfg=FEAT
+    )
+    np.testing.assert_allclose(train.mel.astype(np.float32), expected, atol=0.02, rtol=2e-3)
+    tail = np.pad(noise[round(0.9 * SEG.sample_rate) :], (0, WIN - (tone.size - round(0.9 * SEG.sample_rate))))
+    np.testing.assert_allclose(val.mel[1].astype(np.float32), log_mel_batch(tail, cfg=FEAT)[0], atol=0.05, rtol=5e-3)
+    table = store.read_parquet(entry["key"], columns=["segment_id", "offset_s", "artist_id"])
+    assert table.column("segment_id").to_pylist() == ["tone-0000", "tone-0001", "tone-0002", "noise-0000", "noise-0001"]
+    assert table.column("offset_s").to_pylist() == pytest.approx([0.0, 0.25, 0.5, 0.0, 0.9])
+    assert table.column("artist_id").to_pylist() == ["a1", "a1", "a1", None, None]
+
+
+def test_build_shard_refuses_mismatched_sample_rates(store: Store) -> None:
+    with pytest.raises(ConfigError, match="sample rate"):
+        build_shard(
+            store, shard_key("a", 0), [], labels=LABELS, seg=SEG, feat=dataclasses.replace(FEAT, sample_rate=16_000)
+        )
