@@ -23,11 +23,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from genreclf.audio import SegmentConfig  # noqa: E402
-from genreclf.features import FeatureConfig  # noqa: E402
-from genreclf.shards import Manifest, SegmentRows, write_manifest, write_shard  # noqa: E402
-from genreclf.storage import Store  # noqa: E402
-from genreclf.training import TrainConfig, fit, pick_device  # noqa: E402
+from genreclf.audio import SegmentConfig
+from genreclf.features import FeatureConfig
+from genreclf.shards import Manifest, SegmentRows, write_manifest, write_shard
+from genreclf.storage import Store
+from genreclf.training import TrainConfig, fit, pick_device
 
 
 def synthetic_dataset(store: Store, *, segments: int, classes: int = 10, seed: int = 0) -> Manifest:
@@ -43,10 +43,16 @@ def synthetic_dataset(store: Store, *, segments: int, classes: int = 10, seed: i
             mel = rng.normal(0, 1, (feat.n_mels, frames)).astype(np.float16)
             mel[c * 12 : c * 12 + 12] += 2
             split = "val" if i % 10 == 0 else "train"
-            for col, v in (("segment_id", f"s{i}"), ("track_id", f"t{i // 4}"), ("artist_id", None),
-                           ("genre", f"g{c}"), ("label", c), ("split", split), ("offset_s", 0.0), ("mel", mel)):  # fmt: skip
-                getattr(rows, col).append(v)
-        entries.append(write_shard(store, f"datasets/bench/shards/part-{s:05d}.parquet", rows, feature_hash=feat.hash))
+            rows.segment_id.append(f"s{i}")
+            rows.track_id.append(f"t{i // 4}")
+            rows.artist_id.append(None)
+            rows.genre.append(f"g{c}")
+            rows.label.append(c)
+            rows.split.append(split)
+            rows.offset_s.append(0.0)
+            rows.mel.append(mel)
+        key = f"datasets/bench/shards/part-{s:05d}.parquet"
+        entries.append(write_shard(store, key, rows, feature_hash=feat.hash))
     manifest = Manifest(
         dataset_id="bench", catalog_version="synthetic", feature_config=dataclasses.asdict(feat),
         feature_hash=feat.hash, segment_config=dataclasses.asdict(seg), labels=[f"g{c}" for c in range(classes)],
