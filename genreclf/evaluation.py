@@ -72,7 +72,8 @@ def evaluate_baselines(store: Store, manifest: Manifest, *, seed: int = 0, split
     x_train, x_test = summary_features(train.mel), summary_features(test.mel)
     out = {}
     for name in BASELINES:
-        model = create_baseline(name, n_train=len(train), seed=seed).fit(x_train, train.labels)
+        model = create_baseline(name, n_train=len(train), num_classes=len(manifest.labels), seed=seed)
+        model.fit(x_train, train.labels)
         proba = class_probabilities(model, x_test, len(manifest.labels))
         out[name] = score_report(proba, test.labels, test.track_ids, manifest.labels)
     return out

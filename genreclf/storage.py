@@ -58,6 +58,7 @@ def run_prefix(run_id: str) -> str:
 
 
 CHAMPION_KEY = "registry/champion.json"
+IDENTITY_KEY = "STORE_ID"
 
 
 def filesystem_for(url: str, settings: Settings | None = None) -> tuple[pafs.FileSystem, str]:
@@ -129,6 +130,13 @@ class Store:
         if not uri.startswith(prefix):
             raise StorageError(f"{uri} is not inside the store {self.url}")
         return uri[len(prefix) :]
+
+    def identity(self) -> str:
+        """A random id made when the store is first used: a wiped and recreated store gets a new one, so caches
+        keyed on it (the Prefect task cache) never point at outputs that are gone."""
+        if not self.exists(IDENTITY_KEY):
+            self.write_text(IDENTITY_KEY, uuid.uuid4().hex)
+        return self.read_text(IDENTITY_KEY).strip()
 
     def exists(self, key: str) -> bool:
         return self.fs.get_file_info(self.path(key)).type != pafs.FileType.NotFound

@@ -48,3 +48,17 @@ def test_split_task_keeps_every_genre_in_each_split(catalog_dir: Path, store_url
     for genre in ("chirp", "drone", "noise", "pulse"):
         got = sorted(split_of[r["track_id"]] for r in rows if r["genre"] == genre)
         assert got == ["test", "train", "val"]
+
+
+def test_a_wiped_store_is_not_served_from_the_task_cache(catalog_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    store_url = str(tmp_path / "wiped")
+    version = scan_folder_catalog(str(catalog_dir), store_url)
+    rows = read_catalog_rows(store_url, version)
+    acquire_batch(store_url, rows, SEG)
+    shutil.rmtree(store_url)
+    Store.open(store_url)  # recreated empty, as a user would after `rm -rf`
+    again = acquire_batch(store_url, rows, SEG, return_state=True)
+    assert again.name == "Completed"
+    assert all(Store.open(store_url).exists(f"audio/{r['track_id']}.flac") for r in again.result() if r["ok"])

@@ -22,10 +22,16 @@ def summary_features(mel: np.ndarray, chunk: int = 1024) -> np.ndarray:
     return np.concatenate(out) if out else np.zeros((0, 2 * mel.shape[1]), np.float32)
 
 
-def create_baseline(name: str, *, n_train: int, seed: int = 0, k: int = 55, hidden: int = 256) -> Pipeline:
-    """An unfitted scikit-learn pipeline (standardise -> classifier). kNN's k is capped at the training size."""
+def knn_k(n_train: int, num_classes: int, k: int = 55) -> int:
+    """k=55 as in the seed report, capped at the mean training examples per class: with fewer, the vote of 55
+    neighbours is mostly other classes (a tiny dataset would score chance)."""
+    return max(1, min(k, n_train // max(1, num_classes)))
+
+
+def create_baseline(name: str, *, n_train: int, num_classes: int, seed: int = 0, hidden: int = 256) -> Pipeline:
+    """An unfitted scikit-learn pipeline (standardise -> classifier)."""
     if name == "knn":
-        return make_pipeline(StandardScaler(), KNeighborsClassifier(n_neighbors=max(1, min(k, n_train))))
+        return make_pipeline(StandardScaler(), KNeighborsClassifier(n_neighbors=knn_k(n_train, num_classes)))
     if name == "mlp":
         mlp = MLPClassifier(hidden_layer_sizes=(hidden,), activation="relu", max_iter=300, random_state=seed)
         return make_pipeline(StandardScaler(), mlp)
