@@ -94,7 +94,7 @@ def confusion_png(confusion: list[list[int]], labels: list[str], title: str) -> 
     ax.set_yticks(range(len(labels)), labels)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title(title)
+    ax.set_title(title, fontsize=10)
     for (i, j), v in np.ndenumerate(cm):
         ax.text(j, i, str(v), ha="center", va="center", color="white" if v > cm.max() / 2 else "black")
     fig.tight_layout()
@@ -145,7 +145,7 @@ def evaluate_run(store: Store, run_id: str, manifest: Manifest, *, baselines: bo
         models.update(evaluate_baselines(store, manifest))
     png_uri = store.write_bytes(
         f"{prefix}/confusion.png",
-        confusion_png(models[name]["track"]["confusion"], manifest.labels, f"{name}, per track ({run_id})"),
+        confusion_png(models[name]["track"]["confusion"], manifest.labels, f"{name}, per track\nrun {run_id}"),
     )
     report = {
         "run_id": run_id,
