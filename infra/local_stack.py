@@ -1,0 +1,263 @@
+"""Bring up, on one machine, what genreclf's deployments need; stop only what this script started.
+
+    python -m infra.local_stack up [--port 4200] [--s3] [--no-gpu-worker]   # idempotent
+    python -m infra.local_stack status
+    python -m infra.local_stack down
+
+`up` starts a Prefect server (SQLite, 127.0.0.1), creates the `cpu` and `gpu` process work pools and the global
+concurrency limits for Spotify and YouTube calls, starts one worker per pool and, with --s3, a SeaweedFS S3 server
+on loopback with the bucket. It prints what it did and the environment to export. State (PIDs, logs, Prefect's
+database) lives in --dir (default ./.genreclf-local). Anything already running is left alone and reused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+POOLS = ("cpu", "gpu")
+# name -> (limit, slots freed per second): a rate limit of `limit` calls per `limit / decay` seconds.
+CONCURRENCY_LIMITS = {"spotify-api": (10, 5.0), "youtube-downloads": (4, 0.5)}
+S3_ACCESS_KEY, S3_SECRET_KEY, S3_BUCKET = "genreclf", "genreclf-secret", "genreclf"
+
+
+def _bin(name: str) -> str:
+    beside = Path(sys.executable).parent / name
+    return str(beside) if beside.exists() else name
+
+
+@dataclass
+class LocalStack:
+    dir: Path = Path(".genreclf-local")
+    port: int = 4200
+    s3_port: int = 8333
+    worker_env: dict[str, str] = field(default_factory=dict)
+    project: Path = field(default_factory=Path.cwd)  # the checkout holding prefect.yaml
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api"
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The environment every command and worker of this stack runs with."""
+        return {
+            **os.environ,
+            "PWD": str(self.project),  # prefect.yaml's pull step is set_working_directory "{{ $PWD }}"
+            "PREFECT_HOME": str(self.dir.resolve() / "prefect"),
+            "PREFECT_API_URL": self.api_url,
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_LOGGING_EXTRA_LOGGERS": "genreclf",
+            "PREFECT_WORKER_QUERY_SECONDS": "2",
+            **self.worker_env,
+        }
+
+    # ---- state --------------------------------------------------------------------------------------------
+    def _pids_path(self) -> Path:
+        return self.dir / "pids.json"
+
+    def _pids(self) -> dict[str, int]:
+        path = self._pids_path()
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def _save_pid(self, name: str, pid: int) -> None:
+        pids = self._pids()
+        pids[name] = pid
+        self._pids_path().write_text(json.dumps(pids, indent=2))
+
+    def _alive(self, name: str) -> bool:
+        pid = self._pids().get(name)
+        if pid is None:
+            return False
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+    def _spawn(self, name: str, cmd: list[str], env: dict[str, str] | None = None) -> str:
+        if self._alive(name):
+            return f"{name}: already running (pid {self._pids()[name]})"
+        log = (self.dir / "logs" / f"{name}.log").open("ab")
+        proc = subprocess.Popen(
+            cmd, env=env or self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True, cwd=self.project,
+        )  # fmt: skip
+        self._save_pid(name, proc.pid)
+        return f"{name}: started (pid {proc.pid}, log {self.dir / 'logs' / f'{name}.log'})"
+
+    def prefect(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """Run a `prefect` CLI command against this stack's server, in the project directory."""
+        return subprocess.run([_bin("prefect"), "--no-prompt", *args], env=self.env, capture_output=True,
+                              text=True, check=check, timeout=timeout, cwd=self.project)  # fmt: skip
+
+    # ---- pieces -------------------------------------------------------------------------------------------
+    def healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.api_url}/health", timeout=2) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    def start_server(self, timeout_s: float = 90.0) -> str:
+        if self.healthy():
+            return f"prefect server: already answering at {self.api_url}"
+        cmd = [_bin("prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(self.port)]
+        said = self._spawn("server", cmd)
+        deadline = time.monotonic() + timeout_s
+        while not self.healthy():
+            if time.monotonic() > deadline or not self._alive("server"):
+                log = (self.dir / "logs" / "server.log").read_text()[-2000:]
+                raise RuntimeError(f"the Prefect server did not become healthy:\n{log}")
+            time.sleep(0.5)
+        return f"{said}; UI at http://127.0.0.1:{self.port}"
+
+    def ensure_pools(self) -> list[str]:
+        out = []
+        for pool in POOLS:
+            if self.prefect("work-pool", "inspect", pool, check=False).returncode == 0:
+                out.append(f"work pool {pool}: exists")
+            else:
+                self.prefect("work-pool", "create", pool, "--type", "process")
+                out.append(f"work pool {pool}: created (process)")
+        return out
+
+    def ensure_limits(self) -> list[str]:
+        out = []
+        for name, (limit, decay) in CONCURRENCY_LIMITS.items():
+            if self.prefect("gcl", "inspect", name, check=False).returncode == 0:
+                out.append(f"concurrency limit {name}: exists")
+            else:
+                self.prefect("gcl", "create", name, "--limit", str(limit), "--slot-decay-per-second", str(decay))
+                out.append(f"concurrency limit {name}: created ({limit} slots, {decay}/s decay)")
+        return out
+
+    def start_workers(self, pools: tuple[str, ...] = POOLS) -> list[str]:
+        return [
+            self._spawn(f"worker-{pool}", [_bin("prefect"), "worker", "start", "--pool", pool, "--name",
+                                           f"genreclf-{pool}"])  # fmt: skip
+            for pool in pools
+        ]
+
+    def start_s3(self, timeout_s: float = 30.0) -> str:
+        import boto3
+        import botocore.exceptions
+
+        data = self.dir / "seaweedfs"
+        data.mkdir(parents=True, exist_ok=True)
+        cmd = [
+            _bin("weed"), "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-s3.port={self.s3_port}",
+            "-webdav=false", "-admin.ui=false", "-master.telemetry=false", "-volume.preStopSeconds=0",
+        ]  # fmt: skip
+        env = {**self.env, "AWS_ACCESS_KEY_ID": S3_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": S3_SECRET_KEY}
+        said = self._spawn("seaweedfs", cmd, env)
+        client = boto3.client(
+            "s3", endpoint_url=f"http://127.0.0.1:{self.s3_port}", aws_access_key_id=S3_ACCESS_KEY,
+            aws_secret_access_key=S3_SECRET_KEY, region_name="us-east-1",
+        )  # fmt: skip
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                client.create_bucket(Bucket=S3_BUCKET)
+                return f"{said}; bucket {S3_BUCKET} created"
+            except botocore.exceptions.ClientError as e:
+                if e.response["Error"]["Code"] in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                    return f"{said}; bucket {S3_BUCKET} exists"
+            except botocore.exceptions.BotoCoreError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"SeaweedFS did not answer on port {self.s3_port} in {timeout_s:.0f} s")
+            time.sleep(0.2)
+
+    # ---- whole stack --------------------------------------------------------------------------------------
+    def up(self, *, s3: bool = False, gpu_worker: bool = True) -> list[str]:
+        (self.dir / "logs").mkdir(parents=True, exist_ok=True)
+        said = []
+        if s3:
+            said.append(self.start_s3())
+            self.worker_env.update(self.s3_env())
+        said.append(self.start_server())
+        said += self.ensure_pools()
+        said += self.ensure_limits()
+        said += self.start_workers(POOLS if gpu_worker else ("cpu",))
+        return said
+
+    def s3_env(self) -> dict[str, str]:
+        return {
+            "GENRECLF_STORAGE_URL": f"s3://{S3_BUCKET}/genreclf",
+            "GENRECLF_S3_ENDPOINT_URL": f"http://127.0.0.1:{self.s3_port}",
+            "GENRECLF_S3_ACCESS_KEY": S3_ACCESS_KEY,
+            "GENRECLF_S3_SECRET_KEY": S3_SECRET_KEY,
+        }
+
+    def down(self) -> list[str]:
+        """Stop what `up` started, workers first (SIGINT lets them finish cleanly), by PID."""
+        said = []
+        pids = self._pids()
+        for name in sorted(pids, key=lambda n: (not n.startswith("worker"), n)):
+            if not self._alive(name):
+                said.append(f"{name}: not running")
+                continue
+            pid = pids[name]
+            os.killpg(pid, signal.SIGINT if name.startswith("worker") else signal.SIGTERM)
+            deadline = time.monotonic() + 15
+            while self._alive(name) and time.monotonic() < deadline:
+                _reap(pid)
+                time.sleep(0.2)
+            if self._alive(name):
+                os.killpg(pid, signal.SIGKILL)
+                _reap(pid)
+            said.append(f"{name}: stopped (pid {pid})")
+        self._pids_path().unlink(missing_ok=True)
+        return said
+
+    def status(self) -> list[str]:
+        said = [f"prefect server {self.api_url}: {'healthy' if self.healthy() else 'not answering'}"]
+        said += [f"{n}: {'running' if self._alive(n) else 'stopped'} (pid {p})" for n, p in self._pids().items()]
+        return said
+
+
+def _reap(pid: int) -> None:
+    """Collect a child that exited (so it does not linger as a zombie that still answers kill(pid, 0))."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m infra.local_stack", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p.add_argument("command", choices=("up", "down", "status"))
+    p.add_argument("--dir", type=Path, default=Path(".genreclf-local"), help="state: PIDs, logs, Prefect database")
+    p.add_argument("--port", type=int, default=4200, help="Prefect server port")
+    p.add_argument("--s3", action="store_true", help="also run SeaweedFS (S3 on loopback) and use it as the store")
+    p.add_argument("--s3-port", type=int, default=8333)
+    p.add_argument("--no-gpu-worker", action="store_true", help="do not start a worker for the gpu pool here")
+    args = p.parse_args(argv)
+    stack = LocalStack(dir=args.dir, port=args.port, s3_port=args.s3_port)
+    if args.command == "up":
+        lines = stack.up(s3=args.s3, gpu_worker=not args.no_gpu_worker)
+        lines += ["", "Use it from this shell:", f"  export PREFECT_API_URL={stack.api_url}"]
+        if args.s3:
+            lines += [f"  export {k}={v}" for k, v in stack.s3_env().items()]
+        lines += ["  prefect deploy --all", "  prefect deployment run build-dataset/build-dataset"]
+    elif args.command == "down":
+        lines = stack.down()
+    else:
+        lines = stack.status()
+    for line in lines:
+        print(line)  # noqa: T201
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

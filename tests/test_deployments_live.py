@@ -1,0 +1,77 @@
+"""Deployments on a real Prefect server and process worker (started by infra/local_stack.py), as a user runs them."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from genreclf.catalog import read_catalog
+from genreclf.storage import Store
+from infra.local_stack import LocalStack
+from tests.s3server import free_ports
+from tests.spotify_standin import SpotifyStandin
+from tests.test_spotify import CLIENT_ID, CLIENT_SECRET, EDITORIAL, ROCK_1, _playlists_file, populate
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def standin() -> Iterator[SpotifyStandin]:
+    api = SpotifyStandin(client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
+    populate(api)
+    with api:
+        yield api
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, standin: SpotifyStandin) -> Iterator[LocalStack]:
+    state = tmp_path_factory.mktemp("stack")
+    worker_env = {
+        "GENRECLF_STORAGE_URL": str(state / "store"),
+        "GENRECLF_CACHE_DIR": str(state / "cache"),
+        "GENRECLF_SPOTIFY_API_URL": standin.api_url,
+        "GENRECLF_SPOTIFY_TOKEN_URL": standin.token_url,
+        "SPOTIPY_CLIENT_ID": CLIENT_ID,
+        "SPOTIPY_CLIENT_SECRET": CLIENT_SECRET,
+        "PREFECT_WORKER_QUERY_SECONDS": "1",
+    }
+    stack = LocalStack(dir=state, port=free_ports(1)[0], worker_env=worker_env, project=ROOT)
+    try:
+        stack.up(gpu_worker=False)
+        yield stack
+    finally:
+        stack.down()
+
+
+def run_deployment(stack: LocalStack, name: str, *params: str) -> str:
+    args = [arg for p in params for arg in ("--param", p)]
+    proc = stack.prefect("deployment", "run", name, *args, "--watch", "--watch-interval", "1",
+                         "--watch-timeout", "300", check=False, timeout=330)  # fmt: skip
+    assert proc.returncode == 0 and "Completed" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout
+
+
+def test_ingest_spotify_deployment_crawls_then_skips_unchanged_playlists(
+    stack: LocalStack, standin: SpotifyStandin, tmp_path: Path
+) -> None:
+    deployed = stack.prefect("deploy", "--name", "ingest-spotify", check=False, timeout=180)
+    assert deployed.returncode == 0, deployed.stdout[-2000:] + deployed.stderr[-2000:]
+    playlists = _playlists_file(tmp_path, [ROCK_1, EDITORIAL])
+    store = Store.open(stack.worker_env["GENRECLF_STORAGE_URL"])
+
+    t0 = time.perf_counter()
+    run_deployment(stack, "ingest-spotify/ingest-spotify", f"playlists_file={playlists}")
+    first_s = time.perf_counter() - t0
+    catalog = read_catalog(store)
+    assert dict(catalog.group_by("genre").len().iter_rows()) == {"jazz": 116, "rock": 6}
+    assert standin.count(r"/v1/playlists/.*/items") > 0
+
+    standin.clear_requests()
+    run_deployment(stack, "ingest-spotify/ingest-spotify", f"playlists_file={playlists}")
+    assert standin.count(r"/v1/playlists/.*/items") == 0  # unchanged snapshots are not crawled again
+    assert read_catalog(store).height == catalog.height
+    print(f"ingest-spotify deployment run: {first_s:.1f} s end to end (server, worker, crawl)")  # noqa: T201
