@@ -13,6 +13,7 @@ database) lives in --dir (default ./.genreclf-local). Anything already running i
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -88,16 +89,28 @@ class LocalStack:
             return f"{name}: already running (pid {self._pids()[name]})"
         log = (self.dir / "logs" / f"{name}.log").open("ab")
         proc = subprocess.Popen(
-            cmd, env=env or self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, cwd=self.project,
-        )  # fmt: skip
+            cmd,
+            env=env or self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=self.project,
+        )
         self._save_pid(name, proc.pid)
         return f"{name}: started (pid {proc.pid}, log {self.dir / 'logs' / f'{name}.log'})"
 
     def prefect(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         """Run a `prefect` CLI command against this stack's server, in the project directory."""
-        return subprocess.run([_bin("prefect"), "--no-prompt", *args], env=self.env, capture_output=True,
-                              text=True, check=check, timeout=timeout, cwd=self.project)  # fmt: skip
+        return subprocess.run(
+            [_bin("prefect"), "--no-prompt", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=timeout,
+            cwd=self.project,
+        )
 
     # ---- pieces -------------------------------------------------------------------------------------------
     def healthy(self) -> bool:
@@ -142,8 +155,9 @@ class LocalStack:
 
     def start_workers(self, pools: tuple[str, ...] = POOLS) -> list[str]:
         return [
-            self._spawn(f"worker-{pool}", [_bin("prefect"), "worker", "start", "--pool", pool, "--name",
-                                           f"genreclf-{pool}"])  # fmt: skip
+            self._spawn(
+                f"worker-{pool}", [_bin("prefect"), "worker", "start", "--pool", pool, "--name", f"genreclf-{pool}"]
+            )
             for pool in pools
         ]
 
@@ -154,15 +168,26 @@ class LocalStack:
         data = self.dir / "seaweedfs"
         data.mkdir(parents=True, exist_ok=True)
         cmd = [
-            _bin("weed"), "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-s3.port={self.s3_port}",
-            "-webdav=false", "-admin.ui=false", "-master.telemetry=false", "-volume.preStopSeconds=0",
-        ]  # fmt: skip
+            _bin("weed"),
+            "mini",
+            f"-dir={data}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            f"-s3.port={self.s3_port}",
+            "-webdav=false",
+            "-admin.ui=false",
+            "-master.telemetry=false",
+            "-volume.preStopSeconds=0",
+        ]
         env = {**self.env, "AWS_ACCESS_KEY_ID": S3_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": S3_SECRET_KEY}
         said = self._spawn("seaweedfs", cmd, env)
         client = boto3.client(
-            "s3", endpoint_url=f"http://127.0.0.1:{self.s3_port}", aws_access_key_id=S3_ACCESS_KEY,
-            aws_secret_access_key=S3_SECRET_KEY, region_name="us-east-1",
-        )  # fmt: skip
+            "s3",
+            endpoint_url=f"http://127.0.0.1:{self.s3_port}",
+            aws_access_key_id=S3_ACCESS_KEY,
+            aws_secret_access_key=S3_SECRET_KEY,
+            region_name="us-east-1",
+        )
         deadline = time.monotonic() + timeout_s
         while True:
             try:
@@ -227,15 +252,14 @@ class LocalStack:
 
 def _reap(pid: int) -> None:
     """Collect a child that exited (so it does not linger as a zombie that still answers kill(pid, 0))."""
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m infra.local_stack", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p = argparse.ArgumentParser(
+        prog="python -m infra.local_stack", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("command", choices=("up", "down", "status"))
     p.add_argument("--dir", type=Path, default=Path(".genreclf-local"), help="state: PIDs, logs, Prefect database")
     p.add_argument("--port", type=int, default=4200, help="Prefect server port")
