@@ -9,19 +9,26 @@ from prefect.artifacts import create_link_artifact, create_markdown_artifact, cr
 
 from genreclf.evaluation import report_markdown
 from genreclf.storage import Store, run_prefix
+from tasks.predict import evaluate_ood
 from tasks.training import evaluate_run, promote_if_better
 
 
 @flow(name="evaluate", flow_run_name="evaluate-{run_id}")
 def evaluate(
     run_id: str, dataset_id: str | None = None, storage_url: str | None = None, baselines: bool = True,
-    promote: bool = True,
+    promote: bool = True, ood_catalog_dir: str | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    """Evaluate `run_id` on the test split of its dataset (or `dataset_id`); returns the report."""
+    """Evaluate `run_id` on the test split of its dataset (or `dataset_id`); returns the report.
+
+    With `ood_catalog_dir` (a folder ROOT/<genre>/<file> of covers, live recordings...), the model is also scored
+    on it, separately, under the report's `ood` key.
+    """
     logger = get_run_logger()
     store = Store.open(storage_url)
     dataset_id = dataset_id or store.read_json(f"{run_prefix(run_id)}/config.json")["dataset_id"]
     report = evaluate_run(store.url, run_id, dataset_id, baselines)
+    if ood_catalog_dir:
+        report["ood"] = evaluate_ood(store.url, run_id, ood_catalog_dir)
     if promote:
         report["promotion"] = promote_if_better(store.url, report)
         logger.info(report["promotion"]["reason"])

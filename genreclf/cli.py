@@ -1,4 +1,4 @@
-"""The `genreclf` command: demo, run, status."""
+"""The `genreclf` command: demo, run, predict, status."""
 
 from __future__ import annotations
 
@@ -76,6 +76,43 @@ def cmd_run(args: argparse.Namespace) -> int:
     return _run_pipeline(Path(args.catalog), args)
 
 
+def _clock(seconds: float) -> str:
+    return f"{int(seconds // 60)}:{seconds % 60:04.1f}"
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from rich.progress import Progress
+
+    from genreclf.predict import open_predictor
+
+    predictor = open_predictor(args.store, args.model)
+    print(f"model: {predictor.key} ({len(predictor.labels)} genres)")
+    failed = 0
+    with Progress(transient=True, disable=len(args.inputs) < 2) as progress:
+        bar = progress.add_task("predicting", total=len(args.inputs))
+        for source in args.inputs:
+            try:
+                pred = predictor.predict_file(source)
+            except GenreclfError as e:
+                progress.console.print(
+                    f"{source}: error: {e}", style="red", markup=False, highlight=False, soft_wrap=True
+                )
+                failed += 1
+            else:
+                top = ", ".join(f"{g} {p:.2f}" for g, p in pred.top(args.top))
+                progress.console.print(f"{source}: {top}", markup=False, highlight=False, soft_wrap=True)
+                if args.timeline:
+                    win = predictor.seg.window_s
+                    for off, p in zip(pred.offsets_s, pred.window_probabilities, strict=True):
+                        i = int(p.argmax())
+                        progress.console.print(f"  {_clock(off)}-{_clock(off + win)}  {pred.labels[i]} {p[i]:.2f}",
+                                               markup=False, highlight=False, soft_wrap=True)  # fmt: skip
+            progress.advance(bar)
+    if failed:
+        print(f"{failed} of {len(args.inputs)} inputs failed", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from genreclf import catalog, registry, shards
     from genreclf.storage import Store
@@ -124,6 +161,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--small", action="store_true", help="3 s windows, 64 mels, 8 epochs: a CPU-sized run")
     _add_run_options(p)
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("predict", help="print the top genres of audio files with the champion (or --model)")
+    p.add_argument("inputs", nargs="+", metavar="FILE", help="audio files (any format ffmpeg reads)")
+    p.add_argument("--model", help="a run id or model URI in the store (default: the champion)")
+    p.add_argument("--store", help="storage root (default $GENRECLF_STORAGE_URL or ./genreclf-data)")
+    p.add_argument("--top", type=int, default=3, help="genres to show per file")
+    p.add_argument("--timeline", action="store_true", help="also print the top genre of every window")
+    p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("status", help="print the latest catalog, dataset and champion")
     p.add_argument("--store", help="storage root (default $GENRECLF_STORAGE_URL or ./genreclf-data)")

@@ -127,6 +127,15 @@ def report_markdown(report: dict[str, Any]) -> str:
     lines.append("|---|---|---|---|---|")
     for g, m in main["per_genre"].items():
         lines.append(f"| {g} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |")
+    if report.get("ood"):
+        ood_seg, ood_trk = report["ood"]["segment"], report["ood"]["track"]
+        lines += [
+            "",
+            f"## Out of distribution ({report['model']})",
+            "",
+            f"Segment accuracy {ood_seg['accuracy']:.3f}, track accuracy {ood_trk['accuracy']:.3f} "
+            f"on {ood_trk['n']} tracks ({len(report['ood']['skipped'])} skipped).",
+        ]
     if report.get("promotion"):
         lines += ["", f"**Promotion:** {report['promotion']['reason']}"]
     if report.get("confusion_png"):

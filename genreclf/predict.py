@@ -1,0 +1,135 @@
+"""Predict genres of audio files with a saved model: decode, segment, log-mel, score, average per file."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from genreclf import audio
+from genreclf.acquire import _fetch as fetch_audio  # TODO(integration): make public
+from genreclf.audio import SegmentConfig
+from genreclf.data import Normalizer
+from genreclf.errors import AudioError, GenreclfError, ModelError, StorageError
+from genreclf.evaluation import score_report
+from genreclf.features import FeatureConfig, log_mel_batch
+from genreclf.registry import read_champion
+from genreclf.storage import Store, audio_key, run_prefix
+from genreclf.training import load_model, pick_device, predict_logits
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Genre probabilities of one input: for the whole file (mean of window logits) and per window."""
+
+    source: str
+    labels: list[str]
+    probabilities: np.ndarray  # (num_classes,)
+    window_probabilities: np.ndarray  # (windows, num_classes)
+    offsets_s: np.ndarray  # (windows,)
+
+    def top(self, k: int = 3) -> list[tuple[str, float]]:
+        order = np.argsort(-self.probabilities)[:k]
+        return [(self.labels[i], float(self.probabilities[i])) for i in order]
+
+    def to_dict(self, k: int = 3) -> dict[str, Any]:
+        return {"source": self.source, "genre": self.top(1)[0][0], "top": self.top(k)}
+
+
+def resolve_model_key(store: Store, model: str | None) -> str:
+    """A model reference -> its key in the store: None (the champion), a run id, a key, or a URI in the store."""
+    if model is None:
+        champion = read_champion(store)
+        if champion is None:
+            raise ModelError(f"no champion in {store.url}: train one (genreclf run ...) or pass --model")
+        return str(champion["model_key"])
+    if model.startswith(store.url):
+        return store.key_of(model)
+    key = model if model.endswith(".pt") else f"{run_prefix(model)}/model.pt"
+    if not store.exists(key):
+        raise ModelError(f"no model {model!r} in {store.url} (looked for {store.uri(key)})")
+    return key
+
+
+class Predictor:
+    """A loaded model with the feature and segment configs it was trained with."""
+
+    def __init__(self, store: Store, model: str | None = None, *, device: str | None = None) -> None:
+        self.key = resolve_model_key(store, model)
+        self.device = pick_device(device)
+        self.model, bundle = load_model(store, self.key, self.device)
+        self.labels: list[str] = bundle["labels"]
+        self.norm = Normalizer.from_dict(bundle["normalizer"])
+        self.feat = FeatureConfig(**bundle["feature_config"])
+        self.seg = SegmentConfig(**bundle["segment_config"])
+        self.run_id: str = bundle.get("run_id", "")
+
+    def predict_audio(self, y: np.ndarray, *, source: str = "<audio>") -> Prediction:
+        """Score mono audio at the model's sample rate (samples,)."""
+        try:
+            windows, offsets = audio.segment(y, cfg=self.seg)
+        except AudioError as e:
+            raise AudioError(f"{source}: {e}") from None
+        mel = log_mel_batch(windows, cfg=self.feat)  # (windows, n_mels, frames)
+        logits = predict_logits(self.model, mel, self.norm, device=self.device)  # (windows, num_classes)
+        window_p = torch.softmax(torch.from_numpy(logits), dim=1).numpy()
+        file_p = torch.softmax(torch.from_numpy(logits.mean(axis=0)), dim=0).numpy()
+        return Prediction(source, self.labels, file_p, window_p, offsets)
+
+    def predict_file(self, path: str | Path) -> Prediction:
+        """Decode any file ffmpeg reads and score it; AudioError names the file when it is not usable audio."""
+        y = audio.decode(str(path), sr=self.seg.sample_rate, max_seconds=self.seg.max_seconds)
+        return self.predict_audio(y, source=str(path))
+
+
+def open_predictor(storage_url: str | None, model: str | None, device: str | None = None) -> Predictor:
+    try:
+        return Predictor(Store.open(storage_url), model, device=device)
+    except StorageError as e:
+        raise ModelError(f"cannot load the model: {e}") from e
+
+
+def predict_row(predictor: Predictor, store: Store, row: dict[str, Any]) -> Prediction:
+    """Score a catalog row: its decoded audio in the store when acquired, else its audio URI."""
+    name = f"track {row['track_id']} ({row.get('source_ref') or row.get('title')})"
+    key = audio_key(row["track_id"])
+    if store.exists(key):
+        y = audio.decode(store.read_bytes(key), sr=predictor.seg.sample_rate, name=name)
+    elif row.get("audio_uri"):
+        y = fetch_audio(row["audio_uri"], name, predictor.seg.sample_rate, predictor.seg.max_seconds)
+    else:
+        raise AudioError(f"{name}: no audio in the store and no audio URI; run build-dataset first")
+    return predictor.predict_audio(y, source=name)
+
+
+def evaluate_catalog(predictor: Predictor, store: Store, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Metrics of the model on labelled catalog rows outside the dataset (e.g. covers and live recordings).
+
+    Rows whose genre the model does not know, or whose audio is unusable, are listed under `skipped`.
+    """
+    label_of = {g: i for i, g in enumerate(predictor.labels)}
+    scores, labels, tracks, skipped = [], [], [], []
+    for row in rows:
+        if row["genre"] not in label_of:
+            skipped.append(
+                {"track_id": row["track_id"], "reason": f"genre {row['genre']!r} is not one the model knows"}
+            )
+            continue
+        try:
+            pred = predict_row(predictor, store, row)
+        except GenreclfError as e:
+            skipped.append({"track_id": row["track_id"], "reason": str(e)})
+            continue
+        scores.append(np.log(np.clip(pred.window_probabilities, 1e-12, None)))
+        labels += [label_of[row["genre"]]] * len(pred.offsets_s)
+        tracks += [row["track_id"]] * len(pred.offsets_s)
+    if not scores:
+        raise AudioError("no out-of-distribution track could be scored: " + "; ".join(s["reason"] for s in skipped[:3]))
+    report = score_report(np.concatenate(scores), np.asarray(labels), np.asarray(tracks), predictor.labels)
+    return {**report, "skipped": skipped}

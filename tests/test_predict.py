@@ -1,0 +1,96 @@
+"""Prediction with a trained model: files, the CLI, out-of-distribution evaluation and the batch predict flow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from flows.params import DatasetParams, TrainParams
+from genreclf.cli import main
+from genreclf.demo import make_demo_catalog
+from genreclf.errors import AudioError, ModelError
+from genreclf.predict import Predictor, evaluate_catalog
+from genreclf.sources.local import scan_folder
+from genreclf.storage import Store
+
+pytestmark = [pytest.mark.usefixtures("prefect_server"), pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory, prefect_server: None) -> tuple[Store, Path]:
+    """A champion small CNN trained by the pipeline on a demo catalog; returns (store, catalog folder)."""
+    from flows.pipeline import pipeline
+
+    root = make_demo_catalog(tmp_path_factory.mktemp("catalog"), tracks_per_genre=5, seconds=4.0)
+    store_url = str(tmp_path_factory.mktemp("store"))
+    training = TrainParams.small().model_copy(update={"model": "small_cnn", "epochs": 6})
+    pipeline(str(root), storage_url=store_url, dataset=DatasetParams.small(), training=training, baselines=False)
+    return Store.open(store_url), root
+
+
+@pytest.fixture(scope="module")
+def fresh(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Files the model never saw (another seed), one folder per genre."""
+    return make_demo_catalog(tmp_path_factory.mktemp("fresh"), tracks_per_genre=3, seconds=4.0, seed=7)
+
+
+def test_predict_files_finds_their_genres(trained: tuple[Store, Path], fresh: Path) -> None:
+    store, _ = trained
+    predictor = Predictor(store)
+    files = sorted(fresh.glob("*/*"))
+    hits = 0
+    for f in files:
+        pred = predictor.predict_file(f)
+        assert pred.probabilities.shape == (4,) and np.isclose(pred.probabilities.sum(), 1.0)
+        assert pred.window_probabilities.shape == (len(pred.offsets_s), 4)
+        hits += pred.top(1)[0][0] == f.parent.name
+    assert hits / len(files) >= 0.75  # chance is 0.25
+
+
+def test_bad_inputs_are_clear_errors(trained: tuple[Store, Path], tmp_path: Path) -> None:
+    predictor = Predictor(trained[0])
+    text = tmp_path / "notes.mp3"
+    text.write_text("not audio at all")
+    with pytest.raises(AudioError, match="notes.mp3: cannot decode"):
+        predictor.predict_file(text)
+    with pytest.raises(AudioError, match="too short"):
+        predictor.predict_audio(np.zeros(100, np.float32) + 0.1, source="short.wav")
+    with pytest.raises(ModelError, match="no model 'nope'"):
+        Predictor(trained[0], "nope")
+
+
+def test_cli_predict_prints_top_genres_and_goes_on_after_a_bad_file(
+    trained: tuple[Store, Path], fresh: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "empty.wav"
+    bad.write_bytes(b"")
+    good = fresh / "drone" / "drone-00.wav"
+    rc = main(["predict", "--store", trained[0].url, "--timeline", str(bad), str(good)])
+    out, err = capsys.readouterr()
+    assert rc == 1 and "1 of 2 inputs failed" in err
+    assert f"{bad}: error: {bad}: file is empty" in out
+    assert f"{good}: drone" in out and "0:00.0-0:01.5  drone" not in out  # windows are 3 s long
+    assert "0:00.0-0:03.0" in out
+
+
+def test_out_of_distribution_catalog_is_scored_separately(trained: tuple[Store, Path], fresh: Path) -> None:
+    store, _ = trained
+    rows = scan_folder(fresh).to_dicts()
+    rows.append({**rows[0], "track_id": "unknown-genre", "genre": "polka"})
+    report = evaluate_catalog(Predictor(store), store, rows)
+    assert report["track"]["n"] == 12 and report["track"]["accuracy"] >= 0.75
+    assert report["skipped"] == [{"track_id": "unknown-genre", "reason": "genre 'polka' is not one the model knows"}]
+
+
+def test_predict_flow_stores_a_prediction_per_track(trained: tuple[Store, Path]) -> None:
+    import polars as pl
+
+    from flows.predict import predict
+
+    store, _ = trained
+    uri = predict(storage_url=store.url)
+    table = pl.from_arrow(store.read_parquet(store.key_of(uri)))
+    assert isinstance(table, pl.DataFrame) and table.height == 20 and table["error"].null_count() == 20
+    assert (table["genre"] == table["catalog_genre"]).mean() >= 0.75
