@@ -9,6 +9,7 @@ import json
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
+from flows import events
 from flows.params import TrainParams
 from genreclf.shards import read_manifest
 from genreclf.storage import Store
@@ -36,7 +37,9 @@ def train(
     run_id = run_id or run_id_for(manifest.dataset_id, params)
     logger.info("training %s on dataset %s (%d segments) as run %s", params.model, manifest.dataset_id,
                 manifest.rows("train"), run_id)  # fmt: skip
-    result = fit_model(store.url, manifest.dataset_id, params.config(), run_id)
+    state = fit_model(store.url, manifest.dataset_id, params.config(), run_id, return_state=True)
+    result = state.result()
+    trained_now = state.name != "Cached" and result["new_epochs"] > 0
     history = "\n".join(
         f"| {h['epoch']} | {h['train_loss']:.4f} | {h['val_accuracy']:.3f} |" for h in result["history"]
     )
@@ -48,4 +51,8 @@ def train(
         description=f"training of {run_id}",
     )
     logger.info("config: %s", dataclasses.asdict(params.config()))
+    if trained_now:
+        events.model_trained(run_id, dataset_id=manifest.dataset_id, storage_url=store.url)
+    else:
+        logger.info("run %s was already trained; nothing new to evaluate", run_id)
     return run_id

@@ -65,6 +65,7 @@ class TrainResult:
     best_val_accuracy: float
     history: list[dict[str, float]] = field(default_factory=list)
     segments_per_s: float = 0.0  # training throughput of this call (loader + steps, not validation)
+    new_epochs: int = 0  # epochs trained by this call (0 when the run had already finished)
 
 
 def pick_device(requested: str | None = None) -> torch.device:
@@ -294,6 +295,7 @@ def fit(
         best_val_accuracy=state["best_acc"],
         history=state["history"],
         segments_per_s=seg_seen / train_s if train_s > 0 else 0.0,
+        new_epochs=epochs_this_call,
     )
 
 

@@ -53,7 +53,7 @@ def test_bad_inputs_are_clear_errors(trained: tuple[Store, Path], tmp_path: Path
     predictor = Predictor(trained[0])
     text = tmp_path / "notes.mp3"
     text.write_text("not audio at all")
-    with pytest.raises(AudioError, match="notes.mp3: cannot decode"):
+    with pytest.raises(AudioError, match=r"notes\.mp3: cannot decode"):
         predictor.predict_file(text)
     with pytest.raises(AudioError, match="too short"):
         predictor.predict_audio(np.zeros(100, np.float32) + 0.1, source="short.wav")
