@@ -1,38 +1,48 @@
-"""build-dataset: catalog -> decoded audio -> artist-grouped splits -> log-mel shards -> manifest."""
+"""build-dataset: catalog -> decoded audio -> artist-grouped splits -> log-mel shards (threads or Dask) -> manifest."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from typing import Any
 
-from prefect import flow, get_run_logger, unmapped
+from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
-from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
+from flows import events
 from flows.params import DatasetParams
 from genreclf import catalog, dataset, shards
+from genreclf.audio import SegmentConfig
 from genreclf.errors import DataError
+from genreclf.features import FeatureConfig
+from genreclf.settings import Settings, get_settings
 from genreclf.storage import Store, dataset_prefix
+from tasks.acquire import acquire_tracks
 from tasks.catalog import read_catalog_rows
-from tasks.dataset import acquire_batch, build_shard, split_tracks, write_manifest
+from tasks.dataset import build_shard, plan_shards, read_split_file, split_tracks, write_manifest, write_splits
 
 
-def _chunks(items: list[Any], size: int) -> list[list[Any]]:
-    return [items[i : i + size] for i in range(0, len(items), size)]
+def feature_task_runner(settings: Settings | None = None) -> TaskRunner[Any]:
+    """The Dask cluster at GENRECLF_DASK_ADDRESS when set, else threads on this machine."""
+    address = (settings or get_settings()).dask_address
+    if address:
+        from prefect_dask import DaskTaskRunner  # imported here: only a Dask deployment needs it
+
+        return DaskTaskRunner(address=address)
+    return ThreadPoolTaskRunner(max_workers=os.cpu_count() or 2)
 
 
-def _shard_groups(tracks: list[dict[str, Any]], *, bytes_per_segment: int, target_bytes: float) -> list[list[dict]]:
-    """Consecutive tracks whose segments add up to about `target_bytes` of float16 spectrograms."""
-    groups: list[list[dict]] = [[]]
-    size = 0
-    for t in tracks:
-        if groups[-1] and size + len(t["offsets"]) * bytes_per_segment > target_bytes:
-            groups.append([])
-            size = 0
-        groups[-1].append(t)
-        size += len(t["offsets"]) * bytes_per_segment
-    return groups
+@flow(name="compute-shards", flow_run_name="compute-shards-{dataset_id}")
+def compute_shards(storage_url: str, dataset_id: str, plan: dict[str, Any], seg: SegmentConfig,
+                   feat: FeatureConfig) -> list[dict[str, Any]]:  # fmt: skip
+    """Compute the planned log-mel shards (existing ones are reused) on this flow's task runner."""
+    futures = [
+        build_shard.submit(storage_url, s["key"], s["tracks"], plan["labels"], seg, feat, index=i)
+        for i, s in enumerate(plan["shards"])
+    ]
+    return [f.result() for f in futures]
 
 
 @flow(
@@ -52,9 +62,7 @@ def build_dataset(
     dataset.check_configs(seg, feat)
 
     rows = read_catalog_rows(store.url, version)
-    batches = _chunks(rows, params.tracks_per_batch)
-    futures = acquire_batch.map(store.url, batches, unmapped(seg), index=range(len(batches)))
-    results = [r for f in futures for r in f.result()]
+    results = acquire_tracks(store.url, rows, seg)
     quarantined = [r for r in results if not r["ok"]]
     if quarantined:
         create_table_artifact(
@@ -68,34 +76,47 @@ def build_dataset(
     if not usable:
         raise DataError(f"catalog {version}: no track could be decoded; see the quarantine table for why")
 
-    dataset_id = dataset.dataset_id_for(version, list(offsets), seg=seg, feat=feat, split_seed=params.split_seed)
+    assigned = read_split_file(params.split_file) if params.split_file else None
+    split_source = dataset.split_source_of(assigned)
+    dataset_id = dataset.dataset_id_for(
+        version, list(offsets), seg=seg, feat=feat, split_seed=params.split_seed, split_source=split_source
+    )
     if store.exists(f"{dataset_prefix(dataset_id)}/manifest.json"):
         logger.info("dataset %s is already built; reusing it", dataset_id)
         store.write_text(shards.DATASET_LATEST, dataset_id)
+        events.dataset_built(dataset_id, new=False, storage_url=store.url)
         return dataset_id
 
-    split_of = split_tracks(usable, params.split_seed)
-    labels = sorted({row["genre"] for row in usable})
+    # Incremental: the newest dataset of this lineage keeps its splits and its groups of tracks per shard.
+    lineage = dataset.lineage_for(split_seed=params.split_seed, split_source=split_source)
+    parent = dataset.lineage_head(store, lineage)
+    split_of = split_tracks(usable, params.split_seed, store.url, parent, assigned)
     tracks = [
-        {"track_id": r["track_id"], "artist_id": r["artist_id"], "genre": r["genre"],
+        {"track_id": r["track_id"], "artist_id": r["artist_id"], "isrc": r.get("isrc"), "genre": r["genre"],
          "split": split_of[r["track_id"]], "offsets": offsets[r["track_id"]]}
-        for r in usable
+        for r in usable if r["track_id"] in split_of
     ]  # fmt: skip
-    frames = feat.frames(round(seg.window_s * seg.sample_rate))
-    groups = _shard_groups(tracks, bytes_per_segment=2 * feat.n_mels * frames, target_bytes=params.shard_mb * 2**20)
-    entries = build_shard.map(
-        store.url, dataset_id, range(len(groups)), groups, unmapped(labels), unmapped(seg), unmapped(feat)
-    )
+    if not tracks:
+        raise DataError(f"catalog {version}: the split file {params.split_file} lists none of the usable tracks")
+    plan = plan_shards(store.url, tracks, parent, seg, feat, params.shard_mb)
+    reused = sum(store.exists(s["key"]) for s in plan["shards"])
+    logger.info("dataset %s: %d tracks in %d shards (%d already computed), parent %s",
+                dataset_id, len(tracks), len(plan["shards"]), reused, parent)  # fmt: skip
+    entries = compute_shards.with_options(task_runner=feature_task_runner())(store.url, dataset_id, plan, seg, feat)
     store.write_json(f"{dataset_prefix(dataset_id)}/quarantine.json", quarantined)
     manifest = shards.Manifest(
         dataset_id=dataset_id,
         catalog_version=version,
-        feature_config=feat.__dict__.copy(),
+        feature_config=dataclasses.asdict(feat),
         feature_hash=feat.hash,
-        segment_config=seg.__dict__.copy(),
-        labels=labels,
+        segment_config=dataclasses.asdict(seg),
+        labels=plan["labels"],
         split_seed=params.split_seed,
-        shards=[e.result() for e in entries],
+        shards=entries,
+        splits_key=write_splits(store.url, dataset_id, tracks, plan),
+        parent=parent,
+        lineage=lineage,
+        split_source=split_source,
     )
     write_manifest(store.url, manifest)
     counts = manifest.counts()
@@ -104,6 +125,8 @@ def build_dataset(
         + [{"genre": g, "segments": n} for g, n in sorted(counts["genres"].items())],
         key="dataset-stats",
         description=f"dataset {dataset_id}: {manifest.rows()} segments of {len(tracks)} tracks, "
-        f"{len(manifest.shards)} shards, {math.ceil(sum(e['bytes'] for e in manifest.shards) / 2**20)} MB",
+        f"{len(manifest.shards)} shards ({reused} reused), "
+        f"{math.ceil(sum(e['bytes'] for e in manifest.shards) / 2**20)} MB",
     )
+    events.dataset_built(dataset_id, new=True, storage_url=store.url)
     return dataset_id

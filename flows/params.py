@@ -21,8 +21,12 @@ class DatasetParams(BaseModel):
     hop_length: int = Field(512, gt=0)
     n_mels: int = Field(128, gt=0)
     split_seed: int = 0
-    tracks_per_batch: int = Field(16, gt=0, description="tracks decoded per acquire task")
-    shard_mb: float = Field(128.0, gt=0, description="target shard size in MB")
+    shard_mb: float = Field(128.0, gt=0, description="target shard size in MB (64-256 reads well from S3)")
+    split_file: str | None = Field(
+        None,
+        description="predefined split: a CSV/TSV of track_id-or-path,split (local path, file:// or s3://); "
+        "tracks it does not list are left out",
+    )
 
     def segment_config(self) -> SegmentConfig:
         return SegmentConfig(

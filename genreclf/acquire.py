@@ -1,26 +1,44 @@
-"""From a catalog row to decoded mono FLAC in the store, with its segment offsets, or a quarantine reason."""
+"""From a catalog row to decoded mono FLAC in the store, with provenance and segment offsets, or a quarantine reason.
+
+Where the audio comes from depends on the row's `audio_uri`: a local path, `file://` or `s3://` URI is decoded
+as it is; an `http(s)://` URL is downloaded with yt-dlp (its generic extractor for a direct file, YouTube's for a
+watch URL); none (a Spotify track) is searched for with yt-dlp, the candidates ranked against the track's title,
+artists and duration (genreclf.sources.youtube), and the best one downloaded.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 import numpy as np
 
 from genreclf import audio
 from genreclf.audio import SegmentConfig
-from genreclf.errors import AudioError, SourceError
+from genreclf.errors import AudioError, SourceError, TransientSourceError
 from genreclf.storage import Store, audio_key, filesystem_for
 
+if TYPE_CHECKING:
+    from genreclf.sources.youtube import Download, YoutubeConfig
+
 log = logging.getLogger(__name__)
+
+# A context manager entered around every network request (search, download): the Prefect layer passes one that
+# takes a slot of a global rate limit and a concurrency limit. The library itself never waits on anything.
+Gate = Callable[[], AbstractContextManager[object]]
 
 
 @dataclass
 class TrackResult:
-    """What acquiring one track gave: segment offsets (seconds) when it worked, a reason when it did not."""
+    """What acquiring one track gave: segment offsets (seconds) when it worked, a stage and reason when not."""
 
     track_id: str
     ok: bool
@@ -33,11 +51,35 @@ class TrackResult:
         return self.__dict__.copy()
 
 
+class _Failed(Exception):
+    def __init__(self, stage: str, reason: str) -> None:
+        super().__init__(reason)
+        self.stage = stage
+        self.reason = reason
+
+
 def sidecar_key(track_id: str) -> str:
     return audio_key(track_id).removesuffix(".flac") + ".json"
 
 
-def _fetch(uri: str, name: str, sr: int, max_seconds: float) -> np.ndarray:
+def is_remote(uri: str | None) -> bool:
+    """True when the audio has to be found or downloaded (no URI, or an http(s) URL)."""
+    return not uri or urlparse(uri).scheme in ("http", "https")
+
+
+@contextlib.contextmanager
+def _stage(stage: str, name: str) -> Iterator[None]:
+    """Name the stage of a permanent failure; transient ones pass through for a retry."""
+    try:
+        yield
+    except TransientSourceError:
+        raise
+    except (AudioError, SourceError) as e:
+        reason = str(e) if str(e).startswith(name) else f"{name}: {e}"
+        raise _Failed(stage, reason) from e
+
+
+def fetch_audio(uri: str, name: str, sr: int, max_seconds: float) -> np.ndarray:
     """Decode the audio at a local path, file:// or s3:// URI."""
     scheme = urlparse(uri).scheme
     if scheme in ("", "file") or len(scheme) == 1:
@@ -51,43 +93,191 @@ def _fetch(uri: str, name: str, sr: int, max_seconds: float) -> np.ndarray:
         except FileNotFoundError as e:
             raise SourceError(f"{name}: {uri} does not exist") from e
         return audio.decode(data, sr=sr, max_seconds=max_seconds, name=name)
-    raise SourceError(f"{name}: cannot read audio from {uri!r}; give a local path, file:// or s3:// URI")
+    raise SourceError(f"{name}: cannot read audio from {uri!r}; give a local path, file://, s3:// or http(s) URL")
 
 
-def acquire_track(store: Store, row: dict[str, Any], *, cfg: SegmentConfig) -> TrackResult:
-    """Decode a track's audio into `audio/<track_id>.flac` (once) and find its usable windows.
+def _youtube_config() -> YoutubeConfig:
+    from genreclf.settings import get_settings
+    from genreclf.sources.youtube import YoutubeConfig
 
-    Idempotent: a track whose FLAC and sidecar exist is not decoded again; the sidecar is written after the
-    FLAC, so a run killed in between decodes that track again. Unusable audio (corrupt, empty, no audio
-    stream, too short, silent) gives a quarantined result; transient faults raise.
+    return YoutubeConfig.from_settings(get_settings())
+
+
+def _scratch_root() -> Path:
+    from genreclf.settings import get_settings
+
+    return get_settings().cache_dir / "downloads"
+
+
+def _provenance(dl: Download, **extra: Any) -> dict[str, Any]:
+    from genreclf.sources.youtube import YT_DLP_VERSION
+
+    return {
+        "source_url": dl.source_url,
+        "video_id": dl.video_id,
+        "title": dl.title,
+        "duration_s": dl.duration_s,
+        "extractor": dl.extractor,
+        "yt_dlp_version": YT_DLP_VERSION,
+        **extra,
+    }
+
+
+def _download_url(url: str, name: str, *, yt: YoutubeConfig, scratch: Path, gate: Gate) -> tuple[Path, dict[str, Any]]:
+    from genreclf.sources import youtube
+
+    with _stage("download", name), gate():
+        dl = youtube.download(url, scratch, cfg=yt)
+    return dl.path, _provenance(dl, match_score=None)
+
+
+def _search_and_download(
+    row: dict[str, Any], name: str, *, yt: YoutubeConfig, scratch: Path, gate: Gate
+) -> tuple[Path, dict[str, Any], float | None]:
+    """Search for the track, rank the results and download the best one that downloads.
+
+    Returns the file, its provenance, and the duration still to check after decoding (when the chosen result
+    did not say how long it is).
+    """
+    from genreclf.sources import youtube
+
+    title = (row.get("title") or "").strip()
+    artists = [a for a in row.get("artists") or [] if a]
+    if not title:
+        raise _Failed("search", f"{name}: no title to search for; give the row an audio_uri or a title")
+    expected = row.get("duration_s")
+    query = youtube.search_query(title=title, artists=artists)
+    with _stage("search", name), gate():
+        candidates = youtube.search(query, cfg=yt)
+    matches = youtube.rank_candidates(candidates, title=title, artists=artists, duration_s=expected, cfg=yt)
+    accepted = [m for m in matches if m.accepted]
+    if not accepted:
+        raise _Failed("match", f"{name}: {youtube.describe_rejections(matches, query=query)}")
+    failures = []
+    for m in accepted:
+        try:
+            with _stage("download", name), gate():
+                dl = youtube.download(m.candidate.url, scratch, cfg=yt)
+        except _Failed as e:  # unavailable, blocked: the next candidate may do
+            log.info("%s: candidate %s failed (%s); trying the next", name, m.candidate.video_id, e.reason)
+            failures.append(f"{m.candidate.video_id}: {e.reason.removeprefix(name + ': ')}")
+            continue
+        prov = _provenance(
+            dl,
+            title=m.candidate.title,
+            duration_s=m.candidate.duration_s if m.candidate.duration_s is not None else dl.duration_s,
+            match_score=round(m.score, 4),
+            query=query,
+            candidates=[x.to_dict() for x in matches],
+        )
+        prov["video_id"] = m.candidate.video_id or dl.video_id
+        check = expected if m.candidate.duration_s is None and dl.duration_s is None else None
+        return dl.path, prov, check
+    raise _Failed("download", f"{name}: every acceptable candidate failed to download ({'; '.join(failures)})")
+
+
+def _acquire_audio(
+    row: dict[str, Any], name: str, *, cfg: SegmentConfig, yt: YoutubeConfig | None, scratch: Path, gate: Gate
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Decoded audio and the sidecar's provenance for a row that is not in the store yet."""
+    uri = row.get("audio_uri")
+    check: float | None = None
+    if uri and not is_remote(uri):
+        with _stage("decode", name):
+            y = fetch_audio(uri, name, cfg.sample_rate, cfg.max_seconds)
+        return y, {"source_uri": uri}
+    yt = yt or _youtube_config()
+    if uri:
+        path, prov = _download_url(uri, name, yt=yt, scratch=scratch, gate=gate)
+    else:
+        path, prov, check = _search_and_download(row, name, yt=yt, scratch=scratch, gate=gate)
+    with _stage("decode", name):
+        y = audio.decode(path, sr=cfg.sample_rate, max_seconds=cfg.max_seconds, name=name)
+    seconds = len(y) / cfg.sample_rate
+    if check and seconds < cfg.max_seconds - 1:
+        tol = yt.tolerance(check)
+        if abs(seconds - check) > tol:
+            raise _Failed(
+                "match",
+                f"{name}: downloaded {prov['video_id']} is {seconds:.0f} s, the track {check:.0f} s "
+                f"(tolerance {tol:.0f} s); not the same recording",
+            )
+    prov["source_uri"] = prov["source_url"]
+    return y, prov
+
+
+def acquire_track(
+    store: Store,
+    row: dict[str, Any],
+    *,
+    cfg: SegmentConfig,
+    yt: YoutubeConfig | None = None,
+    scratch_dir: Path | None = None,
+    gate: Gate | None = None,
+) -> TrackResult:
+    """Bring a track's audio into `audio/<track_id>.flac` (once) and find its usable windows.
+
+    Idempotent and resumable: a track whose FLAC and sidecar exist is neither fetched nor decoded again (only
+    segmented, for a new SegmentConfig). Downloads go to `scratch_dir/<track_id>/` (default
+    `$GENRECLF_CACHE_DIR/downloads`) as yt-dlp `.part` files renamed when complete; the FLAC is written
+    atomically, the sidecar after it, so a run killed anywhere leaves nothing a rerun takes as done.
+
+    Audio longer than `cfg.max_seconds` is cut there (the sidecar says `truncated_at_s`). A track that cannot be
+    had (no search result within tolerance, unavailable, blocked, 404, not media) or is unusable (corrupt, empty,
+    no audio stream, too short, silent) gives a quarantined result with its stage and reason. Transient faults
+    (HTTP 429/5xx, timeouts, dropped connections) are retried with backoff, then raise TransientSourceError.
     """
     tid = row["track_id"]
-    name = f"track {tid} ({row.get('source_ref') or row.get('title') or row.get('audio_uri')})"
+    name = f"track {tid} ({row.get('source_ref') or row.get('title') or row.get('audio_uri') or 'untitled'})"
     side_key = sidecar_key(tid)
+    scratch = (scratch_dir or _scratch_root()) / tid
     try:
-        if store.exists(side_key) and store.exists(audio_key(tid)):
-            side = store.read_json(side_key)
+        side = _stored_sidecar(store, tid, cfg)
+        if side is not None:
             if cfg.hash in side["segments"]:
                 return TrackResult(tid, True, side["segments"][cfg.hash], side["duration_s"])
+            if cfg.hash in side.get("unusable", {}):
+                stage, reason = side["unusable"][cfg.hash]
+                return TrackResult(tid, False, stage=stage, reason=reason)
             y, _ = audio.read_flac(store.read_bytes(audio_key(tid)))
         else:
-            if not row.get("audio_uri"):
-                raise SourceError(f"{name}: no audio URI; the track needs an audio source resolved first")
-            y = _fetch(row["audio_uri"], name, cfg.sample_rate, cfg.max_seconds)
+            y, prov = _acquire_audio(row, name, cfg=cfg, yt=yt, scratch=scratch, gate=gate or contextlib.nullcontext)
             store.write_bytes(audio_key(tid), audio.encode_flac(y, sr=cfg.sample_rate))
             side = {
                 "track_id": tid,
-                "source_uri": row["audio_uri"],
+                **prov,
                 "sample_rate": cfg.sample_rate,
                 "duration_s": len(y) / cfg.sample_rate,
                 "decoded_at": datetime.now(UTC).isoformat(),
                 "segments": {},
+                "unusable": {},
             }
-        _, offsets = audio.segment(y, cfg=cfg)
-    except (AudioError, SourceError) as e:
-        reason = str(e) if str(e).startswith(name) else f"{name}: {e}"
-        log.warning("quarantined %s", reason)
-        return TrackResult(tid, False, stage="acquire", reason=reason)
+            if len(y) >= round(cfg.max_seconds * cfg.sample_rate):
+                side["truncated_at_s"] = cfg.max_seconds
+            shutil.rmtree(scratch, ignore_errors=True)
+        try:
+            with _stage("segment", name):
+                _, offsets = audio.segment(y, cfg=cfg)
+        except _Failed as e:
+            # The audio is stored: remember why it is unusable under this config, so a rerun fetches nothing.
+            side.setdefault("unusable", {})[cfg.hash] = [e.stage, e.reason]
+            store.write_json(side_key, side)
+            raise
+    except _Failed as e:
+        shutil.rmtree(scratch, ignore_errors=True)
+        log.warning("quarantined at %s: %s", e.stage, e.reason)
+        return TrackResult(tid, False, stage=e.stage, reason=e.reason)
     side["segments"][cfg.hash] = offsets.tolist()
     store.write_json(side_key, side)
     return TrackResult(tid, True, offsets.tolist(), side["duration_s"])
+
+
+def _stored_sidecar(store: Store, tid: str, cfg: SegmentConfig) -> dict[str, Any] | None:
+    """The sidecar of a track already in the store at this sample rate, or None (fetch it)."""
+    side_key = sidecar_key(tid)
+    if not (store.exists(side_key) and store.exists(audio_key(tid))):
+        return None  # never fetched, or killed between the FLAC and its sidecar
+    side: dict[str, Any] = store.read_json(side_key)
+    if side.get("sample_rate") != cfg.sample_rate:
+        return None  # decoded at another rate: decode again
+    return side

@@ -6,18 +6,26 @@ import dataclasses
 import hashlib
 import json
 import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import polars as pl
 
-from genreclf import audio
+from genreclf import audio, data
 from genreclf.audio import SegmentConfig
-from genreclf.errors import ConfigError
+from genreclf.errors import ConfigError, DataError, StorageError
 from genreclf.features import FeatureConfig, log_mel_batch
-from genreclf.shards import SegmentRows, write_shard
-from genreclf.storage import Store, audio_key, dataset_prefix
+from genreclf.shards import SPLITS, SegmentRows, read_shard_entry, write_shard
+from genreclf.storage import Store, audio_key, dataset_prefix, filesystem_for, lineage_key, shard_content_key
 
 log = logging.getLogger(__name__)
+
+# Windows per log-mel call: enough for torch to batch the FFTs, few enough (32 x 30 s = 85 MB) to stay small.
+BATCH_WINDOWS = 32
+# Bumped when the bytes of a shard change for the same tracks and configs (layout, encoding).
+SHARD_FORMAT = 2
 
 
 def check_configs(seg: SegmentConfig, feat: FeatureConfig) -> None:
@@ -27,18 +35,195 @@ def check_configs(seg: SegmentConfig, feat: FeatureConfig) -> None:
         )
 
 
+def _digest(obj: Any, n: int = 16) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:n]
+
+
 def dataset_id_for(
-    catalog_version: str, track_ids: list[str], *, seg: SegmentConfig, feat: FeatureConfig, split_seed: int
+    catalog_version: str,
+    track_ids: list[str],
+    *,
+    seg: SegmentConfig,
+    feat: FeatureConfig,
+    split_seed: int,
+    split_source: str = "seed",
 ) -> str:
-    """Same catalog, same usable tracks, same configs and seed -> same dataset id."""
-    blob = json.dumps(
-        [catalog_version, sorted(track_ids), dataclasses.asdict(seg), dataclasses.asdict(feat), split_seed]
-    ).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
+    """Same catalog, same usable tracks, same configs, seed and split source -> same dataset id."""
+    parts: list[Any] = [catalog_version, sorted(track_ids), dataclasses.asdict(seg), dataclasses.asdict(feat)]
+    parts.append(split_seed)
+    if split_source != "seed":  # ids of datasets built before split files stay the same
+        parts.append(split_source)
+    return _digest(parts)
 
 
-def shard_key(dataset_id: str, index: int) -> str:
-    return f"{dataset_prefix(dataset_id)}/shards/part-{index:05d}.parquet"
+def lineage_for(*, split_seed: int, split_source: str = "seed") -> str:
+    """Datasets that keep each other's split assignment: same seed, same split source (the seed or a file)."""
+    return _digest(["lineage", split_seed, split_source], 12)
+
+
+def lineage_head(store: Store, lineage: str) -> str | None:
+    """The newest completed dataset of a lineage in this store, if any."""
+    key = lineage_key(lineage)
+    return store.read_text(key).strip() if store.exists(key) else None
+
+
+def splits_key(dataset_id: str) -> str:
+    return f"{dataset_prefix(dataset_id)}/splits.parquet"
+
+
+def read_splits(store: Store, dataset_id: str) -> pl.DataFrame | None:
+    """A dataset's table of tracks (track_id, artist_id, isrc, genre, split, shard); None if it has none."""
+    key = splits_key(dataset_id)
+    if not store.exists(key):
+        return None
+    return pl.from_arrow(store.read_parquet(key))  # type: ignore[return-value]
+
+
+# --- splits -------------------------------------------------------------------------------------------------
+
+
+def load_split_file(uri: str) -> dict[str, str]:
+    """Read a split file (a local path, file:// or s3:// URI; see `data.parse_split_file`)."""
+    fs, path = filesystem_for(uri)
+    try:
+        with fs.open_input_stream(path) as f:
+            text = bytes(f.read()).decode()
+    except FileNotFoundError as e:
+        raise ConfigError(f"split file {uri} does not exist") from e
+    return data.parse_split_file(text, name=uri)
+
+
+def split_source_of(assigned: dict[str, str] | None) -> str:
+    """How splits are made: "seed", or "file:<digest of the assignment>"."""
+    return "seed" if assigned is None else f"file:{_digest(sorted(assigned.items()), 12)}"
+
+
+def split_tracks(
+    tracks: list[dict[str, Any]],
+    *,
+    seed: int,
+    previous: pl.DataFrame | None = None,
+    assigned: dict[str, str] | None = None,
+) -> dict[str, str]:
+    """track_id -> split. From a split file when `assigned` is given (tracks it does not list are left out),
+    else 60/20/20 grouped by artist and ISRC, stratified by genre, keeping the `previous` assignment."""
+    cols = ["track_id", "artist_id", "genre", "isrc", "source_ref", "audio_uri"]
+    frame = pl.DataFrame(
+        [{c: t.get(c) for c in cols} for t in tracks], schema={c: pl.String for c in cols}, orient="row"
+    )
+    if assigned is not None:
+        out = data.apply_split_file(frame, assigned)
+    else:
+        out = data.assign_splits(frame.select(cols[:4]), seed=seed, previous=previous)
+    return dict(out.iter_rows())
+
+
+# --- planning shards ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ShardPlan:
+    """Where each group of tracks goes: `key` is derived from everything in the shard."""
+
+    key: str
+    tracks: list[dict[str, Any]]
+
+
+def label_map(genres: set[str], previous: list[str] | None = None) -> list[str]:
+    """Label index -> genre. A parent's map is kept and new genres appended, so its shards stay valid."""
+    if previous and set(previous) <= genres:
+        return [*previous, *sorted(genres - set(previous))]
+    return sorted(genres)
+
+
+def shard_key_for(tracks: list[dict[str, Any]], *, labels: list[str], seg: SegmentConfig, feat: FeatureConfig) -> str:
+    """The content-derived key of the shard holding `tracks` (track_id, artist_id, genre, split, offsets)."""
+    label_of = {g: i for i, g in enumerate(labels)}
+    rows = [
+        [t["track_id"], t.get("artist_id"), t["genre"], label_of[t["genre"]], t["split"], list(t["offsets"])]
+        for t in tracks
+    ]
+    content = _digest([SHARD_FORMAT, dataclasses.asdict(seg), dataclasses.asdict(feat), rows], 20)
+    return shard_content_key(feat.hash, content)
+
+
+def plan_shards(
+    tracks: list[dict[str, Any]],
+    *,
+    labels: list[str],
+    seg: SegmentConfig,
+    feat: FeatureConfig,
+    target_bytes: float,
+    previous_shard_of: dict[str, str] | None = None,
+) -> list[ShardPlan]:
+    """Group tracks into shards of about `target_bytes` of float16 spectrograms.
+
+    Tracks that were together in a shard of the parent dataset stay together (when all of them are still
+    here), so an unchanged group gets the same key and is reused; the other tracks are packed into new
+    shards, by split, then track id.
+    """
+    frames = feat.frames(round(seg.window_s * seg.sample_rate))
+    bytes_per_segment = 2 * feat.n_mels * frames
+    previous_shard_of = previous_shard_of or {}
+    here = {t["track_id"] for t in tracks}
+    members: dict[str, list[str]] = {}
+    for tid, key in previous_shard_of.items():
+        members.setdefault(key, []).append(tid)
+    whole = {key for key, tids in members.items() if all(t in here for t in tids)}
+    kept: dict[str, list[dict[str, Any]]] = {}
+    loose: list[dict[str, Any]] = []
+    for t in tracks:
+        old = previous_shard_of.get(t["track_id"])
+        if old in whole:
+            kept.setdefault(old, []).append(t)
+        else:
+            loose.append(t)
+
+    def order(t: dict[str, Any]) -> tuple[int, str]:  # one order inside every shard, so keys are reproducible
+        return SPLITS.index(t["split"]), t["track_id"]
+
+    groups = [sorted(kept[k], key=order) for k in sorted(kept)]
+    loose.sort(key=order)
+    current: list[dict[str, Any]] = []
+    size = 0
+    for t in loose:
+        if current and size + len(t["offsets"]) * bytes_per_segment > target_bytes:
+            groups.append(current)
+            current, size = [], 0
+        current.append(t)
+        size += len(t["offsets"]) * bytes_per_segment
+    if current:
+        groups.append(current)
+    return [ShardPlan(shard_key_for(g, labels=labels, seg=seg, feat=feat), g) for g in groups]
+
+
+def write_splits(store: Store, dataset_id: str, tracks: list[dict[str, Any]], plans: list[ShardPlan]) -> str:
+    """Write the dataset's track table (track_id, artist_id, isrc, genre, split, shard); return its key."""
+    shard_of = {t["track_id"]: p.key for p in plans for t in p.tracks}
+    cols = ["track_id", "artist_id", "isrc", "genre", "split"]
+    frame = pl.DataFrame(
+        [[t.get(c) for c in cols] + [shard_of[t["track_id"]]] for t in tracks],
+        schema={c: pl.String for c in [*cols, "shard"]},
+        orient="row",
+    )
+    key = splits_key(dataset_id)
+    store.write_parquet(key, frame.sort("track_id").to_arrow(), compression="zstd")
+    return key
+
+
+# --- computing shards ---------------------------------------------------------------------------------------
+
+
+def _windows(store: Store, tracks: list[dict[str, Any]], win: int, sr: int) -> Iterator[tuple[int, int, np.ndarray]]:
+    """(track index, window index, samples (win,)) of every window of the tracks, tails zero-padded."""
+    for ti, t in enumerate(tracks):
+        y, got_sr = audio.read_flac(store.read_bytes(audio_key(t["track_id"])))
+        if got_sr != sr:
+            raise DataError(f"{store.uri(audio_key(t['track_id']))}: {got_sr} Hz, expected {sr} Hz; acquire it again")
+        for wi, off in enumerate(t["offsets"]):
+            start = round(off * sr)
+            w = y[start : start + win]
+            yield ti, wi, (np.pad(w, (0, win - len(w))) if len(w) < win else w)
 
 
 def build_shard(
@@ -49,32 +234,55 @@ def build_shard(
     labels: list[str],
     seg: SegmentConfig,
     feat: FeatureConfig,
+    batch_windows: int = BATCH_WINDOWS,
 ) -> dict[str, Any]:
     """Compute the log-mels of the tracks' windows and write them as one shard; return its manifest entry.
 
     Each track is a dict with track_id, artist_id, genre, split and offsets (seconds, from acquisition).
+    Windows are batched across tracks for the torch log-mel. A shard already at `key` (keys are derived from
+    the content) is not computed again.
     """
     check_configs(seg, feat)
+    if store.exists(key):
+        try:
+            entry = read_shard_entry(store, key)
+            log.info("%s exists (%d segments); reusing it", key, entry["rows"])
+            return entry
+        except (OSError, StorageError) as e:  # unreadable: compute it again
+            log.warning("%s exists but cannot be read (%s); computing it again", key, e)
     label_of = {g: i for i, g in enumerate(labels)}
     win = round(seg.window_s * seg.sample_rate)
     rows = SegmentRows()
-    for t in tracks:
-        y, _ = audio.read_flac(store.read_bytes(audio_key(t["track_id"])))
-        windows = []
-        for off in t["offsets"]:
-            start = round(off * seg.sample_rate)
-            w = y[start : start + win]
-            windows.append(np.pad(w, (0, win - len(w))) if len(w) < win else w)
-        mel = log_mel_batch(np.stack(windows), cfg=feat)  # (n, n_mels, frames)
-        for i, (off, m) in enumerate(zip(t["offsets"], mel, strict=True)):
-            rows.segment_id.append(f"{t['track_id']}-{i:04d}")
+    batch: list[np.ndarray] = []
+    where: list[tuple[int, int]] = []
+
+    def flush() -> None:
+        mel = log_mel_batch(np.stack(batch), cfg=feat).astype(np.float16)  # (n, n_mels, frames)
+        for (ti, wi), m in zip(where, mel, strict=True):
+            t = tracks[ti]
+            rows.segment_id.append(f"{t['track_id']}-{wi:04d}")
             rows.track_id.append(t["track_id"])
             rows.artist_id.append(t.get("artist_id"))
             rows.genre.append(t["genre"])
             rows.label.append(label_of[t["genre"]])
             rows.split.append(t["split"])
-            rows.offset_s.append(off)
+            rows.offset_s.append(t["offsets"][wi])
             rows.mel.append(m)
+        batch.clear()
+        where.clear()
+
+    for ti, wi, w in _windows(store, tracks, win, seg.sample_rate):
+        batch.append(w)
+        where.append((ti, wi))
+        if len(batch) >= batch_windows:
+            flush()
+    if batch:
+        flush()
     entry = write_shard(store, key, rows, feature_hash=feat.hash)
     log.info("wrote %s: %d segments of %d tracks", key, entry["rows"], len(tracks))
     return entry
+
+
+def shard_key(dataset_id: str, index: int) -> str:
+    """A per-dataset shard key (for tests and tools; the flow uses content keys from `plan_shards`)."""
+    return f"{dataset_prefix(dataset_id)}/shards/part-{index:05d}.parquet"

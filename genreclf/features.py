@@ -49,15 +49,22 @@ def _torch_consts(cfg: FeatureConfig) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.hann_window(cfg.n_fft, periodic=True), torch.from_numpy(mel_filters(cfg))
 
 
-def log_mel_batch(windows: np.ndarray | torch.Tensor, *, cfg: FeatureConfig, chunk: int = 32) -> np.ndarray:
+# Samples per torch call. Measured on one core (30 s windows, n_fft 2048): one window per call 14 ms, 4 per call
+# 32 ms each, 12 per call 39 ms each (the spectrogram of many windows falls out of cache); librosa 29 ms.
+CHUNK_SAMPLES = 1 << 20
+
+
+def log_mel_batch(windows: np.ndarray | torch.Tensor, *, cfg: FeatureConfig, chunk: int | None = None) -> np.ndarray:
     """Log-mel of a batch of windows (n, samples) -> (n, n_mels, frames) float32, with torch on the CPU.
 
     Matches `librosa.feature.melspectrogram` (centred, zero-padded, power 2, Slaney mels) followed by
-    `log(mel + log_offset)`; see tests/test_features.py for the tolerance.
+    `log(mel + log_offset)`; see tests/test_features.py for the tolerance. Windows go through torch `chunk` at a
+    time (default: as many as fit in about a million samples).
     """
     x = torch.as_tensor(windows, dtype=torch.float32)
     if x.ndim == 1:
         x = x[None]
+    chunk = chunk or max(1, CHUNK_SAMPLES // max(1, x.shape[-1]))
     window, fb = _torch_consts(cfg)
     out = []
     with torch.inference_mode():

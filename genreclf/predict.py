@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from genreclf import audio
-from genreclf.acquire import _fetch as fetch_audio  # TODO(integration): make public
+from genreclf.acquire import fetch_audio
 from genreclf.audio import SegmentConfig
 from genreclf.data import Normalizer
 from genreclf.errors import AudioError, GenreclfError, ModelError, StorageError

@@ -53,6 +53,18 @@ def dataset_prefix(dataset_id: str) -> str:
 DATASET_LATEST = "datasets/LATEST"
 
 
+def lineage_key(lineage: str) -> str:
+    """Points at the newest dataset of a lineage (same split seed and split source): incremental builds keep
+    its split assignment."""
+    return f"datasets/lineages/{lineage}"
+
+
+def shard_content_key(feature_hash: str, content_hash: str) -> str:
+    """Shards are shared between datasets: the key is a hash of everything in them, so an unchanged group of
+    tracks is found again instead of recomputed."""
+    return f"shards/{feature_hash}/{content_hash}.parquet"
+
+
 def run_prefix(run_id: str) -> str:
     return f"runs/{run_id}"
 

@@ -10,21 +10,30 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from pydantic import SecretStr
 
 from genreclf.audio import SegmentConfig, encode_flac
 from genreclf.dataset import build_shard, shard_key
 from genreclf.errors import ConfigError, DataError, StorageError
 from genreclf.features import FeatureConfig, log_mel_batch
+from genreclf.settings import Settings
 from genreclf.shards import (
     Manifest,
     SegmentRows,
+    StreamingSegments,
     iter_shard_tables,
     load_split,
+    mel_numpy,
     read_manifest,
+    read_shard_entry,
     write_manifest,
     write_shard,
 )
 from genreclf.storage import DATASET_LATEST, Store, audio_key, dataset_prefix
+from tests import s3server
+from tests.s3server import S3Server
+
+s3_server = s3server.s3_server
 
 FEAT = FeatureConfig(n_mels=16, n_fft=256, hop_length=128)
 SEG = SegmentConfig(window_s=0.25, hop_s=0.25)
@@ -94,10 +103,17 @@ def test_shard_entry_describes_what_was_written(store: Store, rng: np.random.Gen
         "bytes": len(store.read_bytes("datasets/a/shards/part-00000.parquet")),
         "splits": {"train": 4, "val": 2, "test": 2},
         "genres": {"jazz": 4, "rock": 4},
+        "row_groups": [["train", 4], ["val", 2], ["test", 2]],  # one split per row group, train first
     }
+    assert read_shard_entry(store, entry["key"]) == entry
     table = store.read_parquet(entry["key"])
     assert table.schema.metadata[b"genreclf.feature_hash"] == FEAT.hash.encode()
-    assert table.schema.field("mel").type == pa.fixed_shape_tensor(pa.float16(), (N_MELS, FRAMES))
+    assert table.column("split").to_pylist() == ["train"] * 4 + ["val"] * 2 + ["test"] * 2
+    assert pq.ParquetFile(store.path(entry["key"])).metadata.num_row_groups == 3
+    # Stored as one binary value per row (fast to decode), read as an Arrow fixed-shape float16 tensor.
+    tensor = next(iter_shard_tables(store, manifest_of("a", [entry])))
+    assert tensor.schema.field("mel").type == pa.fixed_shape_tensor(pa.float16(), (N_MELS, FRAMES))
+    assert mel_numpy(table).shape == (8, N_MELS, FRAMES)
 
 
 def test_splits_read_back_within_float16(store: Store, rng: np.random.Generator) -> None:
@@ -295,3 +311,167 @@ def test_build_shard_refuses_mismatched_sample_rates(store: Store) -> None:
         build_shard(
             store, shard_key("a", 0), [], labels=LABELS, seg=SEG, feat=dataclasses.replace(FEAT, sample_rate=16_000)
         )
+
+
+# --- a writer killed before its manifest --------------------------------------------------------------------
+
+_KILLED_WRITER = """
+import sys, time, numpy as np
+sys.path.insert(0, {root!r})
+from tests.test_shards import make_rows, FEAT, SPLITS_A
+from genreclf.dataset import shard_key
+from genreclf.shards import write_shard
+from genreclf.storage import Store
+store = Store.open({url!r})
+rng = np.random.default_rng(1)
+for i in range(10_000):  # shards of dataset b, forever; the manifest would come after
+    write_shard(store, shard_key("b", i), make_rows(rng, SPLITS_A * 20, prefix="b"), feature_hash=FEAT.hash)
+"""
+
+
+def test_a_writer_killed_before_its_manifest_leaves_the_old_dataset(
+    store: Store, store_url: str, rng: np.random.Generator
+) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    write_dataset(store, "a", [make_rows(rng, SPLITS_A)])
+    before = read_manifest(store)
+    train_before = load_split(store, before, "train")
+    code = _KILLED_WRITER.format(root=str(Path(__file__).resolve().parents[1]), url=store_url)
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        deadline = time.monotonic() + 30
+        while len(store.keys("datasets/b/shards")) < 3 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)  # mid-write: no cleanup, no manifest
+    finally:
+        proc.kill()
+        proc.wait()
+
+    assert proc.returncode == -signal.SIGKILL
+    assert len(store.keys("datasets/b/shards")) >= 3
+    with pytest.raises(StorageError, match="never completed"):
+        read_manifest(store, "b")
+    after = read_manifest(store)
+    assert after == before and store.read_text(DATASET_LATEST) == "a"
+    np.testing.assert_array_equal(load_split(store, after, "train").mel, train_before.mel)
+
+
+# --- streaming ----------------------------------------------------------------------------------------------
+
+
+def streamed(ds: StreamingSegments, **loader: Any) -> tuple[np.ndarray, list[int]]:
+    from torch.utils.data import DataLoader
+
+    xs, ys = [], []
+    for x, y in DataLoader(ds, batch_size=None, **loader):
+        xs.append(x.numpy())
+        ys.append(int(y))
+    return np.stack(xs), ys
+
+
+@pytest.fixture
+def streaming_dataset(store: Store, rng: np.random.Generator) -> tuple[Manifest, list[SegmentRows]]:
+    shards = [make_rows(rng, SPLITS_A * 3, prefix=p) for p in "tuvw"]
+    return write_dataset(store, "a", shards), shards
+
+
+def test_streaming_gives_each_segment_of_a_split_once_across_workers(
+    store: Store, streaming_dataset: tuple[Manifest, list[SegmentRows]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manifest, shards = streaming_dataset
+    monkeypatch.setattr("genreclf.shards.ROW_GROUP_BYTES", 4 * N_MELS * FRAMES)  # ~2 rows a row group
+    manifest = write_dataset(store, "b", shards)
+    expected = sorted(
+        m.astype(np.float16).tobytes()
+        for rows in shards
+        for m, s in zip(rows.mel, rows.split, strict=True)
+        if s == "train"
+    )
+    assert sum(len(s["row_groups"]) for s in manifest.shards) > 8
+
+    for workers in (0, 2):
+        ds = StreamingSegments(store, manifest, "train", train=True, shuffle_buffer=5, seed=3)
+        xs, _ = streamed(ds, num_workers=workers)
+        assert xs.shape == (len(expected), 1, N_MELS, FRAMES) and xs.dtype == np.float32
+        assert sorted(x[0].astype(np.float16).tobytes() for x in xs) == expected
+    # Two processes of a data-parallel job split the row groups between them too.
+    halves = [streamed(StreamingSegments(store, manifest, "val", rank=r, world_size=2, train=False))[0] for r in (0, 1)]
+    assert len(halves[0]) + len(halves[1]) == manifest.rows("val") and min(map(len, halves)) > 0
+
+
+def test_streaming_shuffles_by_seed_and_epoch(
+    store: Store, streaming_dataset: tuple[Manifest, list[SegmentRows]]
+) -> None:
+    manifest, _ = streaming_dataset
+    ds = StreamingSegments(store, manifest, "train", crop_frames=10, shuffle_buffer=8, seed=1)
+
+    first, again = streamed(ds), streamed(ds)
+    ds.set_epoch(1)
+    other = streamed(ds)
+
+    np.testing.assert_array_equal(first[0], again[0])
+    assert first[0].shape == (manifest.rows("train"), 1, N_MELS, 10)
+    assert not np.array_equal(first[0], other[0])
+    assert sorted(first[1]) == sorted(other[1])
+
+
+def test_streaming_evaluation_cuts_fixed_windows_in_order(
+    store: Store, streaming_dataset: tuple[Manifest, list[SegmentRows]]
+) -> None:
+    manifest, shards = streaming_dataset
+    val = np.stack([m for rows in shards for m, s in zip(rows.mel, rows.split, strict=True) if s == "val"])
+    val = val.astype(np.float16).astype(np.float32)
+
+    xs, _ = streamed(StreamingSegments(store, manifest, "val", crop_frames=20, train=False))
+
+    # 44 frames in windows of 20: starts 0, 20 and 24 (the last ends at the segment's end).
+    ds = StreamingSegments(store, manifest, "val", crop_frames=20, train=False)
+    assert ds.windows_per_segment() == 3 and len(ds) == len(xs) == 3 * len(val)
+    np.testing.assert_array_equal(xs[0::3, 0], val[:, :, 0:20])
+    np.testing.assert_array_equal(xs[2::3, 0], val[:, :, 24:44])
+    whole, _ = streamed(StreamingSegments(store, manifest, "val", train=False))
+    np.testing.assert_array_equal(whole[:, 0], val)
+
+
+def test_streaming_refuses_a_crop_longer_than_the_segments(
+    store: Store, streaming_dataset: tuple[Manifest, list[SegmentRows]]
+) -> None:
+    with pytest.raises(DataError, match="does not fit"):
+        StreamingSegments(store, streaming_dataset[0], "train", crop_frames=FRAMES + 1)
+
+
+# --- on S3 (SeaweedFS on loopback) --------------------------------------------------------------------------
+
+
+def test_round_trip_on_s3(s3_server: S3Server, rng: np.random.Generator) -> None:
+    settings = Settings(
+        s3_endpoint_url=s3_server.endpoint_url,
+        s3_access_key=s3_server.access_key,
+        s3_secret_key=SecretStr(s3_server.secret_key),
+    )
+    store = Store.open(f"s3://{s3_server.bucket}/shards-round-trip", settings=settings)
+    shards = [make_rows(rng, SPLITS_A), make_rows(rng, ["train", "test"], prefix="u")]
+
+    written = write_dataset(store, "a", shards)
+    manifest = read_manifest(store)
+
+    assert store.url.startswith("s3://") and manifest.dataset_id == "a"
+    assert dataclasses.replace(manifest, created_at="") == written
+    train = load_split(store, manifest, "train")
+    expected = np.stack([m for rows in shards for m, s in zip(rows.mel, rows.split, strict=True) if s == "train"])
+    np.testing.assert_array_equal(train.mel, expected.astype(np.float16))
+    xs, _ = streamed(StreamingSegments(store, manifest, "train", train=False))
+    np.testing.assert_array_equal(xs[:, 0], expected.astype(np.float16).astype(np.float32))
+    objects = s3_server.client().list_objects_v2(Bucket=s3_server.bucket, Prefix="shards-round-trip/")
+    keys = sorted(o["Key"] for o in objects["Contents"] if not o["Key"].endswith("/"))  # not directory markers
+    assert keys == [
+        "shards-round-trip/datasets/LATEST",
+        "shards-round-trip/datasets/a/manifest.json",
+        "shards-round-trip/datasets/a/shards/part-00000.parquet",
+        "shards-round-trip/datasets/a/shards/part-00001.parquet",
+    ]

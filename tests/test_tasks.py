@@ -7,12 +7,21 @@ import pytest
 from genreclf.audio import SegmentConfig
 from genreclf.catalog import read_catalog
 from genreclf.demo import make_demo_catalog
+from genreclf.sources.youtube import YoutubeConfig
 from genreclf.storage import Store
+from tasks.acquire import acquire_one
 from tasks.catalog import read_catalog_rows, scan_folder_catalog
-from tasks.dataset import acquire_batch, split_tracks
+from tasks.dataset import split_tracks
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 SEG = SegmentConfig(window_s=2.0, hop_s=2.0)
+YT = YoutubeConfig()
+NO_LIMITS = (None, None)
+
+
+def acquire(store_url: str, rows: list[dict]) -> list:
+    """Each track's task state, as the build-dataset flow runs them (one task per track)."""
+    return [acquire_one(store_url, row, SEG, YT, NO_LIMITS, return_state=True) for row in rows]
 
 
 @pytest.fixture
@@ -31,14 +40,13 @@ def test_scan_folder_task_writes_a_catalog_version(catalog_dir: Path, store_url:
 def test_acquire_quarantines_bad_files_and_is_cached(catalog_dir: Path, store_url: str) -> None:
     version = scan_folder_catalog(str(catalog_dir), store_url)
     rows = read_catalog_rows(store_url, version)
-    state = acquire_batch(store_url, rows, SEG, return_state=True)
-    results = state.result()
+    results = [state.result() for state in acquire(store_url, rows)]
     bad = [r for r in results if not r["ok"]]
     assert len(bad) == 1 and "empty.wav" in bad[0]["reason"] and "empty" in bad[0]["reason"]
     # 3 s tracks in 2 s windows: the 1 s tail holds half a window (min_fill 0.5), so it is padded and kept
     assert all(r["offsets"] == [0.0, 2.0] for r in results if r["ok"])
-    again = acquire_batch(store_url, rows, SEG, return_state=True)
-    assert again.name == "Cached" and again.result() == results
+    again = acquire(store_url, rows)
+    assert all(s.name == "Cached" for s in again) and [s.result() for s in again] == results
 
 
 def test_split_task_keeps_every_genre_in_each_split(catalog_dir: Path, store_url: str) -> None:
@@ -56,9 +64,9 @@ def test_a_wiped_store_is_not_served_from_the_task_cache(catalog_dir: Path, tmp_
     store_url = str(tmp_path / "wiped")
     version = scan_folder_catalog(str(catalog_dir), store_url)
     rows = read_catalog_rows(store_url, version)
-    acquire_batch(store_url, rows, SEG)
+    acquire(store_url, rows)
     shutil.rmtree(store_url)
     Store.open(store_url)  # recreated empty, as a user would after `rm -rf`
-    again = acquire_batch(store_url, rows, SEG, return_state=True)
-    assert again.name == "Completed"
-    assert all(Store.open(store_url).exists(f"audio/{r['track_id']}.flac") for r in again.result() if r["ok"])
+    again = acquire(store_url, rows)
+    assert all(s.name == "Completed" for s in again)
+    assert all(Store.open(store_url).exists(f"audio/{s.result()['track_id']}.flac") for s in again if s.result()["ok"])
