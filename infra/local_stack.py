@@ -25,8 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 POOLS = ("cpu", "gpu")
-# name -> (limit, slots freed per second): a rate limit of `limit` calls per `limit / decay` seconds.
-CONCURRENCY_LIMITS = {"spotify-api": (10, 5.0), "youtube-downloads": (4, 0.5)}
+# name -> (slots, slots freed per second). With decay 0 it bounds calls at once; with decay d it is a rate limit
+# of d calls a second. The names are the defaults of tasks/spotify.py and GENRECLF_YOUTUBE_*_LIMIT.
+CONCURRENCY_LIMITS = {
+    "spotify-api": (2, 0.0),  # Spotify crawls at once, across every worker (one app's rate limit)
+    "youtube-requests": (1, 0.5),  # 30 searches or downloads a minute
+    "youtube-downloads": (4, 0.0),  # downloads at once
+}
 S3_ACCESS_KEY, S3_SECRET_KEY, S3_BUCKET = "genreclf", "genreclf-secret", "genreclf"
 
 

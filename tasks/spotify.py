@@ -3,6 +3,9 @@
 None of them uses Prefect's result cache: what they read changes on Spotify's side, and the store already
 keeps what does not change (a playlist snapshot, an artist's genres). Only TransientSourceError is retried:
 a 404, a 403, bad credentials or a long rate limit fail at once.
+
+Calls to the Web API hold a slot of the global concurrency limit `spotify-api` (infra/local_stack.py creates it),
+so crawls on several workers share one app's rate limit; without the limit they run unlimited.
 """
 
 from __future__ import annotations
@@ -11,16 +14,20 @@ from collections.abc import Sequence
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.concurrency.sync import concurrency
 
 from genreclf.sources import spotify
 from genreclf.storage import Store
 from tasks._retry import transient_only
 
+SPOTIFY_LIMIT = "spotify-api"
+
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[10, 60], retry_condition_fn=transient_only)
 def crawl_playlist(client: spotify.SpotifyClient, ref: spotify.PlaylistRef, store_url: str) -> spotify.PlaylistCrawl:
     """One playlist into the store (skipped when its snapshot is already there)."""
-    crawl = spotify.crawl_playlist(client, Store.open(store_url), ref)
+    with concurrency(SPOTIFY_LIMIT, occupy=1, strict=False):
+        crawl = spotify.crawl_playlist(client, Store.open(store_url), ref)
     skipped = ", ".join(f"{n} {kind}" for kind, n in crawl.skipped.items() if n) or "none"
     get_run_logger().info(
         "%s: %r by %s (%s), snapshot %s: %d tracks, skipped %s%s",
@@ -42,7 +49,8 @@ def lookup_artist_genres(
 ) -> dict[str, list[str]]:
     """Spotify genres of each track's first artist, one request per artist not yet in the store's cache."""
     store = Store.open(store_url)
-    genres = spotify.lookup_artist_genres(client, store, spotify.first_artist_ids(store, crawls))
+    with concurrency(SPOTIFY_LIMIT, occupy=1, strict=False):
+        genres = spotify.lookup_artist_genres(client, store, spotify.first_artist_ids(store, crawls))
     with_genres = sum(bool(g) for g in genres.values())
     get_run_logger().info("artist genres: %d artists, %d with genres", len(genres), with_genres)
     return genres
