@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -241,6 +242,27 @@ class Normalizer:
             total += part.sum(axis=(0, 2))
             total_sq += np.square(part).sum(axis=(0, 2))
             count += part.shape[0] * part.shape[2]
+        mean = total / count
+        std = np.sqrt(np.maximum(total_sq / count - mean**2, 1e-8))
+        return cls(mean.astype(np.float32), std.astype(np.float32))
+
+    @classmethod
+    def fit_stream(cls, batches: Iterable[np.ndarray | torch.Tensor]) -> Normalizer:
+        """Statistics of spectrograms streamed in parts of shape (..., n_mels, frames), e.g. a loader's batches;
+        in float64 like `fit`, holding one part at a time."""
+        total: np.ndarray | None = None
+        total_sq: np.ndarray | None = None
+        count = 0
+        for batch in batches:
+            part = np.asarray(batch, dtype=np.float64)
+            part = part.reshape(-1, *part.shape[-2:])  # (n, n_mels, frames)
+            if total is None or total_sq is None:
+                total, total_sq = np.zeros(part.shape[1]), np.zeros(part.shape[1])
+            total += part.sum(axis=(0, 2))
+            total_sq += np.square(part).sum(axis=(0, 2))
+            count += part.shape[0] * part.shape[2]
+        if total is None or total_sq is None or count == 0:
+            raise DataError("cannot compute normalisation statistics: the training split is empty")
         mean = total / count
         std = np.sqrt(np.maximum(total_sq / count - mean**2, 1e-8))
         return cls(mean.astype(np.float32), std.astype(np.float32))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import io
 import logging
-import math
 import random
 import time
 from collections.abc import Callable
@@ -18,10 +17,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from genreclf.data import Normalizer, SpectrogramDataset
+from genreclf.data import Normalizer
 from genreclf.errors import DataError, ModelError
 from genreclf.models import create_model
-from genreclf.shards import Manifest, SplitArrays, load_split
+from genreclf.shards import Manifest, StreamingSegments
 from genreclf.storage import Store, run_prefix
 
 log = logging.getLogger(__name__)
@@ -51,6 +50,8 @@ class TrainConfig:
     max_steps_per_epoch: int | None = None  # cap for smoke runs
     amp: bool = True  # bf16 autocast on CUDA
     channels_last: bool = True  # NHWC memory format on CUDA
+    # Segments each loader worker holds to shuffle across row groups (30 s float16 segments: ~85 MB per worker).
+    shuffle_buffer: int = 256
 
     def crop_frames(self, *, sample_rate: int, hop_length: int) -> int:
         return max(1, round(self.crop_s * sample_rate / hop_length))
@@ -107,6 +108,12 @@ def _seed_epoch(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(s)
 
 
+def _eval_logits(model: nn.Module, x: torch.Tensor, norm: Normalizer, device: torch.device) -> torch.Tensor:
+    """Logits of one batch of whole segments (model in eval mode, under inference_mode): (B, 1, M, T) -> (B, C)."""
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        return model(norm.apply(x.to(device, non_blocking=True))).float()  # (batch, num_classes)
+
+
 @torch.inference_mode()
 def predict_logits(
     model: nn.Module, mel: np.ndarray, norm: Normalizer, *, device: torch.device, batch_size: int = 64
@@ -115,11 +122,22 @@ def predict_logits(
     model.eval()
     out = []
     for i in range(0, len(mel), batch_size):
-        x = torch.from_numpy(np.asarray(mel[i : i + batch_size], dtype=np.float32)).to(device)[:, None]
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            logits = model(norm.apply(x))  # (batch, num_classes)
-        out.append(logits.float().cpu().numpy())
+        x = torch.from_numpy(np.asarray(mel[i : i + batch_size], dtype=np.float32))[:, None]  # (batch, 1, M, T)
+        out.append(_eval_logits(model, x, norm, device).cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
+@torch.inference_mode()
+def stream_accuracy(
+    model: nn.Module, loader: DataLoader[tuple[torch.Tensor, int]], norm: Normalizer, *, device: torch.device
+) -> float:
+    """Accuracy per segment over a loader of whole segments ((B, 1, n_mels, frames), labels (B,))."""
+    model.eval()
+    correct, seen = 0, 0
+    for x, y in loader:
+        correct += int((_eval_logits(model, x, norm, device).argmax(1).cpu() == y).sum())
+        seen += len(y)
+    return correct / seen if seen else 0.0
 
 
 def _train_epoch(
@@ -171,6 +189,38 @@ def _scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps: int) -> torc
     raise ModelError(f"unknown schedule {cfg.schedule!r}; use 'onecycle' or 'cosine'")
 
 
+def _loader(
+    ds: StreamingSegments, cfg: TrainConfig, device: torch.device, gen: torch.Generator, *, drop_last: bool = False
+) -> DataLoader[tuple[torch.Tensor, int]]:
+    # More workers than row groups would only idle. The generator keeps the loader off the global torch RNG
+    # (it draws a worker seed even without workers); the stream itself is seeded from (seed, epoch, worker).
+    return DataLoader(
+        ds,
+        batch_size=cfg.batch_size,
+        num_workers=min(cfg.num_workers, len(ds.units)),
+        pin_memory=device.type == "cuda",
+        drop_last=drop_last,
+        generator=gen,
+        persistent_workers=False,
+    )
+
+
+def _fit_normalizer(store: Store, manifest: Manifest, cfg: TrainConfig, device: torch.device) -> Normalizer:
+    """Per-mel-band statistics of the training split, in one streamed pass over its whole segments."""
+    t0 = time.perf_counter()
+    ds = StreamingSegments(store, manifest, "train", train=False, seed=cfg.seed)
+    loader = _loader(ds, cfg, device, torch.Generator().manual_seed(cfg.seed))
+    norm = Normalizer.fit_stream(x for x, _ in loader)
+    log.info("normalisation statistics of %d training segments in %.1f s", len(ds), time.perf_counter() - t0)
+    return norm
+
+
+def _same_config(saved: dict[str, Any], cfg: TrainConfig) -> bool:
+    """A checkpoint written before a config field existed still matches when that field has its default."""
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    return set(saved) <= names and TrainConfig(**saved) == cfg
+
+
 def fit(
     store: Store,
     manifest: Manifest,
@@ -182,40 +232,53 @@ def fit(
 ) -> TrainResult:
     """Train on the manifest's train split, pick the epoch with the best validation accuracy, save it.
 
-    Writes `runs/<run_id>/checkpoint.pt` after every epoch (model, optimizer, scheduler, RNG states, config,
-    epoch) and `runs/<run_id>/model.pt` (the best weights with everything needed to predict). If a checkpoint
-    of the same run exists, training resumes after its epoch. `stop_after` ends the call after that many epochs
-    of this call (to simulate a kill in tests) without finishing the run.
+    Both splits are streamed from the shards (`StreamingSegments`), never loaded whole: training reads random
+    crops through a shuffle buffer, reseeded per epoch; validation scores whole segments, as evaluation does.
+    Writes `runs/<run_id>/checkpoint.pt` after every epoch (model, optimizer, scheduler, normaliser, RNG states,
+    config, epoch) and `runs/<run_id>/model.pt` (the best weights with everything needed to predict). If a
+    checkpoint of the same run exists, training resumes after its epoch. `stop_after` ends the call after that
+    many epochs of this call (to simulate a kill in tests) without finishing the run.
     """
     prefix = run_prefix(run_id)
     ckpt_key, model_key = f"{prefix}/checkpoint.pt", f"{prefix}/model.pt"
     device = pick_device(cfg.device)
-    train, val = load_split(store, manifest, "train"), load_split(store, manifest, "val")
-    if len(train) == 0:
+    n_train = manifest.rows("train")
+    if n_train == 0:
         raise DataError(f"dataset {manifest.dataset_id} has no training segments")
-    val = val if len(val) else train  # a tiny dataset may have no validation groups; say so in the log
-    if val is train:
+    val_split = "val" if manifest.rows("val") else "train"
+    if val_split == "train":  # a tiny dataset may have no validation groups; say so in the log
         log.warning("dataset %s has no validation split; validating on the training split", manifest.dataset_id)
     fc = manifest.feature_config
-    crop = min(cfg.crop_frames(sample_rate=fc["sample_rate"], hop_length=fc["hop_length"]), train.mel.shape[-1])
-    norm = Normalizer.fit(train.mel)
+    crop = min(cfg.crop_frames(sample_rate=fc["sample_rate"], hop_length=fc["hop_length"]), manifest.mel_shape[1])
+    train_ds = StreamingSegments(
+        store, manifest, "train", crop_frames=crop, shuffle_buffer=cfg.shuffle_buffer, seed=cfg.seed
+    )
+    val_loader = _loader(
+        StreamingSegments(store, manifest, val_split, train=False), cfg, device, torch.Generator().manual_seed(0)
+    )
+    ckpt = _load(store, ckpt_key, device) if store.exists(ckpt_key) else None
+    if ckpt is not None and (not _same_config(ckpt["config"], cfg) or ckpt["dataset_id"] != manifest.dataset_id):
+        raise ModelError(
+            f"{store.uri(ckpt_key)} was written with another config or dataset; use a new run id to start over"
+        )
+    if ckpt is not None and "normalizer" in ckpt:  # a resumed run need not read the split again
+        norm = Normalizer.from_dict(ckpt["normalizer"])
+    else:
+        norm = _fit_normalizer(store, manifest, cfg, device)
 
     model = _seeded_model(cfg, len(manifest.labels)).to(device)
     if cfg.channels_last and device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
+    # Each loader worker drops its own last partial batch, so an epoch has at most n // batch steps; a split
+    # smaller than a batch keeps its partial batches, at most one per worker.
+    drop_last = n_train > cfg.batch_size
+    steps_per_epoch = n_train // cfg.batch_size if drop_last else max(1, min(cfg.num_workers, len(train_ds.units)))
     if cfg.max_steps_per_epoch is not None:
         steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
     sched = _scheduler(opt, cfg, steps_per_epoch * cfg.epochs)
     state: dict[str, Any] = {"epoch": 0, "best_acc": -1.0, "best_epoch": 0, "bad_epochs": 0, "history": []}
-
-    if store.exists(ckpt_key):
-        ckpt = _load(store, ckpt_key, device)
-        if ckpt["config"] != dataclasses.asdict(cfg) or ckpt["dataset_id"] != manifest.dataset_id:
-            raise ModelError(
-                f"{store.uri(ckpt_key)} was written with another config or dataset; use a new run id to start over"
-            )
+    if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
@@ -240,23 +303,20 @@ def fit(
     while state["epoch"] < cfg.epochs and state["bad_epochs"] < cfg.patience:
         epoch = state["epoch"] + 1
         gen = _seed_epoch(cfg.seed, epoch)
-        loader = DataLoader(
-            SpectrogramDataset(train.mel, train.labels, crop_frames=crop),
-            batch_size=cfg.batch_size,
-            shuffle=True,
-            generator=gen,
-            num_workers=cfg.num_workers,
-            pin_memory=device.type == "cuda",
-            drop_last=len(train) > cfg.batch_size,
-            persistent_workers=False,
-        )
+        train_ds.set_epoch(epoch)
+        loader = _loader(train_ds, cfg, device, gen, drop_last=drop_last)
         t0 = time.perf_counter()
         loss, seen = _train_epoch(model, loader, opt, sched, norm, cfg, device)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         train_s += time.perf_counter() - t0
+        if seen == 0:
+            raise DataError(
+                f"epoch {epoch} had no full batch of {cfg.batch_size}: each of the {loader.num_workers} loader "
+                f"workers read fewer of the {n_train} training segments; lower batch_size or num_workers"
+            )
         seg_seen += seen
-        val_acc = _accuracy(model, val, norm, device)
+        val_acc = stream_accuracy(model, val_loader, norm, device=device)
         improved = val_acc > state["best_acc"]
         metrics = {"epoch": epoch, "train_loss": loss, "val_accuracy": val_acc, "lr": float(sched.get_last_lr()[0])}
         state["history"].append(metrics)
@@ -272,6 +332,7 @@ def fit(
                 "model": model.state_dict(),
                 "optimizer": opt.state_dict(),
                 "scheduler": sched.state_dict(),
+                "normalizer": norm.to_dict(),
                 "rng": {
                     "torch": torch.get_rng_state(),
                     "python": random.getstate(),
@@ -302,11 +363,6 @@ def fit(
 def _seeded_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
     torch.manual_seed(cfg.seed)
     return create_model(cfg.model, num_classes=num_classes, dropout=cfg.dropout)
-
-
-def _accuracy(model: nn.Module, split: SplitArrays, norm: Normalizer, device: torch.device) -> float:
-    logits = predict_logits(model, split.mel, norm, device=device)
-    return float((logits.argmax(1) == split.labels).mean())
 
 
 def load_model(store: Store, key: str, device: torch.device | None = None) -> tuple[nn.Module, dict[str, Any]]:

@@ -23,7 +23,7 @@ def test_metrics_match_hand_computed_values() -> None:
     )
     m = classification_metrics(y, scores, LABELS)
     assert m["accuracy"] == pytest.approx(2 / 5)
-    assert m["top3_accuracy"] == pytest.approx(1.0)  # k is capped at 2 with 3 classes: all true labels rank <= 2
+    assert m["top3_accuracy"] == pytest.approx(1.0)  # 3 classes: every true label is in the top 3
     assert m["confusion"] == [[1, 1, 0], [0, 1, 1], [1, 0, 0]]
     assert m["per_genre"]["a"] == {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 2}
     assert m["per_genre"]["b"]["precision"] == pytest.approx(0.5)
@@ -57,7 +57,7 @@ def test_decide_promotion() -> None:
 def test_evaluate_run_and_challenge_the_champion(tmp_path) -> None:
     store = Store.open(str(tmp_path / "store"))
     manifest = make_tiny_dataset(store)
-    cfg = TrainConfig(model="small_cnn", epochs=3, batch_size=8, lr=3e-3, crop_s=0.3, seed=1)
+    cfg = TrainConfig(model="small_cnn", epochs=5, batch_size=8, lr=3e-3, crop_s=0.3, seed=1)
     fit(store, manifest, cfg, run_id="good")
     report = evaluate_run(store, "good", manifest)
     assert set(report["models"]) == {"small_cnn", "knn", "mlp"}
@@ -77,3 +77,9 @@ def test_evaluate_run_and_challenge_the_champion(tmp_path) -> None:
     decision = registry.challenge(store, bad, manifest)
     assert not decision.promote and "does not beat champion good (1.000)" in decision.reason
     assert registry.read_champion(store)["run_id"] == "good"
+
+
+def test_metrics_with_two_genres_and_a_split_holding_one() -> None:
+    m = classification_metrics(np.array([1, 1]), np.array([[0.2, 0.8], [0.9, 0.1]]), ["a", "b"])
+    assert m["accuracy"] == 0.5 and m["top3_accuracy"] == 1.0
+    assert m["confusion"] == [[0, 0], [1, 1]]

@@ -1,13 +1,18 @@
 import dataclasses
+import logging
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
 import torch
 
+from genreclf import shards, training
+from genreclf.data import Normalizer
 from genreclf.errors import ModelError
+from genreclf.shards import Manifest, SegmentRows, StreamingSegments, write_manifest, write_shard
 from genreclf.storage import Store
 from genreclf.training import TrainConfig, fit, load_model, spec_augment
-from tests.tiny import make_tiny_dataset
+from tests.tiny import FEAT, SEG, make_tiny_dataset
 
 CFG = TrainConfig(model="small_cnn", epochs=4, batch_size=8, lr=3e-3, crop_s=0.3, patience=10, seed=3)
 
@@ -24,6 +29,9 @@ def test_fit_learns_a_separable_tiny_dataset(tmp_path) -> None:
     _, bundle = load_model(store, "runs/r1/model.pt", torch.device("cpu"))
     assert bundle["labels"] == manifest.labels and bundle["epoch"] == result.best_epoch
     assert len(bundle["normalizer"]["mean"]) == 16
+    in_memory = Normalizer.fit(shards.load_split(store, manifest, "train").mel)  # what the streamed pass replaces
+    np.testing.assert_allclose(bundle["normalizer"]["mean"], in_memory.mean, rtol=1e-6)
+    np.testing.assert_allclose(bundle["normalizer"]["std"], in_memory.std, rtol=1e-6)
 
 
 def test_killed_and_resumed_run_ends_like_an_uninterrupted_one(tmp_path) -> None:
@@ -42,6 +50,77 @@ def test_killed_and_resumed_run_ends_like_an_uninterrupted_one(tmp_path) -> None
     b, _ = load_model(parts, "runs/r/model.pt")
     for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
         assert torch.equal(pa, pb), name
+
+
+def test_fit_streams_both_splits_and_never_loads_one(tmp_path, monkeypatch) -> None:
+    store = Store.open(str(tmp_path / "store"))
+    manifest = make_tiny_dataset(store)
+
+    def no_loading(*args: object, **kwargs: object) -> None:
+        raise AssertionError("fit read a whole split into memory")
+
+    monkeypatch.setattr(shards, "load_split", no_loading)
+    monkeypatch.setattr(shards, "iter_shard_tables", no_loading)
+    reads: list[tuple[str, str, int, tuple[int, ...]]] = []  # (split, kind, segments, item shape) per pass
+
+    class Counting(StreamingSegments):
+        def __iter__(self) -> Iterator[tuple[torch.Tensor, int]]:
+            n, shape = 0, ()
+            for x, y in super().__iter__():
+                n, shape = n + 1, tuple(x.shape)
+                yield x, y
+            reads.append((self.split, "crops" if self.train else "whole", n, shape))
+
+    monkeypatch.setattr(training, "StreamingSegments", Counting)
+    fit(store, manifest, CFG, run_id="r")
+    n_mels, frames = manifest.mel_shape
+    crop = CFG.crop_frames(sample_rate=FEAT.sample_rate, hop_length=FEAT.hop_length)
+    train, val = manifest.rows("train"), manifest.rows("val")
+    whole, crops = ("train", "whole", train, (1, n_mels, frames)), ("train", "crops", train, (1, n_mels, crop))
+    per_epoch = [crops, ("val", "whole", val, (1, n_mels, frames))]
+    assert reads == [whole, *per_epoch * CFG.epochs]  # normalisation pass, then every segment once per epoch
+
+
+def test_streaming_with_two_workers_is_deterministic_and_resumable(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(shards, "ROW_GROUP_BYTES", 4 * 3_000)  # ~4 segments a row group: work for both workers
+    store = Store.open(str(tmp_path / "store"))
+    manifest = make_tiny_dataset(store)
+    assert len(StreamingSegments(store, manifest, "train").units) >= 4
+    cfg = dataclasses.replace(CFG, epochs=3, num_workers=2, shuffle_buffer=6)
+    once = fit(store, manifest, cfg, run_id="once")
+    assert fit(store, manifest, cfg, run_id="twice", stop_after=1).epochs == 1
+    twice = fit(store, manifest, cfg, run_id="twice")
+    assert twice.history == once.history and len(once.history) == 3
+    a, _ = load_model(store, "runs/once/model.pt")
+    b, _ = load_model(store, "runs/twice/model.pt")
+    for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        assert torch.equal(pa, pb), name
+
+
+def test_a_dataset_smaller_than_a_batch_without_val_split_trains(tmp_path, caplog) -> None:
+    store = Store.open(str(tmp_path / "store"))
+    frames = FEAT.frames(round(SEG.window_s * SEG.sample_rate))
+    rows = SegmentRows()
+    for i in range(6):  # 6 training segments, a batch of 8, no val rows
+        rows.segment_id.append(f"s{i}")
+        rows.track_id.append(f"t{i}")
+        rows.artist_id.append(None)
+        rows.genre.append(f"g{i % 2}")
+        rows.label.append(i % 2)
+        rows.split.append("train")
+        rows.offset_s.append(0.0)
+        rows.mel.append(np.random.default_rng(i).normal(0, 1, (FEAT.n_mels, frames)).astype(np.float32))
+    entry = write_shard(store, "datasets/small/shards/part-00000.parquet", rows, feature_hash=FEAT.hash)
+    manifest = Manifest(
+        dataset_id="small", catalog_version="c", feature_config=dataclasses.asdict(FEAT), feature_hash=FEAT.hash,
+        segment_config=dataclasses.asdict(SEG), labels=["g0", "g1"], split_seed=0, shards=[entry],
+    )  # fmt: skip
+    write_manifest(store, manifest)
+    with caplog.at_level(logging.WARNING, logger="genreclf.training"):
+        result = fit(store, manifest, dataclasses.replace(CFG, epochs=2), run_id="r")
+    assert "no validation split" in caplog.text
+    assert result.epochs == 2 and all(0 <= h["val_accuracy"] <= 1 for h in result.history)
+    assert result.segments_per_s > 0
 
 
 def test_a_finished_run_is_not_trained_again(tmp_path) -> None:
