@@ -22,6 +22,7 @@ from genreclf.storage import Store, dataset_prefix
 from tasks.acquire import acquire_tracks
 from tasks.catalog import read_catalog_rows
 from tasks.dataset import build_shard, plan_shards, read_split_file, split_tracks, write_manifest, write_splits
+from tasks.progress import Progress
 
 
 def feature_task_runner(settings: Settings | None = None) -> TaskRunner[Any]:
@@ -42,7 +43,12 @@ def compute_shards(storage_url: str, dataset_id: str, plan: dict[str, Any], seg:
         build_shard.submit(storage_url, s["key"], s["tracks"], plan["labels"], seg, feat, index=i)
         for i, s in enumerate(plan["shards"])
     ]
-    return [f.result() for f in futures]
+    progress = Progress(len(futures), f"shards written ({len(futures)})")
+    entries = []
+    for f in futures:
+        entries.append(f.result())
+        progress.advance()
+    return entries
 
 
 @flow(

@@ -30,6 +30,7 @@ from genreclf.sources.youtube import YoutubeConfig
 from genreclf.storage import Store
 from tasks import StoreIdentity
 from tasks._retry import transient_only
+from tasks.progress import Progress
 
 # Cached on the track's row and configs (and store, and source); not on which limits exist.
 ACQUIRE_CACHE = Inputs(exclude=["limits"]) + TASK_SOURCE + StoreIdentity()
@@ -111,8 +112,10 @@ def acquire_tracks(storage_url: str, rows: list[dict[str, Any]], seg: SegmentCon
         logger.info("acquiring %d tracks; global limits in use: %s", len(rows), [n for n in limits if n] or "none")
     futures = acquire_one.map(storage_url, rows, unmapped(seg), unmapped(yt), unmapped(limits))
     results = []
+    progress = Progress(len(rows), f"tracks acquired ({len(rows)})")
     for row, future in zip(rows, futures, strict=True):
         future.wait()
+        progress.advance()
         if future.state.is_completed():
             results.append(future.result())
             continue

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, cast
-from uuid import UUID
+from typing import Any
 
 from prefect import task
-from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
 from genreclf import evaluation, registry, shards, training
 from genreclf.storage import Store
 from tasks import CACHED
+from tasks.progress import Progress
 
 
 @task(name="fit", task_run_name="fit-{run_id}", cache_policy=CACHED, persist_result=True, retries=1,
@@ -20,13 +19,9 @@ def fit_model(storage_url: str, dataset_id: str, cfg: training.TrainConfig, run_
     """Train (or resume) a run; a retry continues from the last epoch's checkpoint."""
     store = Store.open(storage_url)
     manifest = shards.read_manifest(store, dataset_id)
-    progress = cast(UUID, create_progress_artifact(0.0, description=f"epochs of run {run_id}"))
-
-    def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
-        update_progress_artifact(progress, 100.0 * epoch / cfg.epochs)
-
-    result = training.fit(store, manifest, cfg, run_id=run_id, on_epoch=on_epoch)
-    update_progress_artifact(progress, 100.0)
+    progress = Progress(cfg.epochs, f"epochs of run {run_id} ({cfg.epochs})", step_pct=0.0)
+    result = training.fit(store, manifest, cfg, run_id=run_id, on_epoch=lambda epoch, metrics: progress.advance())
+    progress.advance(cfg.epochs)  # done: early stopping or a resumed run ends before the last epoch's update
     return dataclasses.asdict(result)
 
 

@@ -107,6 +107,8 @@ def test_prefect_yaml_chain_runs_end_to_end_and_nightly_retrains_nothing_new(
     for key in ("spotify-ingest-playlists", "dataset-stats", "training-run", "evaluation-report", "per-genre",
                 "confusion-matrix", "model"):  # fmt: skip
         assert key in keys, (key, keys)
+    for progress in (f"progress:tracks acquired ({2 * TRACKS_PER_GENRE})", "progress:shards written (1)"):
+        assert progress in keys, (progress, keys)
     champ = store.read_json(CHAMPION_KEY)
     report = store.read_json(f"runs/{champ['run_id']}/report.json")
     assert report["models"]["small_cnn"]["track"]["n"] >= 2
@@ -169,5 +171,9 @@ def flow_runs(stack: LocalStack) -> list[dict[str, Any]]:
 
 
 def artifact_keys(stack: LocalStack) -> set[str]:
+    """Keys of the keyed artifacts, plus "progress:<description>" for each progress artifact."""
     with httpx.Client(base_url=stack.api_url, timeout=10) as client:
-        return {a["key"] for a in client.post("/artifacts/filter", json={}).raise_for_status().json() if a["key"]}
+        found = client.post("/artifacts/filter", json={}).raise_for_status().json()
+    return {a["key"] for a in found if a["key"]} | {
+        f"progress:{a['description']}" for a in found if a["type"] == "progress"
+    }
