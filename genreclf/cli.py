@@ -92,7 +92,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         bar = progress.add_task("predicting", total=len(args.inputs))
         for source in args.inputs:
             try:
-                pred = predictor.predict_file(source)
+                pred = predictor.predict_input(source)
             except GenreclfError as e:
                 progress.console.print(
                     f"{source}: error: {e}", style="red", markup=False, highlight=False, soft_wrap=True
@@ -163,7 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("predict", help="print the top genres of audio files with the champion (or --model)")
-    p.add_argument("inputs", nargs="+", metavar="FILE", help="audio files (any format ffmpeg reads)")
+    p.add_argument("inputs", nargs="+", metavar="FILE_OR_URL",
+                   help="audio files (any format ffmpeg reads) or http(s) URLs (direct files, YouTube videos)")
     p.add_argument("--model", help="a run id or model URI in the store (default: the champion)")
     p.add_argument("--store", help="storage root (default $GENRECLF_STORAGE_URL or ./genreclf-data)")
     p.add_argument("--top", type=int, default=3, help="genres to show per file")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,18 @@ class Predictor:
         """Decode any file ffmpeg reads and score it; AudioError names the file when it is not usable audio."""
         y = audio.decode(str(path), sr=self.seg.sample_rate, max_seconds=self.seg.max_seconds)
         return self.predict_audio(y, source=str(path))
+
+    def predict_input(self, source: str) -> Prediction:
+        """A file, or an http(s) URL (a direct audio file or a page yt-dlp knows, e.g. a YouTube video)."""
+        if not source.startswith(("http://", "https://")):
+            return self.predict_file(source)
+        from genreclf.settings import get_settings
+        from genreclf.sources.youtube import YoutubeConfig, download
+
+        with tempfile.TemporaryDirectory(prefix="genreclf-predict-") as tmp:
+            got = download(source, Path(tmp), cfg=YoutubeConfig.from_settings(get_settings()))
+            y = audio.decode(got.path, sr=self.seg.sample_rate, max_seconds=self.seg.max_seconds, name=source)
+        return self.predict_audio(y, source=source)
 
 
 def open_predictor(storage_url: str | None, model: str | None, device: str | None = None) -> Predictor:

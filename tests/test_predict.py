@@ -94,3 +94,23 @@ def test_predict_flow_stores_a_prediction_per_track(trained: tuple[Store, Path])
     table = pl.from_arrow(store.read_parquet(store.key_of(uri)))
     assert isinstance(table, pl.DataFrame) and table.height == 20 and table["error"].null_count() == 20
     assert (table["genre"] == table["catalog_genre"]).mean() >= 0.75
+
+
+def test_cli_predicts_a_url_downloaded_with_yt_dlp(
+    trained: tuple[Store, Path], fresh: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import subprocess
+
+    from tests.audio_server import AudioServer
+
+    mp3 = tmp_path / "drone.mp3"
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(fresh / "drone" / "drone-01.flac"), str(mp3)],
+                   check=True)  # fmt: skip
+    with AudioServer() as server:
+        url = server.add_file("/drone.mp3", mp3)
+        missing = server.url("/missing.mp3")
+        rc = main(["predict", "--store", trained[0].url, url, missing])
+    out, _ = capsys.readouterr()
+    assert rc == 1
+    assert f"{url}: drone" in out
+    assert f"{missing}: error:" in out and "404" in out
