@@ -24,6 +24,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from infra.seaweedfs import PORT_FLAGS, free_ports, remove_sockets, weed_mini_command
+
 POOLS = ("cpu", "gpu")
 # name -> (slots, slots freed per second). With decay 0 it bounds calls at once; with decay d it is a rate limit
 # of d calls a second. The names are the defaults of tasks/spotify.py and GENRECLF_YOUTUBE_*_LIMIT.
@@ -172,18 +174,13 @@ class LocalStack:
 
         data = self.dir / "seaweedfs"
         data.mkdir(parents=True, exist_ok=True)
-        cmd = [
-            _bin("weed"),
-            "mini",
-            f"-dir={data}",
-            "-ip=127.0.0.1",
-            "-ip.bind=127.0.0.1",
-            f"-s3.port={self.s3_port}",
-            "-webdav=false",
-            "-admin.ui=false",
-            "-master.telemetry=false",
-            "-volume.preStopSeconds=0",
-        ]
+        ports_file = data / "ports.json"
+        if not self._alive("seaweedfs") or not ports_file.exists():
+            # S3 where asked; every other listener on a free port, so nothing else on the machine clashes.
+            ports = dict(zip(PORT_FLAGS, free_ports(len(PORT_FLAGS)), strict=True)) | {"s3.port": self.s3_port}
+            ports_file.write_text(json.dumps(ports))
+        ports = json.loads(ports_file.read_text())
+        cmd = weed_mini_command(data, ports)
         env = {**self.env, "AWS_ACCESS_KEY_ID": S3_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": S3_SECRET_KEY}
         said = self._spawn("seaweedfs", cmd, env)
         client = boto3.client(
@@ -246,6 +243,8 @@ class LocalStack:
                 os.killpg(pid, signal.SIGKILL)
                 _reap(pid)
             said.append(f"{name}: stopped (pid {pid})")
+            if name == "seaweedfs" and (self.dir / "seaweedfs" / "ports.json").exists():
+                remove_sockets(json.loads((self.dir / "seaweedfs" / "ports.json").read_text()))
         self._pids_path().unlink(missing_ok=True)
         return said
 

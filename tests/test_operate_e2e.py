@@ -1,7 +1,7 @@
-"""Operating genreclf end to end: a real Prefect server, process workers for the cpu and gpu pools, every deployment
-of prefect.yaml, the Spotify stand-in and a loopback audio server. One `prefect deployment run ingest-spotify/...`
-starts the chain ingest -> build-dataset -> train -> evaluate through the deployment triggers; then the nightly
-deployment, with nothing new, trains nothing."""
+"""Operating genreclf end to end: a real Prefect server, process workers for the cpu and gpu pools, SeaweedFS as the
+S3 store, every deployment of prefect.yaml, the Spotify stand-in and a loopback audio server. One
+`prefect deployment run ingest-spotify/...` starts the chain ingest -> build-dataset -> train -> evaluate through the
+deployment triggers; then the nightly deployment, with nothing new, trains nothing."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from genreclf.demo import make_demo_catalog
+from genreclf.settings import Settings
 from genreclf.storage import CHAMPION_KEY, Store
 from infra.local_stack import LocalStack
 from tests.audio_server import AudioServer, SearchHit
@@ -79,9 +80,10 @@ def stack(
         "SPOTIPY_CLIENT_SECRET": CLIENT_SECRET,
         "PREFECT_WORKER_QUERY_SECONDS": "1",
     }
-    stack = LocalStack(dir=state, port=free_ports(1)[0], worker_env=env, project=ROOT)
+    prefect_port, s3_port = free_ports(2)
+    stack = LocalStack(dir=state, port=prefect_port, s3_port=s3_port, worker_env=env, project=ROOT)
     try:
-        stack.up()
+        stack.up(s3=True)  # the workers' store becomes s3://genreclf/genreclf on SeaweedFS
         yield stack
     finally:
         stack.down()
@@ -93,7 +95,13 @@ def test_prefect_yaml_chain_runs_end_to_end_and_nightly_retrains_nothing_new(
     _, _, playlists = world
     t0 = time.perf_counter()
     deploy_tiny(stack, tmp_path / "prefect.yaml", playlists)
-    store = Store.open(stack.worker_env["GENRECLF_STORAGE_URL"])
+    env = stack.worker_env
+    assert env["GENRECLF_STORAGE_URL"].startswith("s3://")
+    store = Store.open(
+        env["GENRECLF_STORAGE_URL"],
+        Settings(s3_endpoint_url=env["GENRECLF_S3_ENDPOINT_URL"], s3_access_key=env["GENRECLF_S3_ACCESS_KEY"],
+                 s3_secret_key=env["GENRECLF_S3_SECRET_KEY"]),
+    )  # fmt: skip
 
     run(stack, "ingest-spotify/ingest-spotify")
     champion = wait_for(lambda: store.exists(CHAMPION_KEY), timeout_s=420, what="a champion from the chain")
@@ -114,11 +122,11 @@ def test_prefect_yaml_chain_runs_end_to_end_and_nightly_retrains_nothing_new(
     assert report["models"]["small_cnn"]["track"]["n"] >= 2
     assert store.exists(f"runs/{champ['run_id']}/confusion.png")
 
-    checkpoint = Path(store.path(f"runs/{champ['run_id']}/checkpoint.pt"))
-    before = checkpoint.stat().st_mtime_ns
+    checkpoint = store.path(f"runs/{champ['run_id']}/checkpoint.pt")
+    before = store.fs.get_file_info(checkpoint).mtime
     run(stack, "nightly-retrain/nightly-retrain")
     time.sleep(5)  # would a trigger start anything? (it must not: nothing was built or trained)
-    assert checkpoint.stat().st_mtime_ns == before
+    assert store.fs.get_file_info(checkpoint).mtime == before
     runs = flow_runs(stack)
     assert len([r for r in runs if r["flow"] == "train" and r["deployment"]]) == 1
     assert store.read_json(CHAMPION_KEY)["run_id"] == champ["run_id"]
