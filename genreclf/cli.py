@@ -163,8 +163,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("predict", help="print the top genres of audio files with the champion (or --model)")
-    p.add_argument("inputs", nargs="+", metavar="FILE_OR_URL",
-                   help="audio files (any format ffmpeg reads) or http(s) URLs (direct files, YouTube videos)")
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="FILE_OR_URL",
+        help="audio files (any format ffmpeg reads) or http(s) URLs (direct files, YouTube videos)",
+    )
     p.add_argument("--model", help="a run id or model URI in the store (default: the champion)")
     p.add_argument("--store", help="storage root (default $GENRECLF_STORAGE_URL or ./genreclf-data)")
     p.add_argument("--top", type=int, default=3, help="genres to show per file")
