@@ -1,10 +1,11 @@
-"""Decode + segment throughput of genreclf's acquisition (ffmpeg) beside `librosa.load`, on the same files.
+"""Decode + segment throughput of genreclf's acquisition beside `librosa.load`, on the same files.
 
     .venv/bin/python benchmarks/acquire.py [FOLDER] [--files 6] [--seconds 30] [--repeat 2]
 
 Without FOLDER it generates `--files` mp3 and as many Ogg/Opus files (stereo, 44.1 kHz, `--seconds` long) with
 ffmpeg in a temporary folder. Figures are seconds of audio per second of wall time on one core (files one after
-another), then genreclf's decode + segment across all cores (threads running ffmpeg), divided per core.
+another), then genreclf's decode + segment across all cores (threads), divided per core. genreclf decodes what
+libsndfile reads (wav, flac, ogg, opus, mp3) in-process with soxr resampling, and anything else with ffmpeg.
 """
 
 from __future__ import annotations
@@ -103,7 +104,7 @@ def main() -> None:
 
         store = Store.open(str(Path(tmp) / "store"))
         rows = [
-            ("genreclf decode + segment (ffmpeg), 1 core", best_time(lambda: [ours(p) for p in paths], args.repeat)),
+            ("genreclf decode + segment, 1 core", best_time(lambda: [ours(p) for p in paths], args.repeat)),
             ("  + FLAC + sidecar into a local store (acquire_track)", best_time(lambda: full(store), args.repeat)),
             ("librosa.load, 1 core", best_time(lambda: [theirs(p, cut=False) for p in paths], args.repeat)),
             ("librosa.load + segment, 1 core", best_time(lambda: [theirs(p, cut=True) for p in paths], args.repeat)),

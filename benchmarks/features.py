@@ -5,7 +5,8 @@
 Without FOLDER it writes FILES mp3s of SECONDS each with ffmpeg (a tone, a sweep and pink noise). Everything runs
 on one thread, so the figures are per core:
 - naive: librosa.load + librosa melspectrogram per window + one .npy per window (what the seed did with images);
-- ours: ffmpeg decode + windows + batched torch log-mel + one float16 Parquet shard (`build_shard`'s path);
+- ours: genreclf.audio.decode (libsndfile + soxr, ffmpeg for other formats) + windows + batched torch log-mel +
+  one float16 Parquet shard;
 - ours, features only: FLAC already in the store -> shard (what build-dataset does after acquisition);
 - reading: `StreamingSegments` over shards (train: random 3 s crops through a shuffle buffer; eval: whole).
 """
@@ -71,23 +72,10 @@ def naive(paths: list[Path], out: Path, *, seg: SegmentConfig, feat: FeatureConf
     return n
 
 
-def decode_soundfile(path: Path, *, sr: int) -> np.ndarray:
-    """libsndfile + soxr (what librosa.load does), ffmpeg for what libsndfile cannot read: ~2x ffmpeg on mp3 here."""
-    import soundfile as sf
-    import soxr
-
-    try:
-        y, got = sf.read(path, dtype="float32", always_2d=True)
-    except sf.LibsndfileError:
-        return audio.decode(path, sr=sr)
-    y = y.mean(axis=1)
-    return y if got == sr else soxr.resample(y, got, sr, quality="HQ").astype(np.float32)
-
-
-def ours(paths: list[Path], store: Store, *, seg: SegmentConfig, feat: FeatureConfig, decode=audio.decode) -> int:  # type: ignore[no-untyped-def]
+def ours(paths: list[Path], store: Store, *, seg: SegmentConfig, feat: FeatureConfig) -> int:
     rows = SegmentRows()
     for p in paths:
-        windows, offsets = audio.segment(decode(p, sr=seg.sample_rate), cfg=seg)
+        windows, offsets = audio.segment(audio.decode(p, sr=seg.sample_rate), cfg=seg)
         mel = log_mel_batch(windows, cfg=feat).astype(np.float16)  # (n, n_mels, frames)
         for j, (off, m) in enumerate(zip(offsets, mel, strict=True)):
             rows.segment_id.append(f"{p.stem}-{j:04d}")
@@ -138,7 +126,6 @@ def main() -> int:
     (tmp / "npy").mkdir()
     t_naive, n_naive = timed(naive, paths, tmp / "npy", seg=seg, feat=feat)
     t_ours, n_ours = timed(ours, paths, store, seg=seg, feat=feat)
-    t_sf, _ = timed(ours, paths, store, seg=seg, feat=feat, decode=decode_soundfile)
     tracks = []
     for q in paths:
         y = audio.decode(q, sr=seg.sample_rate)
@@ -151,12 +138,13 @@ def main() -> int:
 
     print(f"naive  librosa.load + melspectrogram + .npy : {seconds / t_naive:7.0f} s of audio / s / core "
           f"({n_naive} segments, {npy_mb:.1f} MB of float32 .npy)")  # fmt: skip
-    print(f"ours   ffmpeg + torch log-mel batch + shard : {seconds / t_ours:7.0f} s of audio / s / core "
+    print(f"ours   decode + torch log-mel batch + shard : {seconds / t_ours:7.0f} s of audio / s / core "
           f"({n_ours} segments, {shard_mb:.1f} MB of float16 Parquet)  {t_naive / t_ours:.1f}x naive "
           f"(goal >= 2x and >= 300x real time)")  # fmt: skip
-    print(f"ours   soundfile+soxr decode + torch + shard: {seconds / t_sf:6.0f} s of audio / s / core  "
-          f"{t_naive / t_sf:.1f}x naive (the decode proposed for audio.decode)")  # fmt: skip
-    print(f"ours   features only (FLAC in store -> shard): {seconds / t_feat:6.0f} s of audio / s / core")
+    print(
+        f"ours   features only (FLAC in store -> shard): {seconds / t_feat:6.0f} s of audio / s / core  "
+        f"{t_naive / t_feat:.1f}x naive (build-dataset's feature stage: audio was decoded once, at acquisition)"
+    )
 
     # Reading: real spectrograms, repeated to `--read-segments`, in shards of ~128 MB.
     source = store.read_parquet("bench/ours.parquet")
