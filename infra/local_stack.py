@@ -4,10 +4,11 @@
     python -m infra.local_stack status
     python -m infra.local_stack down
 
-`up` starts a Prefect server (SQLite, 127.0.0.1), creates the `cpu` and `gpu` process work pools and the global
-concurrency limits for Spotify and YouTube calls, starts one worker per pool and, with --s3, a SeaweedFS S3 server
-on loopback with the bucket. It prints what it did and the environment to export. State (PIDs, logs, Prefect's
-database) lives in --dir (default ./.genreclf-local). Anything already running is left alone and reused.
+`up` starts a Prefect server (SQLite, 127.0.0.1), creates the `cpu` and `gpu` process work pools, the global
+concurrency limits for Spotify and YouTube calls and the block that keeps task results in the store, starts one
+worker per pool and, with --s3, a SeaweedFS S3 server on loopback with the bucket. It prints what it did and the
+environment to export. State (PIDs, logs, Prefect's database) lives in --dir (default ./.genreclf-local). Anything
+already running is left alone and reused.
 """
 
 from __future__ import annotations
@@ -214,8 +215,21 @@ class LocalStack:
         said.append(self.start_server())
         said += self.ensure_pools()
         said += self.ensure_limits()
+        said.append(self.ensure_result_storage())
         said += self.start_workers(POOLS if gpu_worker else ("cpu",))
         return said
+
+    def ensure_result_storage(self) -> str:
+        """Task results and cache records in the store (infra/result_storage.py), shared by every worker."""
+        done = subprocess.run(
+            [sys.executable, "-m", "infra.result_storage"], env=self.env, capture_output=True, text=True,
+            check=False, timeout=120, cwd=self.project,
+        )  # fmt: skip
+        if done.returncode != 0:
+            raise RuntimeError(f"could not save the result storage block:\n{done.stderr[-2000:]}")
+        slug = done.stdout.strip().splitlines()[-1]
+        self.worker_env["PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK"] = slug
+        return f"result storage: block {slug} (task results and cache keys in the store)"
 
     def s3_env(self) -> dict[str, str]:
         return {
@@ -275,6 +289,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "up":
         lines = stack.up(s3=args.s3, gpu_worker=not args.no_gpu_worker)
         lines += ["", "Use it from this shell:", f"  export PREFECT_API_URL={stack.api_url}"]
+        block = stack.worker_env["PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK"]
+        lines.append(f"  export PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK={block}")
         if args.s3:
             lines += [f"  export {k}={v}" for k, v in stack.s3_env().items()]
         lines += ["  prefect deploy --all", "  prefect deployment run build-dataset/build-dataset"]

@@ -121,6 +121,7 @@ def test_prefect_yaml_chain_runs_end_to_end_and_nightly_retrains_nothing_new(
     report = store.read_json(f"runs/{champ['run_id']}/report.json")
     assert report["models"]["small_cnn"]["track"]["n"] >= 2
     assert store.exists(f"runs/{champ['run_id']}/confusion.png")
+    assert store.keys("prefect-results"), "task results and cache records must be in the shared store"
 
     checkpoint = store.path(f"runs/{champ['run_id']}/checkpoint.pt")
     before = store.fs.get_file_info(checkpoint).mtime
