@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from genreclf.errors import DataError
 
@@ -279,28 +278,3 @@ class Normalizer:
     @classmethod
     def from_dict(cls, d: dict[str, list[float]]) -> Normalizer:
         return cls(np.asarray(d["mean"], np.float32), np.asarray(d["std"], np.float32))
-
-
-class SpectrogramDataset(Dataset[tuple[torch.Tensor, int]]):
-    """Spectrograms (n, n_mels, frames) as (1, n_mels, crop) tensors.
-
-    With `crop_frames`, each item is a random crop (training); without, the whole segment (evaluation).
-    Items are un-normalised float32; normalisation runs on the batch, on the training device.
-    """
-
-    def __init__(self, mel: np.ndarray, labels: np.ndarray, *, crop_frames: int | None = None) -> None:
-        if len(mel) != len(labels):
-            raise DataError(f"{len(mel)} spectrograms but {len(labels)} labels")
-        if crop_frames is not None and crop_frames > mel.shape[-1]:
-            raise DataError(f"crop of {crop_frames} frames is longer than the segments ({mel.shape[-1]} frames)")
-        self.mel, self.labels, self.crop_frames = mel, labels, crop_frames
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        x = self.mel[i]
-        if self.crop_frames is not None:
-            start = int(torch.randint(0, x.shape[-1] - self.crop_frames + 1, ()).item())
-            x = x[:, start : start + self.crop_frames]
-        return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None], int(self.labels[i])

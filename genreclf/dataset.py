@@ -281,8 +281,3 @@ def build_shard(
     entry = write_shard(store, key, rows, feature_hash=feat.hash)
     log.info("wrote %s: %d segments of %d tracks", key, entry["rows"], len(tracks))
     return entry
-
-
-def shard_key(dataset_id: str, index: int) -> str:
-    """A per-dataset shard key (for tests and tools; the flow uses content keys from `plan_shards`)."""
-    return f"{dataset_prefix(dataset_id)}/shards/part-{index:05d}.parquet"

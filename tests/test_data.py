@@ -8,9 +8,8 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
-from torch.utils.data import DataLoader
 
-from genreclf.data import Normalizer, SpectrogramDataset, assign_splits, split_groups
+from genreclf.data import Normalizer, assign_splits, split_groups
 from genreclf.errors import DataError
 
 GENRES = ["blues", "classical", "hiphop", "jazz", "metal", "rock"]
@@ -220,62 +219,3 @@ def test_normalizer_dict_round_trip(rng: np.random.Generator) -> None:
 def test_normalizer_of_an_empty_split_is_refused() -> None:
     with pytest.raises(DataError, match="empty"):
         Normalizer.fit(np.zeros((0, 4, 5), np.float32))
-
-
-# --- SpectrogramDataset ---------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def mel(rng: np.random.Generator) -> np.ndarray:
-    return rng.normal(size=(6, 8, 20)).astype(np.float16)
-
-
-def test_dataset_crops_to_shape(mel: np.ndarray) -> None:
-    torch.manual_seed(0)
-    ds = SpectrogramDataset(mel, np.arange(6), crop_frames=10)
-
-    starts = set()
-    for i in range(len(ds)):
-        for _ in range(5):
-            x, y = ds[i]
-            assert x.shape == (1, 8, 10)
-            assert x.dtype == torch.float32
-            assert y == i
-            start = next(s for s in range(11) if np.array_equal(x[0].numpy(), mel[i, :, s : s + 10].astype(np.float32)))
-            starts.add(start)
-
-    assert len(starts) > 3  # crops move
-
-
-def test_dataset_without_crop_gives_whole_segments(mel: np.ndarray) -> None:
-    ds = SpectrogramDataset(mel, np.arange(6))
-
-    x, _ = ds[2]
-
-    assert x.shape == (1, 8, 20)
-    np.testing.assert_array_equal(x[0].numpy(), mel[2].astype(np.float32))
-
-
-def test_dataset_crop_of_the_full_length_is_the_segment(mel: np.ndarray) -> None:
-    ds = SpectrogramDataset(mel, np.arange(6), crop_frames=20)
-
-    np.testing.assert_array_equal(ds[1][0][0].numpy(), mel[1].astype(np.float32))
-
-
-def test_dataset_batches(mel: np.ndarray) -> None:
-    ds = SpectrogramDataset(mel, np.arange(6), crop_frames=10)
-
-    x, y = next(iter(DataLoader(ds, batch_size=4)))
-
-    assert x.shape == (4, 1, 8, 10)  # (batch, 1, mels, frames)
-    assert y.tolist() == [0, 1, 2, 3]
-
-
-def test_dataset_refuses_a_crop_longer_than_the_segments(mel: np.ndarray) -> None:
-    with pytest.raises(DataError, match="longer than the segments"):
-        SpectrogramDataset(mel, np.arange(6), crop_frames=21)
-
-
-def test_dataset_refuses_mismatched_labels(mel: np.ndarray) -> None:
-    with pytest.raises(DataError, match="6 spectrograms but 5 labels"):
-        SpectrogramDataset(mel, np.arange(5))

@@ -13,7 +13,7 @@ import pytest
 from pydantic import SecretStr
 
 from genreclf.audio import SegmentConfig, encode_flac
-from genreclf.dataset import build_shard, shard_key
+from genreclf.dataset import build_shard
 from genreclf.errors import ConfigError, DataError, StorageError
 from genreclf.features import FeatureConfig, log_mel_batch
 from genreclf.settings import Settings
@@ -36,6 +36,13 @@ from tests.s3server import S3Server
 s3_server = s3server.s3_server
 
 FEAT = FeatureConfig(n_mels=16, n_fft=256, hop_length=128)
+
+
+def shard_key(dataset_id: str, index: int) -> str:
+    """A per-dataset key for shards written by hand (the flow uses content keys from `plan_shards`)."""
+    return f"{dataset_prefix(dataset_id)}/shards/part-{index:05d}.parquet"
+
+
 SEG = SegmentConfig(window_s=0.25, hop_s=0.25)
 WIN = round(SEG.window_s * SEG.sample_rate)
 N_MELS, FRAMES = FEAT.n_mels, FEAT.frames(WIN)  # 16, 44
@@ -318,8 +325,7 @@ def test_build_shard_refuses_mismatched_sample_rates(store: Store) -> None:
 _KILLED_WRITER = """
 import sys, time, numpy as np
 sys.path.insert(0, {root!r})
-from tests.test_shards import make_rows, FEAT, SPLITS_A
-from genreclf.dataset import shard_key
+from tests.test_shards import make_rows, shard_key, FEAT, SPLITS_A
 from genreclf.shards import write_shard
 from genreclf.storage import Store
 store = Store.open({url!r})
