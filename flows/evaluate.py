@@ -7,7 +7,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
-from genreclf.evaluation import report_markdown
+from genreclf.evaluation import report_markdown, save_report
 from genreclf.storage import Store, run_prefix
 from tasks.predict import evaluate_ood
 from tasks.training import evaluate_run, promote_if_better
@@ -47,5 +47,5 @@ def evaluate(
     )  # fmt: skip
     create_link_artifact(report["confusion_png"], link_text="confusion matrix (PNG)", key="confusion-png")
     create_link_artifact(report["model_uri"], link_text="model weights", key="model")
-    store.write_json(f"{run_prefix(run_id)}/report.json", report)
+    save_report(store, report)
     return report

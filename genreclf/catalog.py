@@ -85,8 +85,3 @@ def resolve_version(store: Store, version: str = "latest") -> str:
 def read_catalog(store: Store, version: str = "latest") -> pl.DataFrame:
     version = resolve_version(store, version)
     return pl.from_arrow(store.read_parquet(catalog_key(version)))  # type: ignore[return-value]
-
-
-def summary(df: pl.DataFrame) -> pl.DataFrame:
-    """Tracks per genre and label source, for reports."""
-    return df.group_by("genre", "label_source").agg(pl.len().alias("tracks")).sort("genre", "label_source")

@@ -144,8 +144,8 @@ def report_markdown(report: dict[str, Any]) -> str:
 
 
 def evaluate_run(store: Store, run_id: str, manifest: Manifest, *, baselines: bool = True) -> dict[str, Any]:
-    """Evaluate a trained run (and the baselines) on the test split; write report.json, report.md and the
-    confusion matrix PNG under runs/<run_id>/, and return the report."""
+    """Evaluate a trained run (and the baselines) on the test split; write the confusion matrix PNG under
+    runs/<run_id>/ and return the report (`save_report` stores it once promotion and OOD figures are added)."""
     prefix = f"runs/{run_id}"
     model_key = f"{prefix}/model.pt"
     name = store.read_json(f"{prefix}/config.json")["train"]["model"]
@@ -168,6 +168,11 @@ def evaluate_run(store: Store, run_id: str, manifest: Manifest, *, baselines: bo
         "models": models,
         "confusion_png": png_uri,
     }
-    store.write_json(f"{prefix}/report.json", report)
-    store.write_text(f"{prefix}/report.md", report_markdown(report))
     return report
+
+
+def save_report(store: Store, report: dict[str, Any]) -> str:
+    """Write runs/<run_id>/report.json and report.md; return the markdown's URI."""
+    prefix = f"runs/{report['run_id']}"
+    store.write_json(f"{prefix}/report.json", report)
+    return store.write_text(f"{prefix}/report.md", report_markdown(report))

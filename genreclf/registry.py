@@ -78,12 +78,9 @@ def challenge(store: Store, report: dict[str, Any], manifest: Manifest) -> Decis
     if champion is not None and champion["run_id"] == report["run_id"]:
         return Decision(False, f"run {report['run_id']} is already the champion")
     if champion is not None and store.exists(champion["model_key"]):
-        bundle_cfg = store.read_json(champion["model_key"].rsplit("/", 1)[0] + "/config.json")
-        champ_manifest_id = bundle_cfg["dataset_id"]
-        champ_manifest = read_manifest(store, champ_manifest_id) if champ_manifest_id else None
+        champ_manifest = read_manifest(store, champion["dataset_id"])
         compatible = (
-            champ_manifest is not None
-            and champ_manifest.labels == manifest.labels
+            champ_manifest.labels == manifest.labels
             and champ_manifest.feature_hash == manifest.feature_hash
             and champ_manifest.segment_config == manifest.segment_config
         )

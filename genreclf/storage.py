@@ -42,10 +42,6 @@ def audio_key(track_id: str) -> str:
     return f"audio/{track_id}.flac"
 
 
-def segments_key(track_id: str) -> str:
-    return f"segments/{track_id}.json"
-
-
 def dataset_prefix(dataset_id: str) -> str:
     return f"datasets/{dataset_id}"
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from genreclf import registry
-from genreclf.evaluation import classification_metrics, confusion_png, evaluate_run, track_scores
+from genreclf.evaluation import classification_metrics, confusion_png, evaluate_run, save_report, track_scores
 from genreclf.storage import Store
 from genreclf.training import TrainConfig, fit
 from tests.tiny import make_tiny_dataset
@@ -60,6 +60,7 @@ def test_evaluate_run_and_challenge_the_champion(tmp_path) -> None:
     cfg = TrainConfig(model="small_cnn", epochs=5, batch_size=8, lr=3e-3, crop_s=0.3, seed=1)
     fit(store, manifest, cfg, run_id="good")
     report = evaluate_run(store, "good", manifest)
+    save_report(store, report)
     assert set(report["models"]) == {"small_cnn", "knn", "mlp"}
     assert report["models"]["small_cnn"]["track"]["n"] == 3  # one test track per class
     assert report["models"]["mlp"]["track"]["accuracy"] == 1.0  # separable bands
