@@ -69,26 +69,34 @@ def build_dataset(
 
     rows = read_catalog_rows(store.url, version)
     results = acquire_tracks(store.url, rows, seg)
-    quarantined = [r for r in results if not r["ok"]]
-    if quarantined:
+    usable, quarantined = dataset.usable_tracks(rows, results)
+    skipped = catalog.read_skipped(store, version)  # by the scan: dangling or looping links
+    if quarantined or skipped:
         create_table_artifact(
-            [{"track_id": r["track_id"], "stage": r["stage"], "reason": r["reason"]} for r in quarantined],
+            [{"track_id": r.get("track_id") or r.get("path"), "stage": r["stage"], "reason": r["reason"]}
+             for r in skipped + quarantined],
             key="quarantine",
-            description=f"{len(quarantined)} of {len(rows)} tracks quarantined in catalog {version}",
-        )
-        logger.warning("%d of %d tracks quarantined (see the quarantine artifact)", len(quarantined), len(rows))
-    offsets = {r["track_id"]: r["offsets"] for r in results if r["ok"]}
-    usable = [row for row in rows if row["track_id"] in offsets]
+            description=f"{len(quarantined)} of {len(rows)} tracks quarantined in catalog {version}"
+            + (f"; {len(skipped)} files skipped by the scan" if skipped else ""),
+        )  # fmt: skip
+        logger.warning("%d of %d tracks quarantined, %d files skipped (see the quarantine artifact)",
+                       len(quarantined), len(rows), len(skipped))  # fmt: skip
+    quarantined = skipped + quarantined
     if not usable:
         raise DataError(f"catalog {version}: no track could be decoded; see the quarantine table for why")
 
     assigned = read_split_file(params.split_file) if params.split_file else None
     split_source = dataset.split_source_of(assigned)
     dataset_id = dataset.dataset_id_for(
-        version, list(offsets), seg=seg, feat=feat, split_seed=params.split_seed, split_source=split_source
+        version,
+        {t["track_id"]: t["audio_hash"] for t in usable},
+        seg=seg,
+        feat=feat,
+        split_seed=params.split_seed,
+        split_source=split_source,
     )
     if store.exists(f"{dataset_prefix(dataset_id)}/manifest.json"):
-        logger.info("dataset %s is already built; reusing it", dataset_id)
+        logger.info("dataset %s is already built from the same audio; reusing it", dataset_id)
         store.write_text(shards.DATASET_LATEST, dataset_id)
         events.dataset_built(dataset_id, new=False, storage_url=store.url)
         return dataset_id
@@ -99,11 +107,15 @@ def build_dataset(
     split_of = split_tracks(usable, params.split_seed, store.url, parent, assigned)
     tracks = [
         {"track_id": r["track_id"], "artist_id": r["artist_id"], "isrc": r.get("isrc"), "genre": r["genre"],
-         "split": split_of[r["track_id"]], "offsets": offsets[r["track_id"]]}
+         "split": split_of[r["track_id"]], "offsets": r["offsets"], "audio_key": r["audio_key"],
+         "audio_hash": r["audio_hash"]}
         for r in usable if r["track_id"] in split_of
     ]  # fmt: skip
     if not tracks:
         raise DataError(f"catalog {version}: the split file {params.split_file} lists none of the usable tracks")
+    warnings = dataset.split_warnings(tracks)
+    for line in warnings:
+        logger.warning(line)
     plan = plan_shards(store.url, tracks, parent, seg, feat, params.shard_mb)
     reused = sum(store.exists(s["key"]) for s in plan["shards"])
     logger.info("dataset %s: %d tracks in %d shards (%d already computed), parent %s",
@@ -123,6 +135,7 @@ def build_dataset(
         parent=parent,
         lineage=lineage,
         split_source=split_source,
+        warnings=warnings,
     )
     write_manifest(store.url, manifest)
     counts = manifest.counts()

@@ -46,6 +46,8 @@ class TrackResult:
     duration_s: float = 0.0
     stage: str = ""
     reason: str = ""
+    audio_key: str = ""  # where the decoded audio is in the store
+    audio_hash: str = ""  # sha256 of the decoded samples: the same recording gives the same hash
 
     def to_dict(self) -> dict[str, Any]:
         return self.__dict__.copy()
@@ -58,8 +60,30 @@ class _Failed(Exception):
         self.reason = reason
 
 
-def sidecar_key(track_id: str) -> str:
-    return audio_key(track_id).removesuffix(".flac") + ".json"
+def sidecar_key(track_id: str, content_hash: str | None = None) -> str:
+    return audio_key(track_id, content_hash).removesuffix(".flac") + ".json"
+
+
+def _local_path(uri: str | None) -> Path | None:
+    if not uri:
+        return None
+    scheme = urlparse(uri).scheme
+    if scheme == "file":
+        return Path(urlparse(uri).path)
+    return Path(uri) if scheme == "" or len(scheme) == 1 else None
+
+
+def content_hash_of(row: dict[str, Any]) -> str | None:
+    """The sha256 of the row's audio file: the catalog's, else read from a local file, else None (the audio is
+    found or fetched at acquisition and stored under the track id)."""
+    if row.get("content_hash"):
+        return str(row["content_hash"])
+    path = _local_path(row.get("audio_uri"))
+    if path is not None and path.is_file():
+        from genreclf.sources.local import file_sha256
+
+        return file_sha256(path)
+    return None
 
 
 def is_remote(uri: str | None) -> bool:
@@ -183,9 +207,15 @@ def _acquire_audio(
     uri = row.get("audio_uri")
     check: float | None = None
     if uri and not is_remote(uri):
+        path = _local_path(uri)
+        if row.get("content_hash") and path is not None and path.is_file():
+            from genreclf.sources.local import file_sha256
+
+            if file_sha256(path) != row["content_hash"]:
+                raise _Failed("decode", f"{name}: {path} changed since the catalog was made; scan the folder again")
         with _stage("decode", name):
             y = fetch_audio(uri, name, cfg.sample_rate, cfg.max_seconds)
-        return y, {"source_uri": uri}
+        return y, {"source_uri": uri, "content_hash": row.get("content_hash")}
     yt = yt or _youtube_config()
     if uri:
         path, prov = _download_url(uri, name, yt=yt, scratch=scratch, gate=gate)
@@ -229,25 +259,35 @@ def acquire_track(
     """
     tid = row["track_id"]
     name = f"track {tid} ({row.get('source_ref') or row.get('title') or row.get('audio_uri') or 'untitled'})"
-    side_key = sidecar_key(tid)
     scratch = (scratch_dir or _scratch_root()) / tid
     try:
-        side = _stored_sidecar(store, tid, cfg)
+        content = content_hash_of(row)
+        akey, side_key = audio_key(tid, content), sidecar_key(tid, content)
+        side = _stored_sidecar(store, akey, side_key, cfg)
+        y: np.ndarray | None = None
         if side is not None:
+            if "audio_sha256" not in side:  # stored by an older genreclf: fingerprint it once
+                y, _ = audio.read_flac(store.read_bytes(akey))
+                side["audio_sha256"] = audio.pcm_sha256(y)
+                store.write_json(side_key, side)
             if cfg.hash in side["segments"]:
-                return TrackResult(tid, True, side["segments"][cfg.hash], side["duration_s"])
+                return _result(tid, side, akey, side["segments"][cfg.hash])
             if cfg.hash in side.get("unusable", {}):
                 stage, reason = side["unusable"][cfg.hash]
                 return TrackResult(tid, False, stage=stage, reason=reason)
-            y, _ = audio.read_flac(store.read_bytes(audio_key(tid)))
+            if y is None:
+                y, _ = audio.read_flac(store.read_bytes(akey))
         else:
             y, prov = _acquire_audio(row, name, cfg=cfg, yt=yt, scratch=scratch, gate=gate or contextlib.nullcontext)
-            store.write_bytes(audio_key(tid), audio.encode_flac(y, sr=cfg.sample_rate))
+            flac = audio.encode_flac(y, sr=cfg.sample_rate)
+            y, _ = audio.read_flac(flac)  # what later stages read, so its fingerprint is what they see
+            store.write_bytes(akey, flac)
             side = {
                 "track_id": tid,
                 **prov,
                 "sample_rate": cfg.sample_rate,
                 "duration_s": len(y) / cfg.sample_rate,
+                "audio_sha256": audio.pcm_sha256(y),
                 "decoded_at": datetime.now(UTC).isoformat(),
                 "segments": {},
                 "unusable": {},
@@ -269,15 +309,21 @@ def acquire_track(
         return TrackResult(tid, False, stage=e.stage, reason=e.reason)
     side["segments"][cfg.hash] = offsets.tolist()
     store.write_json(side_key, side)
-    return TrackResult(tid, True, offsets.tolist(), side["duration_s"])
+    return _result(tid, side, akey, offsets.tolist())
 
 
-def _stored_sidecar(store: Store, tid: str, cfg: SegmentConfig) -> dict[str, Any] | None:
-    """The sidecar of a track already in the store at this sample rate, or None (fetch it)."""
-    side_key = sidecar_key(tid)
-    if not (store.exists(side_key) and store.exists(audio_key(tid))):
+def _result(tid: str, side: dict[str, Any], akey: str, offsets: list[float]) -> TrackResult:
+    return TrackResult(tid, True, offsets, side["duration_s"], audio_key=akey, audio_hash=side["audio_sha256"])
+
+
+def _stored_sidecar(store: Store, akey: str, side_key: str, cfg: SegmentConfig) -> dict[str, Any] | None:
+    """The sidecar of audio already in the store at this sample rate, or None (fetch it)."""
+    if not (store.exists(side_key) and store.exists(akey)):
         return None  # never fetched, or killed between the FLAC and its sidecar
     side: dict[str, Any] = store.read_json(side_key)
     if side.get("sample_rate") != cfg.sample_rate:
         return None  # decoded at another rate: decode again
+    cut_at = side.get("truncated_at_s")
+    if (cut_at is None and side["duration_s"] > cfg.max_seconds) or (cut_at is not None and cut_at != cfg.max_seconds):
+        return None  # stored whole but longer than now allowed, or cut at another length: decode again
     return side

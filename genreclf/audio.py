@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import io
 import json
+import logging
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -15,6 +16,8 @@ import numpy as np
 import soundfile as sf
 
 from genreclf.errors import AudioError, ConfigError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -51,23 +54,94 @@ def _ffmpeg() -> str:
 SOUNDFILE_EXTENSIONS = frozenset({".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".au"})
 
 
-def _decode_soundfile(source: Path | bytes, *, sr: int, max_seconds: float | None) -> np.ndarray | None:
-    """Mono float32 at `sr` via libsndfile and soxr (channel mean, as ffmpeg's path); None when it cannot read it."""
+# Frames per block when decoding in-process: the channels are averaged and resampled block by block, so peak
+# memory is the mono output at the target rate, not the whole file at its native rate and channel count.
+BLOCK_FRAMES = 1 << 16
+# A complete file decodes to exactly the frames its header declares; allow a little for rounding.
+TRUNCATION_SLACK_S = 0.1
+
+
+def _wav_declared_frames(f: sf.SoundFile, head: bytes) -> int | None:
+    """Frames a RIFF/WAVE header declares in its `data` chunk (libsndfile reports what is there instead)."""
+    if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    pos = 12
+    block_align = None
+    while pos + 8 <= len(head):
+        chunk, size = head[pos : pos + 4], int.from_bytes(head[pos + 4 : pos + 8], "little")
+        if chunk == b"fmt " and pos + 22 <= len(head):
+            channels = int.from_bytes(head[pos + 10 : pos + 12], "little")
+            bits = int.from_bytes(head[pos + 22 : pos + 24], "little") if pos + 24 <= len(head) else 0
+            block_align = channels * max(bits, 8) // 8
+        if chunk == b"data":
+            # 0 and 0xFFFFFFFF mean "unknown" (written by a stream that could not seek back)
+            if not block_align or size in (0, 0xFFFFFFFF):
+                return None
+            return size // block_align
+        pos += 8 + size + (size & 1)
+    return None
+
+
+def _declared_frames(f: sf.SoundFile, head: bytes) -> int | None:
+    """How many frames the file's header says it holds, where the format records it (WAV, FLAC), else None."""
+    if f.format == "WAV":
+        return _wav_declared_frames(f, head)
+    if f.format == "FLAC":
+        return f.frames or None  # STREAMINFO's total samples; 0 means unknown
+    return None
+
+
+def _head(source: Path | bytes) -> bytes:
+    if isinstance(source, bytes):
+        return source[:4096]
+    with open(source, "rb") as fh:
+        return fh.read(4096)
+
+
+def _decode_soundfile(source: Path | bytes, *, sr: int, max_seconds: float | None, label: str) -> np.ndarray | None:
+    """Mono float32 at `sr` via libsndfile and soxr (channel mean, as ffmpeg's path); None when it cannot read it.
+
+    Decodes in blocks: each block is averaged to mono and fed to a streaming resampler. Raises AudioError when the
+    file holds fewer frames than its header declares (a copy or download cut short).
+    """
     import soxr  # librosa's resampler
 
     try:
-        with sf.SoundFile(io.BytesIO(source) if isinstance(source, bytes) else source) as f:
-            frames = -1 if not max_seconds else round(max_seconds * f.samplerate)
-            y = f.read(frames=frames, dtype="float32", always_2d=True)
-            file_sr = f.samplerate
+        f = sf.SoundFile(io.BytesIO(source) if isinstance(source, bytes) else source)
     except (sf.LibsndfileError, RuntimeError, ValueError):
         return None
-    if y.size == 0:
-        return None
-    mono = y.mean(axis=1)
-    if file_sr != sr:
-        mono = soxr.resample(mono, file_sr, sr, quality="HQ")
-    return np.ascontiguousarray(mono, dtype=np.float32)
+    with f:
+        file_sr = f.samplerate
+        declared = _declared_frames(f, _head(source))
+        limit = round(max_seconds * file_sr) if max_seconds else None
+        stream = soxr.ResampleStream(file_sr, sr, 1, dtype="float32", quality="HQ") if file_sr != sr else None
+        parts: list[np.ndarray] = []
+        got = 0
+        try:
+            while limit is None or got < limit:
+                # read() returns only the frames that are there (blocks() pads a short read with stale memory)
+                n = BLOCK_FRAMES if limit is None else min(BLOCK_FRAMES, limit - got)
+                block = f.read(n, dtype="float32", always_2d=True)  # (frames, channels)
+                if not len(block):
+                    break
+                got += len(block)
+                mono = block.mean(axis=1)  # (frames,)
+                parts.append(stream.resample_chunk(mono) if stream else mono)
+        except (sf.LibsndfileError, RuntimeError) as e:
+            if got == 0:
+                return None
+            log.debug("%s: read stopped after %d frames (%s)", label, got, e)
+        if got == 0:
+            return None
+        if stream is not None:
+            parts.append(stream.resample_chunk(np.zeros(0, np.float32), last=True))
+    expected = min(declared, limit) if declared and limit else declared
+    if expected and got < expected - TRUNCATION_SLACK_S * file_sr:
+        raise AudioError(
+            f"{label}: truncated: {got / file_sr:.1f} s of audio where its header declares {declared / file_sr:.1f} s"
+            " (a copy or download cut short); copy or download it again"
+        )
+    return np.ascontiguousarray(np.concatenate(parts), dtype=np.float32)
 
 
 def decode(source: str | Path | bytes, *, sr: int, max_seconds: float | None = None, name: str = "") -> np.ndarray:
@@ -81,7 +155,7 @@ def decode(source: str | Path | bytes, *, sr: int, max_seconds: float | None = N
         if not data:
             raise AudioError(f"{label}: file is empty (0 bytes); download it again or remove it")
         inp = "pipe:0"
-        y = _decode_soundfile(data, sr=sr, max_seconds=max_seconds)
+        y = _decode_soundfile(data, sr=sr, max_seconds=max_seconds, label=label)
         if y is not None:
             return y
     else:
@@ -92,7 +166,7 @@ def decode(source: str | Path | bytes, *, sr: int, max_seconds: float | None = N
             raise AudioError(f"{label}: file is empty (0 bytes); download it again or remove it")
         data, inp = None, str(path)
         if path.suffix.lower() in SOUNDFILE_EXTENSIONS:
-            y = _decode_soundfile(path, sr=sr, max_seconds=max_seconds)
+            y = _decode_soundfile(path, sr=sr, max_seconds=max_seconds, label=label)
             if y is not None:
                 return y
     cmd = [_ffmpeg(), "-nostdin", "-hide_banner", "-v", "error", "-i", inp]
@@ -124,6 +198,12 @@ def read_flac(data: bytes) -> tuple[np.ndarray, int]:
     """Read FLAC bytes written by `encode_flac` -> ((samples,) float32, sample rate)."""
     y, sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=False)
     return y, int(sr)
+
+
+def pcm_sha256(y: np.ndarray) -> str:
+    """sha256 of decoded samples (float32): two files holding the same recording, whatever their container or
+    name, give the same hash once decoded the same way."""
+    return hashlib.sha256(np.ascontiguousarray(y, dtype=np.float32).tobytes()).hexdigest()
 
 
 def rms_db(x: np.ndarray) -> float:

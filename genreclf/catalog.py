@@ -32,13 +32,19 @@ CATALOG_SCHEMA = pa.schema(
         pa.field("artist_genre_vote", pa.string()),
         # Where the audio is: a local path, file://, s3:// or http(s) URL; null means "search for it".
         pa.field("audio_uri", pa.string()),
+        # sha256 of the audio file's bytes where the catalog points at a file (a folder catalog); null where the
+        # audio is found at acquisition. It makes the catalog version, and everything derived, follow the audio.
+        pa.field("content_hash", pa.string()),
     ]
 )
 CATALOG_COLUMNS = CATALOG_SCHEMA.names
+# Columns a source may leave out (null for every row): only sources that read files know their content hash.
+OPTIONAL_COLUMNS = ("content_hash",)
 
 
 def to_table(df: pl.DataFrame) -> pa.Table:
     """Check a catalog frame against the schema and return it as an Arrow table in schema order."""
+    df = df.with_columns(pl.lit(None, pl.String).alias(c) for c in OPTIONAL_COLUMNS if c not in df.columns)
     missing = [c for c in CATALOG_COLUMNS if c not in df.columns]
     if missing:
         raise DataError(f"catalog is missing columns {missing}; expected {CATALOG_COLUMNS}")
@@ -61,8 +67,16 @@ def version_of(table: pa.Table) -> str:
     return h.hexdigest()[:16]
 
 
-def write_catalog(store: Store, df: pl.DataFrame) -> str:
-    """Write the catalog as a new version (never overwriting another one), point LATEST at it, return the version."""
+def skipped_key(version: str) -> str:
+    return f"catalogs/{version}/skipped.json"
+
+
+def write_catalog(store: Store, df: pl.DataFrame, *, skipped: list[dict[str, str]] | None = None) -> str:
+    """Write the catalog as a new version (never overwriting another one), point LATEST at it, return the version.
+
+    `skipped` lists what the source left out of it ({path, reason}: a dangling link, a loop); build-dataset shows
+    it in its quarantine table at stage "scan".
+    """
     table = to_table(df)
     version = version_of(table)
     key = catalog_key(version)
@@ -70,8 +84,16 @@ def write_catalog(store: Store, df: pl.DataFrame) -> str:
         meta = {b"genreclf.created_at": datetime.now(UTC).isoformat().encode()}
         store.write_parquet(key, table.replace_schema_metadata(meta))
         log.info("wrote catalog %s (%d tracks) to %s", version, table.num_rows, store.uri(key))
+    if skipped or store.exists(skipped_key(version)):
+        store.write_json(skipped_key(version), [{"stage": "scan", **s} for s in skipped or []])
     store.write_text(CATALOG_LATEST, version)
     return version
+
+
+def read_skipped(store: Store, version: str) -> list[dict[str, str]]:
+    """What the source left out of a catalog version, with why (see `write_catalog`)."""
+    key = skipped_key(version)
+    return list(store.read_json(key)) if store.exists(key) else []
 
 
 def resolve_version(store: Store, version: str = "latest") -> str:

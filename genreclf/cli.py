@@ -31,9 +31,11 @@ def _print_summary(out: dict[str, Any], seconds: float) -> None:
     if report.get("promotion"):
         print(f"  champion:  {report['promotion']['reason']}")
     if out["quarantine"]:
-        print(f"  quarantined {len(out['quarantine'])} track(s):")
+        print(f"  left out {len(out['quarantine'])} catalog entr{'y' if len(out['quarantine']) == 1 else 'ies'}:")
         for q in out["quarantine"]:
-            print(f"    {q['reason']}")
+            print(f"    [{q['stage']}] {q['reason']}")
+    for warning in report.get("warnings", []):
+        print(f"  warning:   {warning}")
     print("\nTest accuracy (segment / track):")
     for name, rep in report["models"].items():
         print(f"  {name:<10} {rep['segment']['accuracy']:.3f} / {rep['track']['accuracy']:.3f}")

@@ -41,15 +41,16 @@ def _digest(obj: Any, n: int = 16) -> str:
 
 def dataset_id_for(
     catalog_version: str,
-    track_ids: list[str],
+    audio_of: dict[str, str],
     *,
     seg: SegmentConfig,
     feat: FeatureConfig,
     split_seed: int,
     split_source: str = "seed",
 ) -> str:
-    """Same catalog, same usable tracks, same configs, seed and split source -> same dataset id."""
-    parts: list[Any] = [catalog_version, sorted(track_ids), dataclasses.asdict(seg), dataclasses.asdict(feat)]
+    """Same catalog, same usable tracks with the same decoded audio (`audio_of`: track id -> sha256 of its
+    samples), same configs, seed and split source -> same dataset id."""
+    parts: list[Any] = [catalog_version, sorted(audio_of.items()), dataclasses.asdict(seg), dataclasses.asdict(feat)]
     parts.append(split_seed)
     if split_source != "seed":  # ids of datasets built before split files stay the same
         parts.append(split_source)
@@ -77,6 +78,83 @@ def read_splits(store: Store, dataset_id: str) -> pl.DataFrame | None:
     if not store.exists(key):
         return None
     return pl.from_arrow(store.read_parquet(key))  # type: ignore[return-value]
+
+
+# --- usable tracks ------------------------------------------------------------------------------------------
+
+
+def _describe(row: dict[str, Any]) -> str:
+    return f"track {row['track_id']} ({row.get('source_ref') or row.get('title') or row.get('audio_uri')})"
+
+
+def usable_tracks(
+    rows: list[dict[str, Any]], results: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Join catalog rows with their acquisition results -> (usable tracks, quarantined results).
+
+    A usable track is its catalog row plus `offsets`, `audio_key` and `audio_hash`. The same recording (the same
+    decoded samples) found more than once is kept once, at the first place in catalog order (a copied file, a
+    re-encoded lossless copy); when its copies are labelled with different genres, none is kept and each is
+    quarantined as a label conflict, since the catalog cannot say which label is right.
+    """
+    result_of = {r["track_id"]: r for r in results}
+    quarantined = [r for r in results if not r["ok"]]
+    copies: dict[str, list[dict[str, Any]]] = {}  # audio hash -> its tracks, in catalog order
+    for row in rows:
+        r = result_of.get(row["track_id"])
+        if r is not None and r["ok"]:
+            t = {**row, "offsets": r["offsets"], "audio_key": r["audio_key"], "audio_hash": r["audio_hash"]}
+            copies.setdefault(t["audio_hash"] or t["track_id"], []).append(t)
+    usable = []
+    for group in copies.values():
+        first, rest = group[0], group[1:]
+        genres = sorted({t["genre"] for t in group})
+        if len(genres) > 1:
+            others = "; ".join(f"{_describe(t)} as {t['genre']}" for t in group)
+            why = f"the same recording is labelled {', '.join(genres)} ({others}); keep one copy, in its right genre"
+            quarantined += [_quarantine(t, "label-conflict", f"{_describe(t)}: {why}") for t in group]
+            continue
+        usable.append(first)
+        why = f"the same recording as {_describe(first)}; kept once"
+        quarantined += [_quarantine(t, "duplicate", f"{_describe(t)}: {why}") for t in rest]
+    repeated = sum(len(g) > 1 for g in copies.values())
+    if repeated:
+        log.warning("%d recordings are in the catalog more than once; see the quarantine table", repeated)
+    order = {row["track_id"]: i for i, row in enumerate(rows)}
+    return sorted(usable, key=lambda t: order[t["track_id"]]), quarantined
+
+
+def _quarantine(track: dict[str, Any], stage: str, reason: str) -> dict[str, Any]:
+    return {
+        "track_id": track["track_id"],
+        "ok": False,
+        "offsets": [],
+        "duration_s": 0.0,
+        "stage": stage,
+        "reason": reason,
+        "audio_key": track["audio_key"],
+        "audio_hash": track["audio_hash"],
+    }
+
+
+def split_warnings(tracks: list[dict[str, Any]]) -> list[str]:
+    """A line per genre that is missing from a split (too few tracks, or a split file without it): its figures on
+    that split cannot be measured, so a report's 100 % for it would mean nothing."""
+    splits_of: dict[str, set[str]] = {}
+    count: dict[str, int] = {}
+    for t in tracks:
+        splits_of.setdefault(t["genre"], set()).add(t["split"])
+        count[t["genre"]] = count.get(t["genre"], 0) + 1
+    present = {s for got in splits_of.values() for s in got}
+    out = []
+    for genre in sorted(splits_of):
+        missing = [s for s in SPLITS if s in present and s not in splits_of[genre]]
+        if missing:
+            out.append(
+                f"genre {genre!r} ({count[genre]} track{'s' if count[genre] != 1 else ''}) is not in "
+                f"{' or '.join(missing)}: it cannot be validated or tested there; add tracks of it"
+            )
+    return out
 
 
 # --- splits -------------------------------------------------------------------------------------------------
@@ -140,9 +218,10 @@ def shard_key_for(tracks: list[dict[str, Any]], *, labels: list[str], seg: Segme
     """The content-derived key of the shard holding `tracks` (track_id, artist_id, genre, split, offsets)."""
     label_of = {g: i for i, g in enumerate(labels)}
     rows = [
-        [t["track_id"], t.get("artist_id"), t["genre"], label_of[t["genre"]], t["split"], list(t["offsets"])]
+        [t["track_id"], t.get("audio_hash"), t.get("artist_id"), t["genre"], label_of[t["genre"]], t["split"],
+         list(t["offsets"])]
         for t in tracks
-    ]
+    ]  # fmt: skip
     content = _digest([SHARD_FORMAT, dataclasses.asdict(seg), dataclasses.asdict(feat), rows], 20)
     return shard_content_key(feat.hash, content)
 
@@ -217,9 +296,10 @@ def write_splits(store: Store, dataset_id: str, tracks: list[dict[str, Any]], pl
 def _windows(store: Store, tracks: list[dict[str, Any]], win: int, sr: int) -> Iterator[tuple[int, int, np.ndarray]]:
     """(track index, window index, samples (win,)) of every window of the tracks, tails zero-padded."""
     for ti, t in enumerate(tracks):
-        y, got_sr = audio.read_flac(store.read_bytes(audio_key(t["track_id"])))
+        key = t.get("audio_key") or audio_key(t["track_id"])
+        y, got_sr = audio.read_flac(store.read_bytes(key))
         if got_sr != sr:
-            raise DataError(f"{store.uri(audio_key(t['track_id']))}: {got_sr} Hz, expected {sr} Hz; acquire it again")
+            raise DataError(f"{store.uri(key)}: {got_sr} Hz, expected {sr} Hz; acquire it again")
         for wi, off in enumerate(t["offsets"]):
             start = round(off * sr)
             w = y[start : start + win]

@@ -211,6 +211,7 @@ class Manifest:
     parent: str | None = None
     lineage: str | None = None
     split_source: str = "seed"  # "seed", or the digest of the imported split file ("file:<digest>")
+    warnings: list[str] = field(default_factory=list)  # what a reader of its figures must know (a genre not in test)
 
     @property
     def mel_shape(self) -> tuple[int, int]:

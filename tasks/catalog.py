@@ -11,8 +11,10 @@ from genreclf.storage import Store
 
 @task(name="scan-folder", task_run_name="scan {catalog_dir}")
 def scan_folder_catalog(catalog_dir: str, storage_url: str) -> str:
-    """Scan ROOT/<genre>/<file> into a catalog version in the store (not cached: the folder may change)."""
-    return catalog.write_catalog(Store.open(storage_url), scan_folder(catalog_dir))
+    """Scan ROOT/<genre>/<file> into a catalog version in the store (not cached: the folder may change; files
+    whose size and modification time are unchanged are not read again to fingerprint them)."""
+    scan = scan_folder(catalog_dir)
+    return catalog.write_catalog(Store.open(storage_url), scan.tracks, skipped=scan.skipped)
 
 
 @task(name="read-catalog")

@@ -33,4 +33,4 @@ def predict_tracks(storage_url: str, model: str | None, rows: list[dict[str, Any
 def evaluate_ood(storage_url: str, run_id: str, catalog_dir: str) -> dict[str, Any]:
     """Metrics on a folder of out-of-distribution recordings (covers, live) laid out ROOT/<genre>/<file>."""
     store = Store.open(storage_url)
-    return evaluate_catalog(Predictor(store, run_id), store, scan_folder(catalog_dir).to_dicts())
+    return evaluate_catalog(Predictor(store, run_id), store, scan_folder(catalog_dir).tracks.to_dicts())

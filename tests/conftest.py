@@ -19,6 +19,8 @@ os.environ.setdefault("PREFECT_LOCAL_STORAGE_PATH", str(Path(_PREFECT_HOME) / "s
 os.environ.pop("PREFECT_API_URL", None)
 for _var in [v for v in os.environ if v.startswith("GENRECLF_")]:
     os.environ.pop(_var)
+# Per-user caches (file hashes, download scratch) in a temporary folder, never the user's ~/.cache.
+os.environ["GENRECLF_CACHE_DIR"] = tempfile.mkdtemp(prefix="genreclf-cache-")
 
 SR = 22_050
 

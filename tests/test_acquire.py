@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
@@ -142,8 +143,9 @@ def test_good_tracks_go_through_and_bad_ones_are_quarantined_with_reasons(
 
     for tid in ("searched", "webm", "m4a", "mp3", "lofi", "local"):
         assert results[tid].ok and results[tid].offsets == [0.0, 1.0, 2.0], (tid, results[tid])
-        y, sr = audio.read_flac(store.read_bytes(audio_key(tid)))
+        y, sr = audio.read_flac(store.read_bytes(results[tid].audio_key))
         assert sr == SEG.sample_rate and abs(len(y) / sr - 3.0) < 0.1, tid
+        assert results[tid].audio_hash == audio.pcm_sha256(y), tid
         assert 0.05 < np.abs(y).max() <= 1.0, tid  # lavfi's sine peaks at 1/8
     assert results["long"].ok and results["long"].offsets == [0.0, 1.0, 2.0, 3.0, 4.0]
 
@@ -155,7 +157,11 @@ def test_good_tracks_go_through_and_bad_ones_are_quarantined_with_reasons(
     assert "off by 57 s" in side["candidates"][2]["reason"]
     assert store.read_json(sidecar_key("long"))["truncated_at_s"] == 5.0
     assert store.read_json(sidecar_key("mp3"))["extractor"] == "Generic"
-    assert store.read_json(sidecar_key("local"))["source_uri"] == str(media["tone.mp3"])
+    # a local file is stored under its bytes' hash, searched and downloaded audio under the track id
+    local_hash = hashlib.sha256(media["tone.mp3"].read_bytes()).hexdigest()
+    assert results["local"].audio_key == audio_key("local", local_hash) == f"audio/sha256/{local_hash}.flac"
+    assert store.read_json(sidecar_key("local", local_hash))["source_uri"] == str(media["tone.mp3"])
+    assert results["mp3"].audio_key == audio_key("mp3")
     assert not scratch.exists() or not any(scratch.rglob("*"))  # downloads are removed once stored
 
     # A rerun fetches no stored track again and gives the same answers (the silent track is remembered). Only
@@ -283,14 +289,15 @@ def test_build_dataset_takes_a_mixed_catalog_to_segments_with_a_quarantine_table
     genres = ["low", "mid", "high"]
     good = [
         row("searched", title="Song", artists=("Artist",), duration=3.0, genre="high"),
-        row("webm", server.url("/tone.webm"), genre="mid"),
+        row("webm", server.url("/tone.webm"), genre="high"),  # what the search finds: the same recording
         row("m4a", server.url("/tone.m4a"), genre="high"),
         row("mp3", server.url("/tone.mp3"), genre="low"),
         row("lofi", server.url("/lofi.mp3"), genre="low"),
         row("long", server.url("/long.mp3"), genre="low"),
     ]
     for i, g in enumerate(genres * 2):
-        good.append(row(f"local{i}", str(media["tone.m4a"]), genre=g))
+        local = make_audio(tmp_path / f"local{i}.m4a", seconds=3, freq=300 + 100 * i)
+        good.append(row(f"local{i}", str(local), genre=g))
     bad = [
         row("missing", server.url("/missing.mp3"), genre="low"),
         row("far", title="Away", artists=("Far",), duration=3.0, genre="mid"),
@@ -304,10 +311,10 @@ def test_build_dataset_takes_a_mixed_catalog_to_segments_with_a_quarantine_table
 
     quarantine = Store.open(store_url).read_json(f"datasets/{dataset_id}/quarantine.json")
     assert {q["track_id"]: q["stage"] for q in quarantine} == {"missing": "download", "far": "match",
-                                                                 "corrupt": "decode"}  # fmt: skip
+                                                                 "corrupt": "decode", "webm": "duplicate"}  # fmt: skip
     with get_client(sync_client=True) as client:
         arts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["quarantine"])))
-    assert arts and "3 of 15 tracks quarantined" in (arts[0].description or "")
+    assert arts and "4 of 15 tracks quarantined" in (arts[0].description or "")
 
     requests = server.requests.copy()
     assert build_dataset(version, params=params, storage_url=store_url) == dataset_id

@@ -29,7 +29,7 @@ PARAMS = DatasetParams(window_s=1.0, hop_s=1.0, n_mels=32, n_fft=512, hop_length
 
 
 def build(root: Path, store_url: str, params: DatasetParams = PARAMS) -> str:
-    version = catalog.write_catalog(Store.open(store_url), scan_folder(str(root)))
+    version = catalog.write_catalog(Store.open(store_url), scan_folder(str(root)).tracks)
     return build_dataset(version, params=params, storage_url=store_url)
 
 

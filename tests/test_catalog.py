@@ -49,6 +49,7 @@ def catalog(n: int = 4, genre: str = "jazz") -> pl.DataFrame:
             "snapshot_id": ["snap1"] * n,
             "artist_genre_vote": [None] * n,
             "audio_uri": [f"/music/{i}.mp3" for i in range(n)],
+            "content_hash": [f"{i:064x}" for i in range(n)],
         },
         schema_overrides={"isrc": pl.String, "artist_genre_vote": pl.String},
     )
@@ -60,7 +61,7 @@ def catalog(n: int = 4, genre: str = "jazz") -> pl.DataFrame:
 def test_scan_folder_finds_audio_by_genre_folder(tone: np.ndarray, tmp_path: Path) -> None:
     root = make_folder(tmp_path / "music", tone)
 
-    df = scan_folder(root)
+    df = scan_folder(root).tracks
 
     assert df.columns == CATALOG_COLUMNS
     assert sorted(df["source_ref"].to_list()) == ["jazz/a.wav", "jazz/b.flac", "rock/D.WAV", "rock/live/c.wav"]
@@ -74,17 +75,17 @@ def test_scan_folder_finds_audio_by_genre_folder(tone: np.ndarray, tmp_path: Pat
 
 
 def test_scan_folder_output_passes_the_schema(tone: np.ndarray, tmp_path: Path) -> None:
-    table = to_table(scan_folder(make_folder(tmp_path / "music", tone)))
+    table = to_table(scan_folder(make_folder(tmp_path / "music", tone)).tracks)
 
     assert table.schema == CATALOG_SCHEMA
     assert table.num_rows == 4
 
 
 def test_track_ids_survive_moving_the_folder(tone: np.ndarray, tmp_path: Path) -> None:
-    before = scan_folder(make_folder(tmp_path / "here", tone))
+    before = scan_folder(make_folder(tmp_path / "here", tone)).tracks
     shutil.move(tmp_path / "here", tmp_path / "there")
 
-    after = scan_folder(tmp_path / "there")
+    after = scan_folder(tmp_path / "there").tracks
 
     assert after["track_id"].to_list() == before["track_id"].to_list()
     assert after["audio_uri"].to_list() != before["audio_uri"].to_list()

@@ -69,4 +69,4 @@ def test_a_wiped_store_is_not_served_from_the_task_cache(catalog_dir: Path, tmp_
     Store.open(store_url)  # recreated empty, as a user would after `rm -rf`
     again = acquire(store_url, rows)
     assert all(s.name == "Completed" for s in again)
-    assert all(Store.open(store_url).exists(f"audio/{s.result()['track_id']}.flac") for s in again if s.result()["ok"])
+    assert all(Store.open(store_url).exists(s.result()["audio_key"]) for s in again if s.result()["ok"])

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import sqlite3
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-from genreclf.catalog import CATALOG_COLUMNS
+from genreclf.catalog import CATALOG_COLUMNS, CATALOG_SCHEMA
 from genreclf.errors import SourceError
 
 log = logging.getLogger(__name__)
 
-# What ffmpeg reads that people keep music in; anything else in a genre folder is ignored (and logged).
+# What ffmpeg reads that people keep music in; anything else in a genre folder is ignored.
 AUDIO_EXTENSIONS = frozenset(
     {
         ".wav",
@@ -35,55 +38,204 @@ AUDIO_EXTENSIONS = frozenset(
 
 
 def track_id_for(relative_path: str) -> str:
-    """A stable id from the path inside the catalog folder: moving the folder keeps the ids."""
+    """A stable id from the path inside the catalog folder: moving the folder keeps the ids, and a file edited in
+    place keeps its id (and so its split); what it holds is told by the row's `content_hash`."""
     return "f" + hashlib.sha1(relative_path.encode()).hexdigest()[:15]
 
 
-def scan_folder(root: str | Path) -> pl.DataFrame:
+def file_sha256(path: Path) -> str:
+    """sha256 of a file's bytes, read in 1 MB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class HashCache:
+    """sha256 of files, remembered by (path, size, mtime, inode): an unchanged file is not read again.
+
+    Kept in a SQLite file (`$GENRECLF_CACHE_DIR/file-hashes.sqlite`); any change of size or modification time
+    (an edit, a copy over it) makes the file be hashed again. Without a path, nothing is remembered.
+    """
+
+    def __init__(self, path: Path | None) -> None:
+        self.db: sqlite3.Connection | None = None
+        if path is not None:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self.db = sqlite3.connect(path, timeout=30)
+                self.db.execute(
+                    "CREATE TABLE IF NOT EXISTS hashes (path TEXT PRIMARY KEY, size INT, mtime_ns INT, ino INT, "
+                    "sha256 TEXT)"
+                )
+            except sqlite3.Error as e:  # a read-only or broken cache only costs time
+                log.warning("file hash cache %s unusable (%s); hashing every file", path, e)
+                self.db = None
+        self.hashed = 0  # files read in full by this cache
+
+    def sha256(self, path: Path) -> str:
+        st = path.stat()
+        stamp = (st.st_size, st.st_mtime_ns, st.st_ino)
+        if self.db is not None:
+            row = self.db.execute(
+                "SELECT size, mtime_ns, ino, sha256 FROM hashes WHERE path = ?", (str(path),)
+            ).fetchone()
+            if row is not None and tuple(row[:3]) == stamp:
+                return str(row[3])
+        digest = file_sha256(path)
+        self.hashed += 1
+        if self.db is not None:
+            self.db.execute("INSERT OR REPLACE INTO hashes VALUES (?, ?, ?, ?, ?)", (str(path), *stamp, digest))
+        return digest
+
+    def close(self) -> None:
+        if self.db is not None:
+            self.db.commit()
+            self.db.close()
+
+
+def default_hash_cache() -> Path:
+    from genreclf.settings import get_settings
+
+    return get_settings().cache_dir / "file-hashes.sqlite"
+
+
+@dataclass
+class FolderScan:
+    """A folder's catalog, and the entries left out of it with why (dangling or looping links, links back
+    into the catalog)."""
+
+    tracks: pl.DataFrame
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    hashed: int = 0  # files read to fingerprint them (the others matched the hash cache)
+
+
+def _inside(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+class _Walker:
+    """Lists audio files under a genre folder, resolving symlinks: a link to something inside the catalog is not
+    a second copy (skipped), a link outside is followed, a dangling or looping link is skipped with a reason."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.real_root = root.resolve()
+        self.skipped: list[dict[str, str]] = []
+
+    def skip(self, path: Path, reason: str, *, warn: bool) -> None:
+        rel = path.relative_to(self.root).as_posix()
+        self.skipped.append({"path": rel, "reason": f"{rel}: {reason}"})
+        (log.warning if warn else log.info)("%s: %s", path, reason)
+
+    def resolve_link(self, path: Path) -> Path | None:
+        """The target of a link, or None (and a skip record) when it dangles, loops or points into the catalog."""
+        try:
+            target = path.resolve(strict=True)
+        except FileNotFoundError:
+            self.skip(path, f"dangling symlink to {os.readlink(path)}; fix or remove the link", warn=True)
+            return None
+        except (RuntimeError, OSError) as e:  # a loop: RuntimeError on 3.11/3.12, OSError(ELOOP) later
+            self.skip(path, f"symlink loop ({e}); remove the link", warn=True)
+            return None
+        if _inside(target, self.real_root):
+            rel = target.relative_to(self.real_root).as_posix()
+            self.skip(path, f"symlink to {rel or '.'} inside the catalog; counted once, at its target", warn=False)
+            return None
+        return target
+
+    def files(self, directory: Path, seen: frozenset[Path] = frozenset()) -> list[tuple[Path, Path]]:
+        """(path in the catalog, real file) of every audio file under `directory`, sorted."""
+        real_dir = directory.resolve()
+        if real_dir in seen:
+            self.skip(directory, "symlink loop (a folder that contains itself); remove the link", warn=True)
+            return []
+        seen = seen | {real_dir}
+        out: list[tuple[Path, Path]] = []
+        try:
+            entries = sorted(os.scandir(directory), key=lambda e: e.name)
+        except OSError as e:
+            self.skip(directory, f"cannot list folder ({e})", warn=True)
+            return []
+        for entry in entries:
+            path = directory / entry.name
+            if entry.name.startswith("."):
+                continue
+            if entry.is_symlink():
+                target = self.resolve_link(path)
+                if target is None:
+                    continue
+                if target.is_dir():
+                    out += self.files(path, seen)
+                elif target.suffix.lower() in AUDIO_EXTENSIONS or path.suffix.lower() in AUDIO_EXTENSIONS:
+                    out.append((path, target))
+            elif entry.is_dir():
+                out += self.files(path, seen)
+            elif entry.is_file() and path.suffix.lower() in AUDIO_EXTENSIONS:
+                out.append((path, path))
+        return out
+
+
+def scan_folder(root: str | Path, *, hash_cache: Path | bool | None = True) -> FolderScan:
     """Return the catalog of a folder `ROOT/<genre>/<file>`: one row per audio file, labelled by its folder.
 
-    Files have no artist, so `artist_id` is null and each file is its own group when splitting.
+    Each row carries `content_hash`, the sha256 of the file's bytes, so a catalog's version changes when any
+    audio changes. `hash_cache` is where unchanged files' hashes are remembered (True: the default under
+    `$GENRECLF_CACHE_DIR`, None or False: nowhere). Files have no artist, so `artist_id` is null and each file
+    is its own group when splitting.
     """
     root = Path(root).expanduser()
     if not root.is_dir():
         raise SourceError(f"{root}: catalog folder does not exist; give a folder laid out ROOT/<genre>/<file>")
-    genre_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    walker = _Walker(root)
+    genre_dirs: list[Path] = []
+    for p in sorted(root.iterdir()):
+        if p.name.startswith("."):
+            continue
+        if p.is_symlink():
+            target = walker.resolve_link(p)
+            if target is None or not target.is_dir():
+                continue
+        if p.is_dir():
+            genre_dirs.append(p)
     if not genre_dirs:
         raise SourceError(
             f"{root}: no genre folders; lay the catalog out as ROOT/<genre>/<file> (e.g. {root}/jazz/track.mp3)"
         )
+    cache = HashCache(default_hash_cache() if hash_cache is True else hash_cache or None)
     rows: list[dict[str, Any]] = []
-    for genre_dir in genre_dirs:
-        files = sorted(p for p in genre_dir.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
-        if not files:
-            raise SourceError(
-                f"{genre_dir}: genre folder has no audio files ({', '.join(sorted(AUDIO_EXTENSIONS))}); "
-                "add some or remove the folder"
-            )
-        for path in files:
-            rel = path.relative_to(root).as_posix()
-            rows.append(
-                {
-                    "track_id": track_id_for(rel),
-                    "title": path.stem,
-                    "artists": [],
-                    "artist_id": None,
-                    "duration_s": None,
-                    "isrc": None,
-                    "genre": genre_dir.name,
-                    "label_source": "folder",
-                    "source": "folder",
-                    "source_ref": rel,
-                    "snapshot_id": None,
-                    "artist_genre_vote": None,
-                    "audio_uri": str(path.resolve()),
-                }
-            )
-    log.info("found %d tracks in %d genres under %s", len(rows), len(genre_dirs), root)
-    schema: dict[str, Any] = {
-        "track_id": pl.String, "title": pl.String, "artists": pl.List(pl.String), "artist_id": pl.String,
-        "duration_s": pl.Float64, "isrc": pl.String, "genre": pl.String, "label_source": pl.String,
-        "source": pl.String, "source_ref": pl.String, "snapshot_id": pl.String, "artist_genre_vote": pl.String,
-        "audio_uri": pl.String,
-    }  # fmt: skip
-    return pl.DataFrame(rows, schema=schema).select(CATALOG_COLUMNS)
+    try:
+        for genre_dir in genre_dirs:
+            files = walker.files(genre_dir, frozenset({walker.real_root}))
+            if not files and not any(s["path"].startswith(genre_dir.name + "/") for s in walker.skipped):
+                raise SourceError(
+                    f"{genre_dir}: genre folder has no audio files ({', '.join(sorted(AUDIO_EXTENSIONS))}); "
+                    "add some or remove the folder"
+                )
+            for path, real in files:
+                rel = path.relative_to(root).as_posix()
+                rows.append(
+                    {
+                        "track_id": track_id_for(rel),
+                        "title": path.stem,
+                        "artists": [],
+                        "artist_id": None,
+                        "duration_s": None,
+                        "isrc": None,
+                        "genre": genre_dir.name,
+                        "label_source": "folder",
+                        "source": "folder",
+                        "source_ref": rel,
+                        "snapshot_id": None,
+                        "artist_genre_vote": None,
+                        "audio_uri": str(real.resolve()),
+                        "content_hash": cache.sha256(real),
+                    }
+                )
+    finally:
+        cache.close()
+    log.info("found %d tracks in %d genres under %s (%d files hashed)", len(rows), len(genre_dirs), root, cache.hashed)
+    schema = pl.Schema(pl.from_arrow(CATALOG_SCHEMA.empty_table()).schema)  # type: ignore[union-attr]
+    tracks = pl.DataFrame(rows, schema=schema).select(CATALOG_COLUMNS)
+    return FolderScan(tracks, walker.skipped, cache.hashed)

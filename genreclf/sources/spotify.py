@@ -1025,6 +1025,7 @@ def resolve_labels(
                 "snapshot_id": chosen["snapshot_id"],
                 "artist_genre_vote": votes.get(artist_id) if artist_id else None,
                 "audio_uri": None,
+                "content_hash": None,
             }
         )
     schema: dict[str, pl.DataType | type[pl.DataType]] = {
@@ -1041,6 +1042,7 @@ def resolve_labels(
         "snapshot_id": pl.String,
         "artist_genre_vote": pl.String,
         "audio_uri": pl.String,
+        "content_hash": pl.String,
     }
     return pl.DataFrame(out, schema=schema).select(CATALOG_COLUMNS), conflicts
 
