@@ -128,10 +128,10 @@ def _decode_soundfile(source: Path | bytes, *, sr: int, max_seconds: float | Non
                 mono = block.mean(axis=1)  # (frames,)
                 parts.append(stream.resample_chunk(mono) if stream else mono)
         except (sf.LibsndfileError, RuntimeError) as e:
-            if got == 0:
-                return None
+            if got == 0 and not declared:
+                return None  # ffmpeg may read it, and words the error if not
             log.debug("%s: read stopped after %d frames (%s)", label, got, e)
-        if got == 0:
+        if got == 0 and not declared:
             return None
         if stream is not None:
             parts.append(stream.resample_chunk(np.zeros(0, np.float32), last=True))
@@ -141,6 +141,8 @@ def _decode_soundfile(source: Path | bytes, *, sr: int, max_seconds: float | Non
             f"{label}: truncated: {got / file_sr:.1f} s of audio where its header declares {declared / file_sr:.1f} s"
             " (a copy or download cut short); copy or download it again"
         )
+    if not parts:
+        return None
     return np.ascontiguousarray(np.concatenate(parts), dtype=np.float32)
 
 
