@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from pathlib import Path
 
@@ -11,7 +12,15 @@ import pyarrow as pa
 import pytest
 import soundfile as sf
 
-from genreclf.catalog import CATALOG_COLUMNS, CATALOG_SCHEMA, read_catalog, resolve_version, to_table, write_catalog
+from genreclf.catalog import (
+    CATALOG_COLUMNS,
+    CATALOG_SCHEMA,
+    read_catalog,
+    resolve_version,
+    to_table,
+    version_of,
+    write_catalog,
+)
 from genreclf.errors import DataError, SourceError, StorageError
 from genreclf.sources.local import scan_folder, track_id_for
 from genreclf.storage import CATALOG_LATEST, Store, catalog_key
@@ -89,6 +98,24 @@ def test_track_ids_survive_moving_the_folder(tone: np.ndarray, tmp_path: Path) -
 
     assert after["track_id"].to_list() == before["track_id"].to_list()
     assert after["audio_uri"].to_list() != before["audio_uri"].to_list()
+
+
+def test_scan_fingerprints_files_and_rehashes_only_what_changed(tone: np.ndarray, tmp_path: Path) -> None:
+    root = make_folder(tmp_path / "music", tone)
+    cache = tmp_path / "hashes.sqlite"
+
+    first = scan_folder(root, hash_cache=cache)
+    again = scan_folder(root, hash_cache=cache)
+    sf.write(root / "jazz" / "a.wav", tone[::-1], SR)  # same size, new content
+    edited = scan_folder(root, hash_cache=cache)
+
+    assert first.hashed == 4 and again.hashed == 0 and edited.hashed == 1
+    digest = dict(zip(first.tracks["source_ref"], first.tracks["content_hash"], strict=True))
+    assert again.tracks.equals(first.tracks)
+    changed = dict(zip(edited.tracks["source_ref"], edited.tracks["content_hash"], strict=True))
+    assert {ref for ref in digest if digest[ref] != changed[ref]} == {"jazz/a.wav"}
+    assert changed["jazz/a.wav"] == hashlib.sha256((root / "jazz" / "a.wav").read_bytes()).hexdigest()
+    assert version_of(to_table(edited.tracks)) != version_of(to_table(first.tracks))
 
 
 def test_scan_missing_folder_names_it(tmp_path: Path) -> None:
