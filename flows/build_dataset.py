@@ -63,6 +63,8 @@ def build_dataset(
     logger = get_run_logger()
     params = params or DatasetParams()
     store = Store.open(storage_url)
+    if swept := store.sweep_temp():  # what writes killed mid-way left behind (an hour old or more)
+        logger.info("removed %d temporary files of interrupted writes from %s", swept, store.url)
     version = catalog.resolve_version(store, catalog_version)
     seg, feat = params.segment_config(), params.feature_config()
     dataset.check_configs(seg, feat)

@@ -1,19 +1,38 @@
-"""The model registry: every run under its own id, and a champion promoted only when a model beats it."""
+"""The model registry: every run under its own id, and a champion promoted only when a model beats it.
+
+Promotion is a compare-and-swap on `registry/champion.json`: read the champion with its version, score it on the
+candidate's test split, and write the candidate only if the champion is still the one that was scored
+(`Store.write_if`). If another evaluation promoted in between, the write is refused and the candidate is compared
+again with the new champion, so two evaluations finishing together always leave the better model as champion.
+
+The store does the excluding (an exclusive flock on a local store, a conditional PUT with If-Match / If-None-Match
+on S3), not Prefect: a global concurrency limit lives in one Prefect server, and two processes each running their
+own temporary server (ephemeral mode) would both get a slot, while every runner shares the store.
+"""
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from genreclf.evaluation import evaluate_model
-from genreclf.shards import Manifest, read_manifest
+from genreclf.errors import ModelError
 from genreclf.storage import CHAMPION_KEY, Store
+
+if TYPE_CHECKING:
+    from genreclf.shards import Manifest
 
 log = logging.getLogger(__name__)
 
 METRIC = ("track", "accuracy")  # what "better" means: test accuracy per track
+PROMOTION_ATTEMPTS = 10  # champions replaced while one candidate is being compared, before giving up
+
+# Scores a champion (its registry entry) on the candidate's test split; None when it cannot be scored there.
+ScoreChampion = Callable[[dict[str, Any]], float | None]
 
 
 def score_of(report: dict[str, Any]) -> float:
@@ -21,7 +40,8 @@ def score_of(report: dict[str, Any]) -> float:
 
 
 def read_champion(store: Store) -> dict[str, Any] | None:
-    return store.read_json(CHAMPION_KEY) if store.exists(CHAMPION_KEY) else None
+    data, _ = store.read_versioned(CHAMPION_KEY)
+    return None if data is None else json.loads(data)
 
 
 @dataclass(frozen=True)
@@ -56,43 +76,75 @@ def decide(
     )
 
 
-def promote(store: Store, *, run_id: str, model_key: str, dataset_id: str, score: float) -> dict[str, Any]:
-    champion = {
+def champion_entry(store: Store, *, run_id: str, model_key: str, dataset_id: str, score: float) -> dict[str, Any]:
+    """The registry entry of a candidate, as `promote_if_better` writes it (with `promoted_at`)."""
+    return {
         "run_id": run_id,
         "model_key": model_key,
         "model_uri": store.uri(model_key),
         "dataset_id": dataset_id,
         "track_accuracy": score,
-        "promoted_at": datetime.now(UTC).isoformat(),
     }
-    store.write_json(CHAMPION_KEY, champion)
-    log.info("promoted run %s to champion (track accuracy %.3f)", run_id, score)
-    return champion
+
+
+def promote_if_better(
+    store: Store, candidate: dict[str, Any], score_champion: ScoreChampion, *, attempts: int = PROMOTION_ATTEMPTS
+) -> Decision:
+    """Make `candidate` (a `champion_entry`) the champion if it beats the current one, as a compare-and-swap.
+
+    Reads the champion and its version, scores it with `score_champion`, decides, and writes only if the champion
+    is unchanged; when another promotion got in first, decides again against the new champion.
+    """
+    candidate_score = float(candidate["track_accuracy"])
+    tried: tuple[bytes, Decision] | None = None  # the last entry written and why
+    for _ in range(attempts):
+        data, version = store.read_versioned(CHAMPION_KEY)
+        champion = None if data is None else json.loads(data)
+        if champion is not None and champion["run_id"] == candidate["run_id"]:
+            if tried is not None and data == tried[0]:  # our write landed though its answer was lost (a retried PUT)
+                return tried[1]
+            return Decision(False, f"run {candidate['run_id']} is already the champion")
+        champion_score = None if champion is None else score_champion(champion)
+        decision = decide(candidate_score, champion, champion_score, compatible=champion_score is not None)
+        if not decision.promote:
+            return decision
+        entry = {**candidate, "promoted_at": datetime.now(UTC).isoformat()}
+        tried = json.dumps(entry, indent=2, sort_keys=True, default=str).encode(), decision
+        if store.write_if(CHAMPION_KEY, tried[0], version):
+            log.info("promoted run %s to champion (track accuracy %.3f)", candidate["run_id"], candidate_score)
+            return decision
+        log.info("the champion changed while run %s was compared with it; comparing again", candidate["run_id"])
+    raise ModelError(
+        f"run {candidate['run_id']} not promoted: the champion changed {attempts} times while it was being compared; "
+        "rerun the evaluation's promotion step"
+    )
+
+
+def score_on_split(store: Store, manifest: Manifest, champion: dict[str, Any]) -> float | None:
+    """The champion's score on the test split of `manifest`; None when its model is gone or it predicts other
+    genres, or was trained on other features or segments."""
+    # Imported here: reading the champion (predict, the CLI, the promotion itself) needs no torch.
+    from genreclf.evaluation import evaluate_model
+    from genreclf.shards import read_manifest
+
+    if not store.exists(champion["model_key"]):
+        return None
+    champ_manifest = read_manifest(store, champion["dataset_id"])
+    compatible = (
+        champ_manifest.labels == manifest.labels
+        and champ_manifest.feature_hash == manifest.feature_hash
+        and champ_manifest.segment_config == manifest.segment_config
+    )
+    return score_of(evaluate_model(store, champion["model_key"], manifest)) if compatible else None
 
 
 def challenge(store: Store, report: dict[str, Any], manifest: Manifest) -> Decision:
     """Score the champion on the candidate's test split and promote the candidate if it is better."""
-    champion = read_champion(store)
-    champion_score = None
-    compatible = False
-    if champion is not None and champion["run_id"] == report["run_id"]:
-        return Decision(False, f"run {report['run_id']} is already the champion")
-    if champion is not None and store.exists(champion["model_key"]):
-        champ_manifest = read_manifest(store, champion["dataset_id"])
-        compatible = (
-            champ_manifest.labels == manifest.labels
-            and champ_manifest.feature_hash == manifest.feature_hash
-            and champ_manifest.segment_config == manifest.segment_config
-        )
-        if compatible:
-            champion_score = score_of(evaluate_model(store, champion["model_key"], manifest))
-    decision = decide(score_of(report["models"][report["model"]]), champion, champion_score, compatible=compatible)
-    if decision.promote:
-        promote(
-            store,
-            run_id=report["run_id"],
-            model_key=store.key_of(report["model_uri"]),
-            dataset_id=report["dataset_id"],
-            score=score_of(report["models"][report["model"]]),
-        )
-    return decision
+    candidate = champion_entry(
+        store,
+        run_id=report["run_id"],
+        model_key=store.key_of(report["model_uri"]),
+        dataset_id=report["dataset_id"],
+        score=score_of(report["models"][report["model"]]),
+    )
+    return promote_if_better(store, candidate, functools.partial(score_on_split, store, manifest))

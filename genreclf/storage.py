@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import io
 import json
 import logging
+import re
+import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
@@ -38,7 +43,11 @@ def catalog_key(version: str) -> str:
 CATALOG_LATEST = "catalogs/LATEST"
 
 
-def audio_key(track_id: str) -> str:
+def audio_key(track_id: str, content_hash: str | None = None) -> str:
+    """Decoded audio of a track. A file known by its bytes' hash is stored under that hash (the same bytes in two
+    folders are decoded once, changed bytes are decoded again); audio found by search under the track id."""
+    if content_hash:
+        return f"audio/sha256/{content_hash}.flac"
     return f"audio/{track_id}.flac"
 
 
@@ -67,6 +76,13 @@ def run_prefix(run_id: str) -> str:
 
 CHAMPION_KEY = "registry/champion.json"
 IDENTITY_KEY = "STORE_ID"
+
+# The store's own bookkeeping, at its root and never listed by `keys`: temporaries of writes in progress (swept by
+# `sweep_temp` once old) and the lock files of `write_if` on a local store (never swept: see `write_if`).
+TEMP_PREFIX = ".tmp"
+LOCKS_PREFIX = ".locks"
+# Temporaries of writers before 2026-11, beside their final key: `<key>.tmp-<uuid4 hex>`.
+_LEGACY_TEMP = re.compile(r"\.tmp-[0-9a-f]{32}$")
 
 
 def filesystem_for(url: str, settings: Settings | None = None) -> tuple[pafs.FileSystem, str]:
@@ -100,13 +116,78 @@ def filesystem_for(url: str, settings: Settings | None = None) -> tuple[pafs.Fil
     raise ConfigError(f"{url}: unsupported storage URL; use a local path, file:///abs/path or s3://bucket/prefix")
 
 
+def s3_client_for(settings: Settings) -> Any:
+    """A boto3 S3 client with the endpoint, keys and region `filesystem_for` gives pyarrow, for what pyarrow cannot
+    do: conditional writes (If-Match / If-None-Match) and aborting the multipart uploads of killed writers."""
+    import boto3
+    import botocore.config
+
+    secret = settings.s3_secret_key.get_secret_value() if settings.s3_secret_key else None
+    keys = bool(settings.s3_access_key and secret)  # as in filesystem_for: both, or the AWS chain
+    return boto3.client(
+        "s3",
+        endpoint_url=settings.s3_endpoint_url,
+        region_name=settings.s3_region,
+        aws_access_key_id=settings.s3_access_key if keys else None,
+        aws_secret_access_key=secret if keys else None,
+        config=botocore.config.Config(retries={"mode": "standard", "max_attempts": 3}),
+    )
+
+
+# S3 error codes (pyarrow spells them ACCESS_DENIED, boto3 AccessDenied; compared upper-case without "_").
+_REFUSED = {
+    "ACCESSDENIED",
+    "INVALIDACCESSKEYID",
+    "SIGNATUREDOESNOTMATCH",
+    "AUTHORIZATIONHEADERMALFORMED",
+    "PERMANENTREDIRECT",
+    "INVALIDTOKEN",
+    "EXPIREDTOKEN",
+    "INVALIDCLIENTTOKENID",
+    "UNRECOGNIZEDCLIENT",
+    "MISSINGAUTHENTICATIONTOKEN",
+    "REQUESTTIMETOOSKEWED",
+    "FORBIDDEN",
+    "403",
+}
+_NO_BUCKET = {"NOSUCHBUCKET"}
+_UNREACHABLE = {"NETWORKCONNECTION", "ENDPOINTCONNECTIONERROR", "CONNECTTIMEOUTERROR"}
+_LOST_RACE = {"PRECONDITIONFAILED", "CONDITIONALREQUESTCONFLICT", "NOSUCHKEY", "412", "409"}
+
+
+def _is_bookkeeping(key: str) -> bool:
+    return key.startswith((f"{TEMP_PREFIX}/", f"{LOCKS_PREFIX}/")) or _LEGACY_TEMP.search(key) is not None
+
+
+def _error_code(e: Exception) -> tuple[str, str]:
+    """`(code, operation)` of an S3 failure, from pyarrow's message or boto3's response; `("", "")` if neither."""
+    response = getattr(e, "response", None)
+    if isinstance(response, dict) and "Error" in response:  # botocore ClientError
+        code = str(response["Error"].get("Code") or response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
+        return code.upper().replace("_", ""), str(getattr(e, "operation_name", ""))
+    if type(e).__name__ in ("EndpointConnectionError", "ConnectTimeoutError"):  # botocore, no response
+        return type(e).__name__.upper(), ""
+    message = str(e)
+    if "allow_bucket_creation" in message:  # pyarrow writing into a bucket that is not there
+        return "NOSUCHBUCKET", "PutObject"
+    found = re.search(r"AWS Error (\w+) during (\w+) operation", message)
+    return (found[1].upper().replace("_", ""), found[2]) if found else ("", "")
+
+
 @dataclass(frozen=True)
 class Store:
-    """A root in a filesystem with atomic, idempotent reads and writes of keys under it."""
+    """A root in a filesystem with atomic, idempotent reads and writes of keys under it.
+
+    S3 failures a user can fix (credentials, a missing bucket, an endpoint that does not answer) raise a
+    StorageError that names the setting to check.
+    """
 
     fs: pafs.FileSystem
     root: str
     url: str
+    settings: Settings | None = field(default=None, repr=False, compare=False)  # S3: what boto3 needs too
+    # Buckets seen to exist: a missing key is then just missing, without asking the bucket again.
+    _buckets_seen: set[str] = field(default_factory=set, init=False, repr=False, compare=False)
 
     @classmethod
     def open(cls, url: str | None = None, settings: Settings | None = None) -> Store:
@@ -114,13 +195,15 @@ class Store:
         if url is None:
             settings = settings or _settings()
             url = settings.storage_url
+        elif urlparse(url).scheme == "s3":
+            settings = settings or _settings()  # kept: boto3 needs them too (write_if, sweep_temp)
         fs, root = filesystem_for(url, settings)
         if isinstance(fs, pafs.LocalFileSystem):
             Path(root).mkdir(parents=True, exist_ok=True)
             url = Path(root).as_uri()
         else:
             url = f"s3://{root}"
-        return cls(fs=fs, root=root, url=url)
+        return cls(fs=fs, root=root, url=url, settings=settings)
 
     @property
     def is_local(self) -> bool:
@@ -147,27 +230,36 @@ class Store:
         return self.read_text(IDENTITY_KEY).strip()
 
     def exists(self, key: str) -> bool:
-        return self.fs.get_file_info(self.path(key)).type != pafs.FileType.NotFound
+        with self._s3_errors(key):
+            found = self.fs.get_file_info(self.path(key)).type != pafs.FileType.NotFound
+        if not found:
+            self._check_bucket(key)
+        return found
 
     def keys(self, prefix: str) -> list[str]:
-        """Keys of the files under `prefix`, sorted; an absent prefix is empty."""
+        """Keys of the files under `prefix`, sorted; an absent prefix is empty. Temporaries are never listed."""
         selector = pafs.FileSelector(self.path(prefix), recursive=True, allow_not_found=True)
-        infos = self.fs.get_file_info(selector)
+        with self._s3_errors(prefix):
+            infos = self.fs.get_file_info(selector)
         start = len(self.root) + 1
-        return sorted(i.path[start:] for i in infos if i.type == pafs.FileType.File)
+        keys = sorted(i.path[start:] for i in infos if i.type == pafs.FileType.File)
+        if not keys:
+            self._check_bucket(prefix)
+        return [k for k in keys if not _is_bookkeeping(k)]
 
     def read_bytes(self, key: str) -> bytes:
         try:
-            with self.fs.open_input_stream(self.path(key)) as f:
+            with self._s3_errors(key), self.fs.open_input_stream(self.path(key)) as f:
                 return bytes(f.read())
         except FileNotFoundError as e:
+            self._check_bucket(key)
             raise StorageError(f"{self.uri(key)} does not exist") from e
         except OSError as e:
             raise StorageError(f"{self.uri(key)}: cannot read ({e})") from e
 
     def write_bytes(self, key: str, data: bytes) -> str:
         """Write atomically: a reader sees the old object or the whole new one, never a part."""
-        with self._atomic(key) as tmp, self.fs.open_output_stream(tmp) as f:
+        with self._s3_errors(key), self._atomic(key) as tmp, self.fs.open_output_stream(tmp) as f:
             f.write(data)
         return self.uri(key)
 
@@ -185,8 +277,10 @@ class Store:
 
     def read_parquet(self, key: str, columns: list[str] | None = None) -> pa.Table:
         try:
-            return pq.read_table(self.path(key), filesystem=self.fs, columns=columns)
+            with self._s3_errors(key):
+                return pq.read_table(self.path(key), filesystem=self.fs, columns=columns)
         except FileNotFoundError as e:
+            self._check_bucket(key)
             raise StorageError(f"{self.uri(key)} does not exist") from e
 
     def write_parquet(self, key: str, table: pa.Table, **kwargs: Any) -> str:
@@ -196,27 +290,197 @@ class Store:
 
     def delete(self, key: str) -> None:
         if self.exists(key):
-            self.fs.delete_file(self.path(key))
+            with self._s3_errors(key):
+                self.fs.delete_file(self.path(key))
+
+    # --- compare-and-swap of one key ------------------------------------------------------------------------
+
+    def read_versioned(self, key: str) -> tuple[bytes | None, str | None]:
+        """`(bytes, version)` of a key, or `(None, None)` when it is absent; pass the version to `write_if`.
+
+        The version is opaque: the sha256 of the bytes on a local store, the ETag on S3.
+        """
+        if self.is_local:
+            try:
+                with self.fs.open_input_stream(self.path(key)) as f:
+                    data = bytes(f.read())
+            except FileNotFoundError:
+                return None, None
+            return data, hashlib.sha256(data).hexdigest()
+        bucket, name = self._bucket_and_name(key)
+        with self._s3_errors(key):
+            try:
+                got = s3_client_for(self._s3_settings()).get_object(Bucket=bucket, Key=name)
+            except Exception as e:
+                if _error_code(e)[0] != "NOSUCHKEY":
+                    raise
+                self._check_bucket(key)
+                return None, None
+            return got["Body"].read(), str(got["ETag"])
+
+    def write_if(self, key: str, data: bytes, expected: str | None) -> bool:
+        """Write `data` at `key` only if the key is still at version `expected` (None: only if it is absent).
+
+        Returns False, writing nothing, when another writer got there first: read again and decide again.
+        Locally an exclusive flock on a lock file (under `.locks/`, kept: a lock file removed while held would let
+        a second writer lock a new file beside it) guards the re-read and the write-then-rename. On S3 the server
+        decides, with a conditional PUT (`If-Match: <etag>`, or `If-None-Match: *` for an absent key), which AWS
+        S3, SeaweedFS and MinIO honour; a server that ignores these headers would make this an ordinary write.
+        """
+        if self.is_local:
+            import fcntl  # POSIX only: imported here so that the rest of a local store works on Windows too
+
+            lock = Path(self.path(f"{LOCKS_PREFIX}/{key}.lock"))
+            lock.parent.mkdir(parents=True, exist_ok=True)
+            with lock.open("ab") as held:
+                fcntl.flock(held, fcntl.LOCK_EX)  # released when the file is closed
+                if self.read_versioned(key)[1] != expected:
+                    return False
+                self.write_bytes(key, data)
+                return True
+        self._check_bucket(key)  # SeaweedFS would make a missing bucket, AWS answers NoSuchBucket
+        bucket, name = self._bucket_and_name(key)
+        condition = {"IfNoneMatch": "*"} if expected is None else {"IfMatch": expected}
+        with self._s3_errors(key):
+            try:
+                s3_client_for(self._s3_settings()).put_object(Bucket=bucket, Key=name, Body=data, **condition)
+            except Exception as e:
+                if _error_code(e)[0] not in _LOST_RACE:
+                    raise
+                return False
+        return True
+
+    # --- temporaries ------------------------------------------------------------------------------------------
+
+    def sweep_temp(self, max_age_s: float = 3600.0, *, legacy: bool = False) -> int:
+        """Delete the temporaries that writes killed more than `max_age_s` ago left behind; return how many.
+
+        A live write's temporary is younger (locally its mtime moves with every write; on S3 it exists only
+        between the upload and the move). On S3 this also aborts the unfinished multipart uploads of killed
+        writers. `legacy=True` also removes `<key>.tmp-<hex>` files that writers before 2026-11 left beside final
+        keys; finding them lists the whole store, so it is not the default.
+        """
+        cutoff_ns = time.time_ns() - int(max_age_s * 1e9)
+        selectors = [pafs.FileSelector(self.path(TEMP_PREFIX), recursive=True, allow_not_found=True)]
+        if legacy:
+            selectors.append(pafs.FileSelector(self.root, recursive=True, allow_not_found=True))
+        swept = 0
+        for selector in selectors:
+            with self._s3_errors(TEMP_PREFIX):
+                infos = self.fs.get_file_info(selector)
+            for info in infos:
+                temporary = selector.base_dir == self.path(TEMP_PREFIX) or _LEGACY_TEMP.search(info.path)
+                if not temporary or info.type != pafs.FileType.File:
+                    continue
+                if info.mtime_ns is None or info.mtime_ns >= cutoff_ns:  # no age known: keep it
+                    continue
+                try:
+                    with self._s3_errors(TEMP_PREFIX):
+                        self.fs.delete_file(info.path)
+                    swept += 1
+                except FileNotFoundError:
+                    pass  # its writer moved it into place, or another sweep removed it
+        if not self.is_local:
+            swept += self._abort_uploads(cutoff_ns, legacy=legacy)
+        if swept:
+            log.info("removed %d stale temporaries from %s", swept, self.url)
+        return swept
+
+    def _abort_uploads(self, cutoff_ns: int, *, legacy: bool) -> int:
+        bucket, base = self._bucket_and_name("")
+        prefix = base if legacy else f"{base}{TEMP_PREFIX}/"
+        client = s3_client_for(self._s3_settings())
+        aborted = 0
+        with self._s3_errors(TEMP_PREFIX):
+            for page in client.get_paginator("list_multipart_uploads").paginate(Bucket=bucket, Prefix=prefix):
+                for upload in page.get("Uploads", []):
+                    key = upload["Key"]
+                    stale = upload["Initiated"].timestamp() * 1e9 < cutoff_ns
+                    if stale and (key.startswith(f"{base}{TEMP_PREFIX}/") or _LEGACY_TEMP.search(key)):
+                        client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload["UploadId"])
+                        aborted += 1
+        return aborted
 
     def _atomic(self, key: str) -> _AtomicWrite:
         return _AtomicWrite(self, key)
+
+    # --- S3 errors that say what to check ---------------------------------------------------------------------
+
+    def _s3_settings(self) -> Settings:
+        return self.settings or _settings()
+
+    def _bucket_and_name(self, key: str) -> tuple[str, str]:
+        """S3 bucket and object name of a key (the name of `""` is the store's prefix, with its slash)."""
+        bucket, _, name = self.path(key).partition("/")
+        return bucket, name
+
+    @contextlib.contextmanager
+    def _s3_errors(self, key: str) -> Iterator[None]:
+        """Turn the S3 failures a user can fix into a StorageError that names what to check; others pass."""
+        try:
+            yield
+        except (StorageError, FileNotFoundError):
+            raise
+        except Exception as e:
+            if self.is_local:
+                raise
+            code, operation = _error_code(e)
+            if code in _NO_BUCKET:
+                raise self._no_bucket_error(key) from e
+            s = self._s3_settings()
+            what = f"{code} on {operation}" if operation else code
+            if code in _REFUSED:
+                raise StorageError(
+                    f"{self.uri(key)}: S3 refused the request ({what}); check GENRECLF_S3_ACCESS_KEY and "
+                    f"GENRECLF_S3_SECRET_KEY, and that they may use bucket {self._bucket_and_name(key)[0]} "
+                    f"(GENRECLF_S3_ENDPOINT_URL={s.s3_endpoint_url or 'unset: AWS'}, "
+                    f"GENRECLF_S3_REGION={s.s3_region})"
+                ) from e
+            if code in _UNREACHABLE:
+                raise StorageError(
+                    f"{self.uri(key)}: cannot reach S3 at {s.s3_endpoint_url or 'AWS'} ({what}); check "
+                    "GENRECLF_S3_ENDPOINT_URL and that the server is running"
+                ) from e
+            raise
+
+    def _check_bucket(self, key: str) -> None:
+        """On S3 a missing bucket looks like a missing key: tell them apart (once per bucket and Store)."""
+        bucket = self._bucket_and_name(key)[0]
+        if self.is_local or bucket in self._buckets_seen:
+            return
+        with self._s3_errors(key):
+            found = self.fs.get_file_info(bucket).type != pafs.FileType.NotFound
+        if not found:
+            raise self._no_bucket_error(key)
+        self._buckets_seen.add(bucket)
+
+    def _no_bucket_error(self, key: str) -> StorageError:
+        bucket = self._bucket_and_name(key)[0]
+        where = self._s3_settings().s3_endpoint_url or "AWS"
+        return StorageError(
+            f"{self.uri(key)}: bucket {bucket} does not exist at {where}; create it with "
+            f"python infra/create_bucket.py s3://{bucket}"
+        )
 
 
 class _AtomicWrite:
     """Write to a temporary key and move it into place on success; remove it on failure.
 
-    Locally the move is a rename. On S3 it is a server-side copy: a writer that fails half way must not leave its
-    part behind, and pyarrow's S3 stream completes the upload even when closed by an exception.
+    Temporaries live under `.tmp/` at the store's root, never under a final name, so a writer killed half way
+    leaves nothing that looks like data; `Store.sweep_temp` removes them once old. Locally the move is a rename.
+    On S3 it is a server-side copy: a writer that fails half way must not leave its part behind, and pyarrow's S3
+    stream completes the upload even when closed by an exception.
     """
 
     def __init__(self, store: Store, key: str) -> None:
         self.store = store
         self.final = store.path(key)
-        self.tmp = f"{self.final}.tmp-{uuid.uuid4().hex}"
+        self.tmp = store.path(f"{TEMP_PREFIX}/{uuid.uuid4().hex}-{key.rsplit('/', 1)[-1]}")
 
     def __enter__(self) -> str:
-        parent = self.final.rsplit("/", 1)[0]
-        self.store.fs.create_dir(parent, recursive=True)
+        self.store.fs.create_dir(self.final.rsplit("/", 1)[0], recursive=True)
+        if self.store.is_local:  # S3 has no folders to make
+            self.store.fs.create_dir(self.tmp.rsplit("/", 1)[0], recursive=True)
         return self.tmp
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:

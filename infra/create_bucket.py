@@ -1,6 +1,6 @@
-"""Create the S3 bucket of GENRECLF_STORAGE_URL (or --url) if it is missing, and say what was done.
+"""Create the S3 bucket of an s3:// URL (default GENRECLF_STORAGE_URL) if it is missing, and say what was done.
 
-    .venv/bin/python infra/create_bucket.py [--url s3://bucket/prefix]
+    .venv/bin/python infra/create_bucket.py [s3://bucket[/prefix]]
 
 Idempotent: a bucket that exists and is ours is left as it is. Endpoint, keys and region come from the
 GENRECLF_S3_* settings (for SeaweedFS or MinIO on loopback: GENRECLF_S3_ENDPOINT_URL=http://127.0.0.1:8333).
@@ -17,10 +17,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import boto3  # noqa: E402
 import botocore.exceptions  # noqa: E402
 
 from genreclf.settings import get_settings  # noqa: E402
+from genreclf.storage import s3_client_for  # noqa: E402
 
 
 def ensure_bucket(url: str) -> str:
@@ -29,13 +29,7 @@ def ensure_bucket(url: str) -> str:
     if parsed.scheme != "s3" or not parsed.netloc:
         return f"{url} is not an s3:// URL: nothing to create"
     s = get_settings()
-    client = boto3.client(
-        "s3",
-        endpoint_url=s.s3_endpoint_url,
-        aws_access_key_id=s.s3_access_key,
-        aws_secret_access_key=s.s3_secret_key.get_secret_value() if s.s3_secret_key else None,
-        region_name=s.s3_region,
-    )
+    client = s3_client_for(s)  # the endpoint, keys and region the store uses
     bucket = parsed.netloc
     try:
         client.head_bucket(Bucket=bucket)
@@ -57,7 +51,8 @@ def ensure_bucket(url: str) -> str:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--url", help="s3://bucket/prefix (default $GENRECLF_STORAGE_URL)")
+    # The store's "bucket does not exist" error names this command: keep the two in step.
+    p.add_argument("url", nargs="?", help="s3://bucket[/prefix] (default $GENRECLF_STORAGE_URL)")
     args = p.parse_args()
     print(ensure_bucket(args.url or get_settings().storage_url))  # noqa: T201
     return 0
