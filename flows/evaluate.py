@@ -8,6 +8,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
 from genreclf.evaluation import report_markdown, save_report
+from genreclf.models.files import check_run_id
 from genreclf.storage import Store, run_prefix
 from tasks.predict import evaluate_ood
 from tasks.training import evaluate_run, promote_if_better
@@ -25,6 +26,7 @@ def evaluate(
     """
     logger = get_run_logger()
     store = Store.open(storage_url)
+    run_id = check_run_id(run_id)  # a parameter from anywhere: never a path out of runs/
     dataset_id = dataset_id or store.read_json(f"{run_prefix(run_id)}/config.json")["dataset_id"]
     report = evaluate_run(store.url, run_id, dataset_id, baselines)
     if ood_catalog_dir:

@@ -11,6 +11,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from flows import events
 from flows.params import TrainParams
+from genreclf.models.files import check_run_id
 from genreclf.shards import read_manifest
 from genreclf.storage import Store
 from tasks.training import fit_model
@@ -34,7 +35,7 @@ def train(
     params = params or TrainParams()
     store = Store.open(storage_url)
     manifest = read_manifest(store, dataset_id)
-    run_id = run_id or run_id_for(manifest.dataset_id, params)
+    run_id = check_run_id(run_id or run_id_for(manifest.dataset_id, params))
     logger.info("training %s on dataset %s (%d segments) as run %s", params.model, manifest.dataset_id,
                 manifest.rows("train"), run_id)  # fmt: skip
     state = fit_model(store.url, manifest.dataset_id, params.config(), run_id, return_state=True)

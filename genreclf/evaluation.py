@@ -11,6 +11,7 @@ from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from genreclf.data import Normalizer
 from genreclf.models.baselines import BASELINES, class_probabilities, create_baseline, summary_features
+from genreclf.models.files import find_model
 from genreclf.shards import Manifest, load_split
 from genreclf.storage import Store
 from genreclf.training import load_model, pick_device, predict_logits
@@ -111,6 +112,10 @@ def report_markdown(report: dict[str, Any]) -> str:
         "",
         f"Dataset `{report['dataset_id']}` (catalog `{report['catalog_version']}`), split `{report['split']}`.",
         "",
+    ]
+    if report.get("warnings"):
+        lines += ["**Warnings:**", "", *(f"- {w}" for w in report["warnings"]), ""]
+    lines += [
         "| model | segment acc | track acc | track top-3 |",
         "|---|---|---|---|",
     ]
@@ -147,7 +152,7 @@ def evaluate_run(store: Store, run_id: str, manifest: Manifest, *, baselines: bo
     """Evaluate a trained run (and the baselines) on the test split; write the confusion matrix PNG under
     runs/<run_id>/ and return the report (`save_report` stores it once promotion and OOD figures are added)."""
     prefix = f"runs/{run_id}"
-    model_key = f"{prefix}/model.pt"
+    model_key = find_model(store, run_id)  # refuses a run id that is not one path component
     name = store.read_json(f"{prefix}/config.json")["train"]["model"]
     models = {name: evaluate_model(store, model_key, manifest)}
     if baselines:
@@ -167,6 +172,7 @@ def evaluate_run(store: Store, run_id: str, manifest: Manifest, *, baselines: bo
         "split": "test",
         "models": models,
         "confusion_png": png_uri,
+        "warnings": list(manifest.warnings),
     }
     return report
 

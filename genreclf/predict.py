@@ -18,8 +18,9 @@ from genreclf.data import Normalizer
 from genreclf.errors import AudioError, GenreclfError, ModelError, StorageError
 from genreclf.evaluation import score_report
 from genreclf.features import FeatureConfig, log_mel_batch
+from genreclf.models.files import find_model, is_run_id, parse_run_key
 from genreclf.registry import read_champion
-from genreclf.storage import Store, audio_key, run_prefix
+from genreclf.storage import CHAMPION_KEY, Store, audio_key
 from genreclf.training import load_model, pick_device, predict_logits
 
 log = logging.getLogger(__name__)
@@ -44,18 +45,35 @@ class Prediction:
 
 
 def resolve_model_key(store: Store, model: str | None) -> str:
-    """A model reference -> its key in the store: None (the champion), a run id, a key, or a URI in the store."""
+    """A model reference -> the key of its model file in the store's `runs/`.
+
+    `model` is None (the champion in registry/champion.json), a run id, a key `runs/<id>` or
+    `runs/<id>/model.safetensors`, or the URI of one of those in this store. Anything else, and a champion whose
+    `model_key` is anything else, is refused with a ModelError: no model is loaded from outside `runs/`.
+    """
     if model is None:
         champion = read_champion(store)
         if champion is None:
             raise ModelError(f"no champion in {store.url}: train one (genreclf run ...) or pass --model")
-        return str(champion["model_key"])
-    if model.startswith(store.url):
-        return store.key_of(model)
-    key = model if model.endswith(".pt") else f"{run_prefix(model)}/model.pt"
-    if not store.exists(key):
-        raise ModelError(f"no model {model!r} in {store.url} (looked for {store.uri(key)})")
-    return key
+        ref = str(champion.get("model_key"))
+        parsed = parse_run_key(ref)
+        if parsed is None:
+            raise ModelError(
+                f"the champion in {store.uri(CHAMPION_KEY)} names model_key {ref!r}, which is not a run in the store; "
+                f"it is not loaded: pass --model with a run id (the folders under {store.uri('runs')}/)"
+            )
+        return find_model(store, *parsed, shown=ref)
+    if is_run_id(model):
+        parsed = (model, None)
+    else:
+        parsed = parse_run_key(store.key_of(model) if model.startswith(f"{store.url}/") else model)
+    if parsed is None:
+        raise ModelError(
+            f"model {model!r} must be a run id or a run in the store {store.url} (runs/<id> or "
+            f"{store.uri('runs/<id>')}); the runs are the folders under {store.uri('runs')}/ and "
+            "`genreclf status` shows the champion"
+        )
+    return find_model(store, *parsed, shown=model)
 
 
 class Predictor:
@@ -111,7 +129,7 @@ def open_predictor(storage_url: str | None, model: str | None, device: str | Non
 def predict_row(predictor: Predictor, store: Store, row: dict[str, Any]) -> Prediction:
     """Score a catalog row: its decoded audio in the store when acquired, else its audio URI."""
     name = f"track {row['track_id']} ({row.get('source_ref') or row.get('title')})"
-    key = audio_key(row["track_id"])
+    key = audio_key(row["track_id"], row.get("content_hash"))
     if store.exists(key):
         y = audio.decode(store.read_bytes(key), sr=predictor.seg.sample_rate, name=name)
     elif row.get("audio_uri"):

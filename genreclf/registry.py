@@ -125,10 +125,11 @@ def score_on_split(store: Store, manifest: Manifest, champion: dict[str, Any]) -
     genres, or was trained on other features or segments."""
     # Imported here: reading the champion (predict, the CLI, the promotion itself) needs no torch.
     from genreclf.evaluation import evaluate_model
+    from genreclf.models.files import parse_run_key
     from genreclf.shards import read_manifest
 
-    if not store.exists(champion["model_key"]):
-        return None
+    if parse_run_key(champion["model_key"]) is None or not store.exists(champion["model_key"]):
+        return None  # gone, or an entry that names a file outside runs/ (never loaded): the candidate replaces it
     champ_manifest = read_manifest(store, champion["dataset_id"])
     compatible = (
         champ_manifest.labels == manifest.labels

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import logging
+import pickle
 import random
 import time
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from torch.utils.data import DataLoader
 from genreclf.data import Normalizer
 from genreclf.errors import DataError, ModelError
 from genreclf.models import create_model
+from genreclf.models.files import check_run_id, read_model, weights_key, write_model
 from genreclf.shards import Manifest, StreamingSegments
 from genreclf.storage import Store, run_prefix
 
@@ -89,14 +91,23 @@ def spec_augment(x: torch.Tensor, *, freq_mask: int, time_mask: int) -> torch.Te
     return x.masked_fill(mask, 0.0)
 
 
-def _save(store: Store, key: str, obj: dict[str, Any]) -> str:
+def _save_checkpoint(store: Store, key: str, obj: dict[str, Any]) -> str:
     buf = io.BytesIO()
     torch.save(obj, buf)
     return store.write_bytes(key, buf.getvalue())
 
 
-def _load(store: Store, key: str, map_location: torch.device | str = "cpu") -> dict[str, Any]:
-    obj: dict[str, Any] = torch.load(io.BytesIO(store.read_bytes(key)), map_location=map_location, weights_only=False)
+def _load_checkpoint(store: Store, key: str, map_location: torch.device | str = "cpu") -> dict[str, Any]:
+    """A checkpoint holds tensors, numbers, strings and containers only: `weights_only` refuses anything else."""
+    try:
+        obj: dict[str, Any] = torch.load(
+            io.BytesIO(store.read_bytes(key)), map_location=map_location, weights_only=True
+        )
+    except pickle.UnpicklingError as e:
+        raise ModelError(
+            f"{store.uri(key)} holds more than tensors and plain values (an older genreclf's, or not a checkpoint) "
+            "and is not loaded; train under a new run id"
+        ) from e
     return obj
 
 
@@ -235,12 +246,13 @@ def fit(
     Both splits are streamed from the shards (`StreamingSegments`), never loaded whole: training reads random
     crops through a shuffle buffer, reseeded per epoch; validation scores whole segments, as evaluation does.
     Writes `runs/<run_id>/checkpoint.pt` after every epoch (model, optimizer, scheduler, normaliser, RNG states,
-    config, epoch) and `runs/<run_id>/model.pt` (the best weights with everything needed to predict). If a
-    checkpoint of the same run exists, training resumes after its epoch. `stop_after` ends the call after that
+    config, epoch; read back with `weights_only=True`) and, at every better epoch, the model: its weights in
+    `runs/<run_id>/model.safetensors`, then everything needed to predict in `model.json` (see `genreclf.models.files`).
+    If a checkpoint of the same run exists, training resumes after its epoch. `stop_after` ends the call after that
     many epochs of this call (to simulate a kill in tests) without finishing the run.
     """
-    prefix = run_prefix(run_id)
-    ckpt_key, model_key = f"{prefix}/checkpoint.pt", f"{prefix}/model.pt"
+    prefix = run_prefix(check_run_id(run_id))
+    ckpt_key, model_key = f"{prefix}/checkpoint.pt", weights_key(run_id)
     device = pick_device(cfg.device)
     n_train = manifest.rows("train")
     if n_train == 0:
@@ -256,7 +268,7 @@ def fit(
     val_loader = _loader(
         StreamingSegments(store, manifest, val_split, train=False), cfg, device, torch.Generator().manual_seed(0)
     )
-    ckpt = _load(store, ckpt_key, device) if store.exists(ckpt_key) else None
+    ckpt = _load_checkpoint(store, ckpt_key, device) if store.exists(ckpt_key) else None
     if ckpt is not None and (not _same_config(ckpt["config"], cfg) or ckpt["dataset_id"] != manifest.dataset_id):
         raise ModelError(
             f"{store.uri(ckpt_key)} was written with another config or dataset; use a new run id to start over"
@@ -324,8 +336,8 @@ def fit(
         state["bad_epochs"] = 0 if improved else state["bad_epochs"] + 1
         if improved:
             state["best_acc"], state["best_epoch"] = val_acc, epoch
-            _save(store, model_key, {**bundle_base, "state_dict": model.state_dict(), "epoch": epoch})
-        _save(
+            write_model(store, run_id, model.state_dict(), {**bundle_base, "epoch": epoch})
+        _save_checkpoint(
             store,
             ckpt_key,
             {
@@ -366,9 +378,14 @@ def _seeded_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
 
 
 def load_model(store: Store, key: str, device: torch.device | None = None) -> tuple[nn.Module, dict[str, Any]]:
-    """Load a saved model bundle -> (model in eval mode on `device`, bundle without the weights)."""
+    """Load the model at `key` (`runs/<id>/model.safetensors`, or a legacy `model.pt`) -> (model in eval mode on
+    `device`, everything else: labels, normaliser, configs). Keys outside `runs/` are refused."""
     device = device or pick_device()
-    bundle = _load(store, key, device)
+    state, bundle = read_model(store, key)
     model = create_model(bundle["model"], num_classes=bundle["num_classes"], dropout=bundle["dropout"])
-    model.load_state_dict(bundle.pop("state_dict"))
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        first = str(e).splitlines()[0]
+        raise ModelError(f"{store.uri(key)}: the weights do not fit model {bundle['model']!r} ({first})") from e
     return model.to(device).eval(), bundle

@@ -7,6 +7,7 @@ from pathlib import Path
 from genreclf.cli import main
 from genreclf.models.baselines import knn_k
 from genreclf.storage import Store
+from tests.test_model_files import plant_pickle
 from tests.tiny import make_tiny_dataset
 
 
@@ -31,6 +32,23 @@ def test_status_prints_dataset_and_champion(tmp_path: Path, capsys) -> None:
     out = capsys.readouterr().out
     assert "catalog:  none" in out and "dataset:  tiny (36 segments: train 24, val 6, test 6; 3 genres)" in out
     assert "champion: none" in out
+
+
+def test_predict_refuses_a_model_outside_the_store_without_running_it(tmp_path: Path, capsys) -> None:
+    store = Store.open(str(tmp_path / "store"))
+    marker = tmp_path / "marker"
+    plant_pickle(tmp_path / "evil.pt", marker)  # ../evil.pt from the store's root
+    plant_pickle(Path(store.path("runs/old/model.pt")), marker)  # a run with a pickle that runs code
+    for model, says in [
+        ("../evil.pt", "model '../evil.pt' must be a run id or a run in the store"),
+        (str(tmp_path / "evil.pt"), "must be a run id or a run in the store"),
+        ("old", "was written by an older genreclf in a format that can run code, and is not loaded; retrain"),
+    ]:
+        rc = main(["predict", str(tmp_path / "song.wav"), "--model", model, "--store", store.url])
+        out, err = capsys.readouterr()
+        assert rc == 2 and out == "", model
+        assert err.startswith("genreclf: error: ") and says in err and err.count("\n") == 1, err
+    assert not marker.exists()
 
 
 def test_the_console_script_is_installed() -> None:

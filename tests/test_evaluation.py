@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from genreclf import registry
+from genreclf.errors import ModelError
 from genreclf.evaluation import classification_metrics, confusion_png, evaluate_run, save_report, track_scores
 from genreclf.storage import Store
 from genreclf.training import TrainConfig, fit
@@ -62,6 +63,7 @@ def test_evaluate_run_and_challenge_the_champion(tmp_path) -> None:
     report = evaluate_run(store, "good", manifest)
     save_report(store, report)
     assert set(report["models"]) == {"small_cnn", "knn", "mlp"}
+    assert report["model_uri"] == store.uri("runs/good/model.safetensors")
     assert report["models"]["small_cnn"]["track"]["n"] == 3  # one test track per class
     assert report["models"]["mlp"]["track"]["accuracy"] == 1.0  # separable bands
     assert report["models"]["small_cnn"]["track"]["accuracy"] == 1.0
@@ -78,6 +80,16 @@ def test_evaluate_run_and_challenge_the_champion(tmp_path) -> None:
     decision = registry.challenge(store, bad, manifest)
     assert not decision.promote and "does not beat champion good (1.000)" in decision.reason
     assert registry.read_champion(store)["run_id"] == "good"
+
+
+def test_evaluating_a_run_id_that_leaves_runs_is_refused(tmp_path) -> None:
+    store = Store.open(str(tmp_path / "store"))
+    manifest = make_tiny_dataset(store)
+    for run_id in ["../good", "runs/good", "/tmp/good"]:
+        with pytest.raises(ModelError, match="is not a run id"):
+            evaluate_run(store, run_id, manifest)
+    with pytest.raises(ModelError, match="no model 'missing'"):
+        evaluate_run(store, "missing", manifest)
 
 
 def test_metrics_with_two_genres_and_a_split_holding_one() -> None:

@@ -77,7 +77,7 @@ def test_cli_predict_prints_top_genres_and_goes_on_after_a_bad_file(
 
 def test_out_of_distribution_catalog_is_scored_separately(trained: tuple[Store, Path], fresh: Path) -> None:
     store, _ = trained
-    rows = scan_folder(fresh).to_dicts()
+    rows = scan_folder(fresh).tracks.to_dicts()
     rows.append({**rows[0], "track_id": "unknown-genre", "genre": "polka"})
     report = evaluate_catalog(Predictor(store), store, rows)
     assert report["track"]["n"] == 12 and report["track"]["accuracy"] >= 0.75

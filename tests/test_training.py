@@ -1,10 +1,12 @@
 import dataclasses
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from genreclf import shards, training
 from genreclf.data import Normalizer
@@ -12,6 +14,7 @@ from genreclf.errors import ModelError
 from genreclf.shards import Manifest, SegmentRows, StreamingSegments, write_manifest, write_shard
 from genreclf.storage import Store
 from genreclf.training import TrainConfig, fit, load_model, spec_augment
+from tests.test_model_files import plant_pickle
 from tests.tiny import FEAT, SEG, make_tiny_dataset
 
 CFG = TrainConfig(model="small_cnn", epochs=4, batch_size=8, lr=3e-3, crop_s=0.3, patience=10, seed=3)
@@ -23,11 +26,19 @@ def test_fit_learns_a_separable_tiny_dataset(tmp_path) -> None:
     result = fit(store, manifest, CFG, run_id="r1")
     assert result.epochs == 4
     assert result.best_val_accuracy >= 0.8
-    assert store.exists("runs/r1/model.pt") and store.exists("runs/r1/checkpoint.pt")
+    assert store.keys("runs/r1") == [f"runs/r1/{k}" for k in ("checkpoint.pt", "config.json", "model.json",
+                                                              "model.safetensors")]  # fmt: skip
     saved = store.read_json("runs/r1/config.json")
     assert saved["train"] == dataclasses.asdict(CFG) and saved["dataset_id"] == "tiny"
-    _, bundle = load_model(store, "runs/r1/model.pt", torch.device("cpu"))
-    assert bundle["labels"] == manifest.labels and bundle["epoch"] == result.best_epoch
+    model, bundle = load_model(store, "runs/r1/model.safetensors", torch.device("cpu"))
+    assert bundle == store.read_json("runs/r1/model.json")
+    assert bundle["labels"] == manifest.labels and bundle["epoch"] == result.best_epoch and bundle["run_id"] == "r1"
+    assert result.model_uri == store.uri("runs/r1/model.safetensors")
+    reference = load_file(store.path("runs/r1/model.safetensors"))  # the weights in the standard format
+    assert reference.keys() == model.state_dict().keys()
+    assert all(torch.equal(reference[k], v) for k, v in model.state_dict().items())
+    ckpt = torch.load(store.path("runs/r1/checkpoint.pt"), weights_only=True)  # resuming needs nothing more
+    assert {"model", "optimizer", "scheduler", "rng", "state"} <= ckpt.keys()
     assert len(bundle["normalizer"]["mean"]) == 16
     in_memory = Normalizer.fit(shards.load_split(store, manifest, "train").mel)  # what the streamed pass replaces
     np.testing.assert_allclose(bundle["normalizer"]["mean"], in_memory.mean, rtol=1e-6)
@@ -46,8 +57,8 @@ def test_killed_and_resumed_run_ends_like_an_uninterrupted_one(tmp_path) -> None
     resumed = fit(parts, manifest, CFG, run_id="r")
     assert resumed.epochs == 4
     assert resumed.history == uninterrupted.history
-    a, _ = load_model(whole, "runs/r/model.pt")
-    b, _ = load_model(parts, "runs/r/model.pt")
+    a, _ = load_model(whole, "runs/r/model.safetensors")
+    b, _ = load_model(parts, "runs/r/model.safetensors")
     for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
         assert torch.equal(pa, pb), name
 
@@ -91,8 +102,8 @@ def test_streaming_with_two_workers_is_deterministic_and_resumable(tmp_path, mon
     assert fit(store, manifest, cfg, run_id="twice", stop_after=1).epochs == 1
     twice = fit(store, manifest, cfg, run_id="twice")
     assert twice.history == once.history and len(once.history) == 3
-    a, _ = load_model(store, "runs/once/model.pt")
-    b, _ = load_model(store, "runs/twice/model.pt")
+    a, _ = load_model(store, "runs/once/model.safetensors")
+    b, _ = load_model(store, "runs/twice/model.safetensors")
     for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
         assert torch.equal(pa, pb), name
 
@@ -139,6 +150,25 @@ def test_resuming_with_another_config_is_refused(tmp_path) -> None:
         fit(store, manifest, dataclasses.replace(CFG, lr=1e-2), run_id="r")
 
 
+def test_a_run_id_that_leaves_runs_is_refused_before_anything_is_written(tmp_path) -> None:
+    store = Store.open(str(tmp_path / "store"))
+    manifest = make_tiny_dataset(store)
+    for run_id in ["../r", "a/b", "..", ""]:
+        with pytest.raises(ModelError, match="is not a run id"):
+            fit(store, manifest, CFG, run_id=run_id)
+    assert store.keys("runs") == [] and not (tmp_path / "r").exists()
+
+
+def test_a_checkpoint_that_is_more_than_plain_values_is_not_loaded(tmp_path) -> None:
+    store = Store.open(str(tmp_path / "store"))
+    manifest = make_tiny_dataset(store)
+    marker = tmp_path / "marker"
+    plant_pickle(Path(store.path("runs/r/checkpoint.pt")), marker)
+    with pytest.raises(ModelError, match="not loaded; train under a new run id"):
+        fit(store, manifest, CFG, run_id="r")
+    assert not marker.exists()
+
+
 def test_spec_augment_masks_a_band_and_a_span() -> None:
     torch.manual_seed(0)
     x = torch.ones(16, 1, 32, 50)
@@ -157,11 +187,11 @@ def test_training_imports_without_prefect_polars_librosa_or_pydantic() -> None:
     import subprocess
     import sys
 
-    blocked = ["prefect", "polars", "librosa", "pydantic", "pydantic_settings", "sklearn", "matplotlib"]
+    blocked = ["prefect", "polars", "librosa", "pydantic", "pydantic_settings", "sklearn", "matplotlib", "safetensors"]
     code = (
         "import sys\n"
         + "".join(f"sys.modules[{m!r}] = None\n" for m in blocked)
-        + "import genreclf.training, genreclf.models, genreclf.data, genreclf.shards, genreclf.storage\n"
+        + "import genreclf.training, genreclf.models.files, genreclf.data, genreclf.shards, genreclf.storage\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
