@@ -79,10 +79,10 @@ def build_dataset(
              for r in skipped + quarantined],
             key="quarantine",
             description=f"{len(quarantined)} of {len(rows)} tracks quarantined in catalog {version}"
-            + (f"; {len(skipped)} files skipped by the scan" if skipped else ""),
+            + (f"; {len(skipped)} scanned entries skipped" if skipped else ""),
         )  # fmt: skip
-        logger.warning("%d of %d tracks quarantined, %d files skipped (see the quarantine artifact)",
-                       len(quarantined), len(rows), len(skipped))  # fmt: skip
+        logger.warning("%d of %d tracks quarantined%s (see the quarantine artifact)", len(quarantined), len(rows),
+                       f", {len(skipped)} scanned entries skipped" if skipped else "")  # fmt: skip
     quarantined = skipped + quarantined
     if not usable:
         raise DataError(f"catalog {version}: no track could be decoded; see the quarantine table for why")

@@ -110,9 +110,10 @@ def usable_tracks(
         first, rest = group[0], group[1:]
         genres = sorted({t["genre"] for t in group})
         if len(genres) > 1:
-            others = "; ".join(f"{_describe(t)} as {t['genre']}" for t in group)
-            why = f"the same recording is labelled {', '.join(genres)} ({others}); keep one copy, in its right genre"
-            quarantined += [_quarantine(t, "label-conflict", f"{_describe(t)}: {why}") for t in group]
+            for t in group:
+                others = ", ".join(f"{_describe(o)} in {o['genre']}" for o in group if o is not t)
+                why = f"labelled {t['genre']}, but the same recording is {others}; keep one copy, in its right genre"
+                quarantined.append(_quarantine(t, "label-conflict", f"{_describe(t)}: {why}"))
             continue
         usable.append(first)
         why = f"the same recording as {_describe(first)}; kept once"
