@@ -36,8 +36,11 @@ from genreclf import audio  # noqa: E402
 from genreclf.audio import SegmentConfig  # noqa: E402
 from genreclf.dataset import build_shard  # noqa: E402
 from genreclf.features import FeatureConfig, log_mel_batch, log_mel_librosa  # noqa: E402
-from genreclf.shards import Manifest, SegmentRows, StreamingSegments, write_manifest, write_shard  # noqa: E402
-from genreclf.storage import Store, audio_key  # noqa: E402
+from genreclf.keys import audio_key  # noqa: E402
+from genreclf.loader import StreamingSegments  # noqa: E402
+from genreclf.manifest import Manifest, write_manifest  # noqa: E402
+from genreclf.shards import SegmentRows, write_shard  # noqa: E402
+from genreclf.storage import Store  # noqa: E402
 
 AUDIO = (".mp3", ".wav", ".flac", ".ogg", ".opus", ".m4a", ".au")
 

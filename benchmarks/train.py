@@ -25,7 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from genreclf.audio import SegmentConfig
 from genreclf.features import FeatureConfig
-from genreclf.shards import Manifest, SegmentRows, StreamingSegments, write_manifest, write_shard
+from genreclf.loader import StreamingSegments
+from genreclf.manifest import Manifest, write_manifest
+from genreclf.shards import SegmentRows, write_shard
 from genreclf.storage import Store
 from genreclf.training import TrainConfig, fit, pick_device
 

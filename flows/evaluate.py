@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
 from genreclf.evaluation import report_markdown, save_report
+from genreclf.keys import run_config_key
 from genreclf.models.files import check_run_id
-from genreclf.storage import Store, run_prefix
+from genreclf.storage import Store
 from tasks.predict import evaluate_ood
 from tasks.training import evaluate_run, promote_if_better
 
@@ -17,22 +19,24 @@ from tasks.training import evaluate_run, promote_if_better
 @flow(name="evaluate", flow_run_name="evaluate-{run_id}")
 def evaluate(
     run_id: str, dataset_id: str | None = None, storage_url: str | None = None, baselines: bool = True,
-    promote: bool = True, ood_catalog_dir: str | None = None,
+    promote: bool = True, ood_catalog_dir: str | None = None, device: str | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Evaluate `run_id` on the test split of its dataset (or `dataset_id`); returns the report.
 
     With `ood_catalog_dir` (a folder ROOT/<genre>/<file> of covers, live recordings...), the model is also scored
-    on it, separately, under the report's `ood` key.
+    on it, separately, under the report's `ood` key. The model runs on `device` (cpu, cuda, cuda:1; empty:
+    GENRECLF_DEVICE, else the best available), named in the report.
     """
     logger = get_run_logger()
     store = Store.open(storage_url)
     run_id = check_run_id(run_id)  # a parameter from anywhere: never a path out of runs/
-    dataset_id = dataset_id or store.read_json(f"{run_prefix(run_id)}/config.json")["dataset_id"]
-    report = evaluate_run(store.url, run_id, dataset_id, baselines)
+    dataset_id = dataset_id or store.read_json(run_config_key(run_id))["dataset_id"]
+    report = evaluate_run(store.url, run_id, dataset_id, baselines, device)
+    logger.info("scored %s on %s", report["model"], report["device"])
     if ood_catalog_dir:
-        report["ood"] = evaluate_ood(store.url, run_id, ood_catalog_dir)
+        report["ood"] = evaluate_ood(store.url, run_id, ood_catalog_dir, device)
     if promote:
-        report["promotion"] = promote_if_better(store.url, report)
+        report["promotion"] = dataclasses.asdict(promote_if_better(store.url, report))
         logger.info(report["promotion"]["reason"])
     create_markdown_artifact(report_markdown(report), key="evaluation-report", description=f"evaluation of {run_id}")
     main = report["models"][report["model"]]["track"]

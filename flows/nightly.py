@@ -40,6 +40,6 @@ def nightly_retrain(
         version = scan_folder_catalog(str(catalog_dir), store.url)
     dataset_id = build_dataset(version, dataset, store.url)
     run_id = train(dataset_id, training, store.url)
-    report = evaluate(run_id, dataset_id, store.url)
+    report = evaluate(run_id, dataset_id, store.url, device=training.device if training else None)
     logger.info("catalog %s -> dataset %s -> run %s: %s", version, dataset_id, run_id, report["promotion"]["reason"])
     return {"catalog_version": version, "dataset_id": dataset_id, "run_id": run_id, "promotion": report["promotion"]}

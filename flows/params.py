@@ -1,27 +1,127 @@
-"""Flow parameters as pydantic models, so the Prefect UI renders them as forms."""
+"""Flow parameters as pydantic models derived from the library's config dataclasses, so the Prefect UI renders forms.
+
+Every field's name, type and default is the dataclass's (`TrainConfig`, `SegmentConfig`, `FeatureConfig`): a field
+added there is a flow parameter at once. What is declared here is only what a dataclass cannot say: the checks and
+help text of the form, by field name, and the parameters of the build that are no config's.
+"""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+import dataclasses
+import inspect
+import typing
+from collections.abc import Mapping
+from typing import Annotated, Any, TypeVar
+
+from pydantic import BaseModel, Field, create_model
+from pydantic.fields import FieldInfo
 
 from genreclf.audio import SegmentConfig
+from genreclf.dataset import plan_dataset
 from genreclf.features import FeatureConfig
 from genreclf.training import TrainConfig
 
+C = TypeVar("C")
 
-class DatasetParams(BaseModel):
-    """How tracks become log-mel segments and splits."""
 
-    window_s: float = Field(30.0, gt=0, description="window length in seconds")
-    hop_s: float = Field(30.0, gt=0, description="seconds between window starts")
-    min_fill: float = Field(0.5, ge=0, le=1, description="keep a padded tail holding this much of a window")
-    silence_db: float = Field(-60.0, description="drop windows quieter than this (RMS, dBFS)")
-    sample_rate: int = Field(22_050, gt=0)
-    n_fft: int = Field(2048, gt=0)
-    hop_length: int = Field(512, gt=0)
-    n_mels: int = Field(128, gt=0)
+def config_fields(*configs: type, checks: Mapping[str, FieldInfo]) -> dict[str, Any]:
+    """`create_model` field definitions of every field of the dataclasses `configs`: the dataclass's type and default,
+    annotated with the check of the same name. A name in two configs (`sample_rate`) is one field feeding both, so it
+    must have the same type and default in each; a check naming no field is an error too."""
+    out: dict[str, Any] = {}
+    first: dict[str, type] = {}
+    for config in configs:
+        hints = typing.get_type_hints(config)
+        for f in dataclasses.fields(config):
+            if f.default is not dataclasses.MISSING:
+                default: Any = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                default = Field(default_factory=f.default_factory)
+            else:
+                default = ...  # required
+            if f.name in first:
+                other = next(g for g in dataclasses.fields(first[f.name]) if g.name == f.name)
+                if (other.type, other.default, other.default_factory) != (f.type, f.default, f.default_factory):
+                    raise TypeError(
+                        f"{first[f.name].__name__}.{f.name} and {config.__name__}.{f.name} differ in type or "
+                        "default: one flow parameter cannot feed both"
+                    )
+                continue
+            first[f.name] = config
+            check = checks.get(f.name)
+            out[f.name] = (Annotated[hints[f.name], check] if check else hints[f.name], default)
+    if unknown := sorted(set(checks) - set(out)):
+        raise TypeError(f"checks of fields that no config has: {', '.join(unknown)}")
+    return out
+
+
+def build(config: type[C], params: BaseModel) -> C:
+    """The dataclass `config` with the values of its fields in `params`."""
+    return config(**{f.name: getattr(params, f.name) for f in dataclasses.fields(config)})  # type: ignore[arg-type]
+
+
+def default_of(fn: Any, name: str) -> Any:
+    """The default of a library function's keyword, so that it stays declared once, there."""
+    default = inspect.signature(fn).parameters[name].default
+    if default is inspect.Parameter.empty:
+        raise TypeError(f"{fn.__qualname__}() has no default for {name}")
+    return default
+
+
+DATASET_CHECKS: dict[str, FieldInfo] = {
+    "sample_rate": Field(gt=0, description="Hz, of the decoded audio and of the spectrograms"),
+    "window_s": Field(gt=0, description="window length in seconds"),
+    "hop_s": Field(gt=0, description="seconds between window starts"),
+    "min_fill": Field(ge=0, le=1, description="keep a padded tail holding this much of a window"),
+    "silence_db": Field(description="drop windows quieter than this (RMS, dBFS)"),
+    "max_seconds": Field(gt=0, description="decode at most this much of a track"),
+    "n_fft": Field(gt=0),
+    "hop_length": Field(gt=0),
+    "n_mels": Field(gt=0),
+    "fmin": Field(ge=0, description="lowest mel frequency, Hz"),
+    "fmax": Field(gt=0, description="highest mel frequency, Hz; empty: sample_rate / 2"),
+    "log_offset": Field(gt=0, description="log(mel + log_offset)"),
+}
+
+TRAIN_CHECKS: dict[str, FieldInfo] = {
+    "model": Field(description="resnet18 or small_cnn"),
+    "epochs": Field(gt=0),
+    "batch_size": Field(gt=0),
+    "lr": Field(gt=0),
+    "weight_decay": Field(ge=0),
+    "schedule": Field(description="onecycle or cosine"),
+    "crop_s": Field(gt=0, description="seconds per random training crop"),
+    "label_smoothing": Field(ge=0, lt=1),
+    "dropout": Field(ge=0, lt=1),
+    "freq_mask": Field(ge=0, description="widest SpecAugment frequency mask, in mel bands"),
+    "time_mask": Field(ge=0, description="widest SpecAugment time mask, in frames"),
+    "mixup_alpha": Field(ge=0, description="0 turns mixup off"),
+    "patience": Field(gt=0, description="epochs without a better validation accuracy before stopping"),
+    "num_workers": Field(ge=0),
+    "device": Field(description="cpu, cuda, cuda:1; empty: GENRECLF_DEVICE, else CUDA when there is one"),
+    "max_steps_per_epoch": Field(gt=0, description="cap for smoke runs; empty: no cap"),
+    "amp": Field(description="bf16 autocast on CUDA"),
+    "channels_last": Field(description="NHWC memory format on CUDA"),
+    "shuffle_buffer": Field(gt=0, description="segments each loader worker holds to shuffle across row groups"),
+}
+
+
+def derived_model(name: str, *configs: type, checks: Mapping[str, FieldInfo]) -> Any:
+    """A pydantic model of the fields of `configs` (see `config_fields`), to subclass with presets and builders.
+    Typed Any: its fields are made at import, and mypy takes them for whatever pydantic makes them."""
+    return create_model(name, __module__=__name__, **config_fields(*configs, checks=checks))
+
+
+_DatasetFields: Any = derived_model("DatasetFields", SegmentConfig, FeatureConfig, checks=DATASET_CHECKS)
+
+
+class DatasetParams(_DatasetFields):
+    """How tracks become log-mel segments and splits: the fields of SegmentConfig and FeatureConfig, and the build's."""
+
     split_seed: int = 0
-    shard_mb: float = Field(128.0, gt=0, description="target shard size in MB (64-256 reads well from S3)")
+    shard_mb: float = Field(
+        default_of(plan_dataset, "shard_mb"), gt=0, description="target shard size in MB (64-256 reads well from S3)"
+    )
     split_file: str | None = Field(
         None,
         description="predefined split: a CSV/TSV of track_id-or-path,split (local path, file:// or s3://); "
@@ -29,15 +129,10 @@ class DatasetParams(BaseModel):
     )
 
     def segment_config(self) -> SegmentConfig:
-        return SegmentConfig(
-            sample_rate=self.sample_rate, window_s=self.window_s, hop_s=self.hop_s, min_fill=self.min_fill,
-            silence_db=self.silence_db,
-        )  # fmt: skip
+        return build(SegmentConfig, self)
 
     def feature_config(self) -> FeatureConfig:
-        return FeatureConfig(
-            sample_rate=self.sample_rate, n_fft=self.n_fft, hop_length=self.hop_length, n_mels=self.n_mels
-        )
+        return build(FeatureConfig, self)
 
     @classmethod
     def small(cls) -> DatasetParams:
@@ -45,25 +140,14 @@ class DatasetParams(BaseModel):
         return cls(window_s=3.0, hop_s=1.5, n_mels=64, n_fft=1024, hop_length=512)
 
 
-class TrainParams(BaseModel):
-    """How the model is trained (see genreclf.training.TrainConfig)."""
+_TrainFields: Any = derived_model("TrainFields", TrainConfig, checks=TRAIN_CHECKS)
 
-    model: str = "resnet18"
-    epochs: int = Field(30, gt=0)
-    batch_size: int = Field(32, gt=0)
-    lr: float = Field(1e-3, gt=0)
-    weight_decay: float = Field(1e-2, ge=0)
-    crop_s: float = Field(3.0, gt=0, description="seconds per random training crop")
-    label_smoothing: float = Field(0.1, ge=0, lt=1)
-    specaugment: bool = True
-    mixup_alpha: float = Field(0.0, ge=0, description="0 turns mixup off")
-    patience: int = Field(5, gt=0)
-    seed: int = 0
-    num_workers: int = Field(0, ge=0)
-    device: str | None = Field(None, description="cpu, cuda, cuda:1; empty picks CUDA when there is one")
+
+class TrainParams(_TrainFields):
+    """How the model is trained: the fields of genreclf.training.TrainConfig."""
 
     def config(self) -> TrainConfig:
-        return TrainConfig(**self.model_dump())
+        return build(TrainConfig, self)
 
     @classmethod
     def small(cls) -> TrainParams:

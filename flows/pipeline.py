@@ -10,8 +10,9 @@ from flows.build_dataset import build_dataset
 from flows.evaluate import evaluate
 from flows.params import DatasetParams, TrainParams
 from flows.train import train
-from genreclf.shards import read_manifest
-from genreclf.storage import Store, dataset_prefix
+from genreclf.keys import manifest_key, quarantine_key, report_key
+from genreclf.manifest import read_manifest
+from genreclf.storage import Store
 from tasks.catalog import scan_folder_catalog
 
 
@@ -28,18 +29,18 @@ def pipeline(
     version = scan_folder_catalog(catalog_dir, store.url)
     dataset_id = build_dataset(version, dataset, store.url)
     run_id = train(dataset_id, training, store.url)
-    report = evaluate(run_id, dataset_id, store.url, baselines)
+    report = evaluate(run_id, dataset_id, store.url, baselines, device=training.device if training else None)
     manifest = read_manifest(store, dataset_id)
     return {
         "catalog_version": version,
         "dataset_id": dataset_id,
         "run_id": run_id,
         "store": store.url,
-        "manifest_uri": store.uri(f"{dataset_prefix(dataset_id)}/manifest.json"),
+        "manifest_uri": store.uri(manifest_key(dataset_id)),
         "shards": [store.uri(s["key"]) for s in manifest.shards],
         "model_uri": report["model_uri"],
-        "report_uri": store.uri(f"runs/{run_id}/report.md"),
+        "report_uri": store.uri(report_key(run_id, "md")),
         "confusion_png": report["confusion_png"],
-        "quarantine": store.read_json(f"{dataset_prefix(dataset_id)}/quarantine.json"),
+        "quarantine": store.read_json(quarantine_key(dataset_id)),
         "report": report,
     }

@@ -3,24 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from flows import events
 from flows.params import TrainParams
+from genreclf.manifest import read_manifest
 from genreclf.models.files import check_run_id
-from genreclf.shards import read_manifest
 from genreclf.storage import Store
+from genreclf.training import run_id_for
 from tasks.training import fit_model
-
-
-def run_id_for(dataset_id: str, params: TrainParams) -> str:
-    """Same dataset and config -> same run id, so a rerun resumes the run instead of starting another."""
-    blob = json.dumps([dataset_id, params.model_dump()], sort_keys=True).encode()
-    return f"{params.model}-{hashlib.sha256(blob).hexdigest()[:12]}"
 
 
 @flow(name="train", flow_run_name="train-{dataset_id}")
@@ -35,23 +28,22 @@ def train(
     params = params or TrainParams()
     store = Store.open(storage_url)
     manifest = read_manifest(store, dataset_id)
-    run_id = check_run_id(run_id or run_id_for(manifest.dataset_id, params))
+    run_id = check_run_id(run_id or run_id_for(manifest.dataset_id, params.config()))
     logger.info("training %s on dataset %s (%d segments) as run %s", params.model, manifest.dataset_id,
                 manifest.rows("train"), run_id)  # fmt: skip
     state = fit_model(store.url, manifest.dataset_id, params.config(), run_id, return_state=True)
     result = state.result()
-    trained_now = state.name != "Cached" and result["new_epochs"] > 0
-    history = "\n".join(
-        f"| {h['epoch']} | {h['train_loss']:.4f} | {h['val_accuracy']:.3f} |" for h in result["history"]
-    )
+    trained_now = state.name != "Cached" and result.new_epochs > 0
+    history = "\n".join(f"| {h['epoch']} | {h['train_loss']:.4f} | {h['val_accuracy']:.3f} |" for h in result.history)
     create_markdown_artifact(
-        f"# Run `{run_id}`\n\nModel `{params.model}` on dataset `{manifest.dataset_id}`; best validation accuracy "
-        f"{result['best_val_accuracy']:.3f} at epoch {result['best_epoch']}.\n\nWeights: {result['model_uri']}\n\n"
+        f"# Run `{run_id}`\n\nModel `{params.model}` on dataset `{manifest.dataset_id}`, trained on "
+        f"`{result.device}`; best validation accuracy {result.best_val_accuracy:.3f} at epoch "
+        f"{result.best_epoch}.\n\nWeights: {result.model_uri}\n\n"
         f"| epoch | train loss | val accuracy |\n|---|---|---|\n{history}\n",
         key="training-run",
         description=f"training of {run_id}",
     )
-    logger.info("config: %s", dataclasses.asdict(params.config()))
+    logger.info("device: %s; config: %s", result.device, dataclasses.asdict(params.config()))
     if trained_now:
         events.model_trained(run_id, dataset_id=manifest.dataset_id, storage_url=store.url)
     else:

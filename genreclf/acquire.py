@@ -24,7 +24,8 @@ import numpy as np
 from genreclf import audio
 from genreclf.audio import SegmentConfig
 from genreclf.errors import AudioError, SourceError, TransientSourceError
-from genreclf.storage import Store, audio_key, filesystem_for
+from genreclf.keys import audio_key, sidecar_key
+from genreclf.storage import Store, filesystem_for
 
 if TYPE_CHECKING:
     from genreclf.sources.youtube import Download, YoutubeConfig
@@ -58,10 +59,6 @@ class _Failed(Exception):
         super().__init__(reason)
         self.stage = stage
         self.reason = reason
-
-
-def sidecar_key(track_id: str, content_hash: str | None = None) -> str:
-    return audio_key(track_id, content_hash).removesuffix(".flac") + ".json"
 
 
 def _local_path(uri: str | None) -> Path | None:

@@ -10,7 +10,8 @@ import polars as pl
 import pyarrow as pa
 
 from genreclf.errors import DataError, StorageError
-from genreclf.storage import CATALOG_LATEST, Store, catalog_key
+from genreclf.keys import CATALOG_LATEST, catalog_key, skipped_key
+from genreclf.storage import Store
 
 log = logging.getLogger(__name__)
 
@@ -65,10 +66,6 @@ def version_of(table: pa.Table) -> str:
     for row in table.select(CATALOG_COLUMNS).sort_by("track_id").to_pylist():
         h.update(repr(sorted(row.items())).encode())
     return h.hexdigest()[:16]
-
-
-def skipped_key(version: str) -> str:
-    return f"catalogs/{version}/skipped.json"
 
 
 def write_catalog(store: Store, df: pl.DataFrame, *, skipped: list[dict[str, str]] | None = None) -> str:

@@ -47,13 +47,17 @@ def _print_summary(out: dict[str, Any], seconds: float) -> None:
 
 
 def _run_pipeline(catalog_dir: Path, args: argparse.Namespace) -> int:
+    from genreclf.training import resolve_device
+
+    resolve_device(args.device)  # a device this machine lacks fails at once, before any flow starts
     _prefect_env()
     from flows.params import DatasetParams, TrainParams
     from flows.pipeline import pipeline
 
     dataset = DatasetParams.small() if args.small else DatasetParams()
     training = TrainParams.small() if args.small else TrainParams()
-    updates = {k: v for k, v in (("epochs", args.epochs), ("model", args.model)) if v is not None}
+    options = {"epochs": args.epochs, "model": args.model, "device": args.device}
+    updates = {k: v for k, v in options.items() if v is not None}
     training = training.model_copy(update=updates)
     t0 = time.perf_counter()
     out = pipeline(str(catalog_dir), storage_url=args.store, dataset=dataset, training=training)
@@ -87,8 +91,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     from genreclf.predict import open_predictor
 
-    predictor = open_predictor(args.store, args.model)
-    print(f"model: {predictor.key} ({len(predictor.labels)} genres)")
+    predictor = open_predictor(args.store, args.model, args.device)
+    print(f"model: {predictor.key} ({len(predictor.labels)} genres) on {predictor.device}")
     failed = 0
     with Progress(transient=True, disable=len(args.inputs) < 2) as progress:
         bar = progress.add_task("predicting", total=len(args.inputs))
@@ -116,7 +120,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from genreclf import catalog, registry, shards
+    from genreclf import catalog, manifest, registry, shards
     from genreclf.storage import Store
 
     store = Store.open(args.store)
@@ -127,7 +131,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     except GenreclfError as e:
         print(f"catalog:  none ({e})")
     try:
-        m = shards.read_manifest(store)
+        m = manifest.read_manifest(store)
         print(f"dataset:  {m.dataset_id} ({m.rows()} segments: " + ", ".join(
             f"{s} {m.rows(s)}" for s in shards.SPLITS) + f"; {len(m.labels)} genres)")  # fmt: skip
     except GenreclfError as e:
@@ -140,11 +144,15 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+DEVICE_HELP = "cpu, cuda, cuda:1 or mps (default $GENRECLF_DEVICE, else CUDA when there is one)"
+
+
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--store", help="storage root: a directory or s3://bucket/prefix (default $GENRECLF_STORAGE_URL "
                    "or ./genreclf-data)")  # fmt: skip
     p.add_argument("--epochs", type=int, help="training epochs (overrides the config)")
     p.add_argument("--model", help="model name: resnet18 (default) or small_cnn")
+    p.add_argument("--device", help=DEVICE_HELP)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -175,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store", help="storage root (default $GENRECLF_STORAGE_URL or ./genreclf-data)")
     p.add_argument("--top", type=int, default=3, help="genres to show per file")
     p.add_argument("--timeline", action="store_true", help="also print the top genre of every window")
+    p.add_argument("--device", help=DEVICE_HELP)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("status", help="print the latest catalog, dataset and champion")

@@ -13,12 +13,15 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from genreclf import audio, data
+from genreclf import audio, catalog
 from genreclf.audio import SegmentConfig
 from genreclf.errors import ConfigError, DataError, StorageError
 from genreclf.features import FeatureConfig, log_mel_batch
-from genreclf.shards import SPLITS, SegmentRows, read_shard_entry, write_shard
-from genreclf.storage import Store, audio_key, dataset_prefix, filesystem_for, lineage_key, shard_content_key
+from genreclf.keys import audio_key, lineage_key, manifest_key, quarantine_key, shard_content_key, splits_key
+from genreclf.manifest import Manifest, read_manifest, write_manifest
+from genreclf.shards import SPLITS, SegmentRows, ShardEntry, read_shard_entry, write_shard
+from genreclf.splits import split_source_of, split_tracks
+from genreclf.storage import Store
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +69,6 @@ def lineage_head(store: Store, lineage: str) -> str | None:
     """The newest completed dataset of a lineage in this store, if any."""
     key = lineage_key(lineage)
     return store.read_text(key).strip() if store.exists(key) else None
-
-
-def splits_key(dataset_id: str) -> str:
-    return f"{dataset_prefix(dataset_id)}/splits.parquet"
 
 
 def read_splits(store: Store, dataset_id: str) -> pl.DataFrame | None:
@@ -156,45 +155,6 @@ def split_warnings(tracks: list[dict[str, Any]]) -> list[str]:
                 f"{' or '.join(missing)}: it cannot be validated or tested there; add tracks of it"
             )
     return out
-
-
-# --- splits -------------------------------------------------------------------------------------------------
-
-
-def load_split_file(uri: str) -> dict[str, str]:
-    """Read a split file (a local path, file:// or s3:// URI; see `data.parse_split_file`)."""
-    fs, path = filesystem_for(uri)
-    try:
-        with fs.open_input_stream(path) as f:
-            text = bytes(f.read()).decode()
-    except FileNotFoundError as e:
-        raise ConfigError(f"split file {uri} does not exist") from e
-    return data.parse_split_file(text, name=uri)
-
-
-def split_source_of(assigned: dict[str, str] | None) -> str:
-    """How splits are made: "seed", or "file:<digest of the assignment>"."""
-    return "seed" if assigned is None else f"file:{_digest(sorted(assigned.items()), 12)}"
-
-
-def split_tracks(
-    tracks: list[dict[str, Any]],
-    *,
-    seed: int,
-    previous: pl.DataFrame | None = None,
-    assigned: dict[str, str] | None = None,
-) -> dict[str, str]:
-    """track_id -> split. From a split file when `assigned` is given (tracks it does not list are left out),
-    else 60/20/20 grouped by artist and ISRC, stratified by genre, keeping the `previous` assignment."""
-    cols = ["track_id", "artist_id", "genre", "isrc", "source_ref", "audio_uri"]
-    frame = pl.DataFrame(
-        [{c: t.get(c) for c in cols} for t in tracks], schema={c: pl.String for c in cols}, orient="row"
-    )
-    if assigned is not None:
-        out = data.apply_split_file(frame, assigned)
-    else:
-        out = data.assign_splits(frame.select(cols[:4]), seed=seed, previous=previous)
-    return dict(out.iter_rows())
 
 
 # --- planning shards ----------------------------------------------------------------------------------------
@@ -316,7 +276,7 @@ def build_shard(
     seg: SegmentConfig,
     feat: FeatureConfig,
     batch_windows: int = BATCH_WINDOWS,
-) -> dict[str, Any]:
+) -> ShardEntry:
     """Compute the log-mels of the tracks' windows and write them as one shard; return its manifest entry.
 
     Each track is a dict with track_id, artist_id, genre, split and offsets (seconds, from acquisition).
@@ -362,3 +322,109 @@ def build_shard(
     entry = write_shard(store, key, rows, feature_hash=feat.hash)
     log.info("wrote %s: %d segments of %d tracks", key, entry["rows"], len(tracks))
     return entry
+
+
+# --- the whole build ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DatasetPlan:
+    """What build-dataset makes of a catalog version: the tracks with their split, the shards to have, and the id.
+
+    `tracks` are dicts with track_id, artist_id, isrc, genre, split, offsets, audio_key and audio_hash;
+    `quarantined` lists what was left out and why ({track_id or path, stage, reason}). `built` is True when a
+    completed dataset with this id is already in the store (then `tracks` and `shards` are empty: nothing to do).
+    """
+
+    dataset_id: str
+    catalog_version: str
+    seg: SegmentConfig
+    feat: FeatureConfig
+    split_seed: int
+    split_source: str
+    lineage: str
+    parent: str | None
+    labels: list[str]
+    tracks: list[dict[str, Any]]
+    shards: list[ShardPlan]
+    quarantined: list[dict[str, Any]]
+    warnings: list[str]
+    built: bool = False
+
+
+def plan_dataset(
+    store: Store,
+    version: str,
+    rows: list[dict[str, Any]],
+    results: list[dict[str, Any]],
+    *,
+    seg: SegmentConfig,
+    feat: FeatureConfig,
+    split_seed: int,
+    assigned: dict[str, str] | None = None,
+    shard_mb: float = 128.0,
+) -> DatasetPlan:
+    """Plan the dataset of catalog `version` from its rows and their acquisition results (`TrackResult` dicts).
+
+    Keeps each recording once (`usable_tracks`), derives the dataset id from the catalog, the decoded audio, the
+    configs and the split source, and, unless that dataset is built already, splits the tracks (keeping the
+    newest dataset of its lineage's assignment, or as `assigned` by a split file) and groups them into shards.
+    """
+    check_configs(seg, feat)
+    usable, quarantined = usable_tracks(rows, results)
+    quarantined = catalog.read_skipped(store, version) + quarantined
+    if not usable:
+        raise DataError(f"catalog {version}: no track could be decoded; see the quarantine table for why")
+    split_source = split_source_of(assigned)
+    dataset_id = dataset_id_for(
+        version, {t["track_id"]: t["audio_hash"] for t in usable}, seg=seg, feat=feat, split_seed=split_seed,
+        split_source=split_source,
+    )  # fmt: skip
+    lineage = lineage_for(split_seed=split_seed, split_source=split_source)
+    plan = DatasetPlan(
+        dataset_id=dataset_id, catalog_version=version, seg=seg, feat=feat, split_seed=split_seed,
+        split_source=split_source, lineage=lineage, parent=None, labels=[], tracks=[], shards=[],
+        quarantined=quarantined, warnings=[], built=store.exists(manifest_key(dataset_id)),
+    )  # fmt: skip
+    if plan.built:
+        return plan
+
+    parent = lineage_head(store, lineage)
+    before = read_splits(store, parent) if parent else None
+    split_of = split_tracks(usable, seed=split_seed, previous=before, assigned=assigned)
+    keep = ("track_id", "artist_id", "isrc", "genre", "offsets", "audio_key", "audio_hash")
+    tracks: list[dict[str, Any]] = [{**{k: t.get(k) for k in keep}, "split": split_of[t["track_id"]]} for t in usable
+              if t["track_id"] in split_of]  # fmt: skip
+    if not tracks:
+        raise DataError(f"catalog {version}: the split file lists none of the usable tracks")
+    labels = label_map({t["genre"] for t in tracks}, read_manifest(store, parent).labels if parent else None)
+    plans = plan_shards(
+        tracks, labels=labels, seg=seg, feat=feat, target_bytes=shard_mb * 2**20,
+        previous_shard_of=dict(before.select("track_id", "shard").iter_rows()) if before is not None else None,
+    )  # fmt: skip
+    return dataclasses.replace(
+        plan, parent=parent, labels=labels, tracks=tracks, shards=plans, warnings=split_warnings(tracks)
+    )
+
+
+def finish_dataset(store: Store, plan: DatasetPlan, entries: list[ShardEntry]) -> Manifest:
+    """Write the quarantine table, the splits table and, last, the manifest of a planned dataset whose shards
+    (`entries`, as `build_shard` returned them) are written; point LATEST and the lineage at it."""
+    store.write_json(quarantine_key(plan.dataset_id), plan.quarantined)
+    manifest = Manifest(
+        dataset_id=plan.dataset_id,
+        catalog_version=plan.catalog_version,
+        feature_config=dataclasses.asdict(plan.feat),
+        feature_hash=plan.feat.hash,
+        segment_config=dataclasses.asdict(plan.seg),
+        labels=plan.labels,
+        split_seed=plan.split_seed,
+        shards=entries,
+        splits_key=write_splits(store, plan.dataset_id, plan.tracks, plan.shards),
+        parent=plan.parent,
+        lineage=plan.lineage,
+        split_source=plan.split_source,
+        warnings=plan.warnings,
+    )
+    write_manifest(store, manifest)
+    return manifest

@@ -9,12 +9,13 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
-from genreclf.data import Normalizer
+from genreclf.keys import confusion_key, report_key, run_config_key
+from genreclf.loader import Normalizer, load_split
+from genreclf.manifest import Manifest
 from genreclf.models.baselines import BASELINES, class_probabilities, create_baseline, summary_features
 from genreclf.models.files import find_model
-from genreclf.shards import Manifest, load_split
 from genreclf.storage import Store
-from genreclf.training import load_model, pick_device, predict_logits
+from genreclf.training import load_model, predict_logits, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -58,17 +59,20 @@ def score_report(scores: np.ndarray, y: np.ndarray, track_ids: np.ndarray, label
     }
 
 
-def evaluate_model(store: Store, model_key: str, manifest: Manifest, split: str = "test") -> dict[str, Any]:
-    """Score a saved model on a split of the dataset."""
-    device = pick_device()
-    model, bundle = load_model(store, model_key, device)
+def evaluate_model(
+    store: Store, model_key: str, manifest: Manifest, split: str = "test", *, device: str | None = None
+) -> dict[str, Any]:
+    """Score a saved model on a split of the dataset, on `device` (else GENRECLF_DEVICE, else the best available)."""
+    dev = resolve_device(device)
+    model, bundle = load_model(store, model_key, dev)
     data = load_split(store, manifest, split)
-    logits = predict_logits(model, data.mel, Normalizer.from_dict(bundle["normalizer"]), device=device)
+    logits = predict_logits(model, data.mel, Normalizer.from_dict(bundle["normalizer"]), device=dev)
     return score_report(logits, data.labels, data.track_ids, manifest.labels)
 
 
 def evaluate_baselines(store: Store, manifest: Manifest, *, seed: int = 0, split: str = "test") -> dict[str, Any]:
-    """Fit kNN (k=55) and the MLP on the train split's summary features; score them on `split`."""
+    """Fit kNN (k=55) and the MLP on the train split's summary features; score them on `split` (scikit-learn, on
+    the CPU)."""
     train, test = load_split(store, manifest, "train"), load_split(store, manifest, split)
     x_train, x_test = summary_features(train.mel), summary_features(test.mel)
     out = {}
@@ -110,7 +114,8 @@ def report_markdown(report: dict[str, Any]) -> str:
     lines = [
         f"# Evaluation of run `{report['run_id']}`",
         "",
-        f"Dataset `{report['dataset_id']}` (catalog `{report['catalog_version']}`), split `{report['split']}`.",
+        f"Dataset `{report['dataset_id']}` (catalog `{report['catalog_version']}`), split `{report['split']}`; "
+        f"{report['model']} scored on `{report['device']}`.",
         "",
     ]
     if report.get("warnings"):
@@ -148,17 +153,22 @@ def report_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def evaluate_run(store: Store, run_id: str, manifest: Manifest, *, baselines: bool = True) -> dict[str, Any]:
+def evaluate_run(
+    store: Store, run_id: str, manifest: Manifest, *, baselines: bool = True, device: str | None = None
+) -> dict[str, Any]:
     """Evaluate a trained run (and the baselines) on the test split; write the confusion matrix PNG under
-    runs/<run_id>/ and return the report (`save_report` stores it once promotion and OOD figures are added)."""
-    prefix = f"runs/{run_id}"
+    runs/<run_id>/ and return the report (`save_report` stores it once promotion and OOD figures are added).
+
+    The model runs on `device`, else GENRECLF_DEVICE, else the best available; the report's `device` names it.
+    """
     model_key = find_model(store, run_id)  # refuses a run id that is not one path component
-    name = store.read_json(f"{prefix}/config.json")["train"]["model"]
-    models = {name: evaluate_model(store, model_key, manifest)}
+    dev = str(resolve_device(device))
+    name = store.read_json(run_config_key(run_id))["train"]["model"]
+    models = {name: evaluate_model(store, model_key, manifest, device=dev)}
     if baselines:
         models.update(evaluate_baselines(store, manifest))
     png_uri = store.write_bytes(
-        f"{prefix}/confusion.png",
+        confusion_key(run_id),
         confusion_png(models[name]["track"]["confusion"], manifest.labels, f"{name}, per track\nrun {run_id}"),
     )
     report = {
@@ -170,6 +180,7 @@ def evaluate_run(store: Store, run_id: str, manifest: Manifest, *, baselines: bo
         "feature_hash": manifest.feature_hash,
         "labels": manifest.labels,
         "split": "test",
+        "device": dev,
         "models": models,
         "confusion_png": png_uri,
         "warnings": list(manifest.warnings),
@@ -179,6 +190,5 @@ def evaluate_run(store: Store, run_id: str, manifest: Manifest, *, baselines: bo
 
 def save_report(store: Store, report: dict[str, Any]) -> str:
     """Write runs/<run_id>/report.json and report.md; return the markdown's URI."""
-    prefix = f"runs/{report['run_id']}"
-    store.write_json(f"{prefix}/report.json", report)
-    return store.write_text(f"{prefix}/report.md", report_markdown(report))
+    store.write_json(report_key(report["run_id"]), report)
+    return store.write_text(report_key(report["run_id"], "md"), report_markdown(report))

@@ -14,14 +14,15 @@ import torch
 from genreclf import audio
 from genreclf.acquire import fetch_audio
 from genreclf.audio import SegmentConfig
-from genreclf.data import Normalizer
 from genreclf.errors import AudioError, GenreclfError, ModelError, StorageError
 from genreclf.evaluation import score_report
 from genreclf.features import FeatureConfig, log_mel_batch
+from genreclf.keys import CHAMPION_KEY, audio_key
+from genreclf.loader import Normalizer
 from genreclf.models.files import find_model, is_run_id, parse_run_key
 from genreclf.registry import read_champion
-from genreclf.storage import CHAMPION_KEY, Store, audio_key
-from genreclf.training import load_model, pick_device, predict_logits
+from genreclf.storage import Store
+from genreclf.training import load_model, predict_logits, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -77,11 +78,12 @@ def resolve_model_key(store: Store, model: str | None) -> str:
 
 
 class Predictor:
-    """A loaded model with the feature and segment configs it was trained with."""
+    """A loaded model with the feature and segment configs it was trained with, on `device` (else GENRECLF_DEVICE,
+    else the best available)."""
 
     def __init__(self, store: Store, model: str | None = None, *, device: str | None = None) -> None:
+        self.device = resolve_device(device)  # first: a device this machine lacks fails before any model is read
         self.key = resolve_model_key(store, model)
-        self.device = pick_device(device)
         self.model, bundle = load_model(store, self.key, self.device)
         self.labels: list[str] = bundle["labels"]
         self.norm = Normalizer.from_dict(bundle["normalizer"])

@@ -21,10 +21,11 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from genreclf.errors import ModelError
-from genreclf.storage import CHAMPION_KEY, Store
+from genreclf.keys import CHAMPION_KEY
+from genreclf.storage import Store
 
 if TYPE_CHECKING:
-    from genreclf.shards import Manifest
+    from genreclf.manifest import Manifest
 
 log = logging.getLogger(__name__)
 
@@ -125,8 +126,8 @@ def score_on_split(store: Store, manifest: Manifest, champion: dict[str, Any]) -
     genres, or was trained on other features or segments."""
     # Imported here: reading the champion (predict, the CLI, the promotion itself) needs no torch.
     from genreclf.evaluation import evaluate_model
+    from genreclf.manifest import read_manifest
     from genreclf.models.files import parse_run_key
-    from genreclf.shards import read_manifest
 
     if parse_run_key(champion["model_key"]) is None or not store.exists(champion["model_key"]):
         return None  # gone, or an entry that names a file outside runs/ (never loaded): the candidate replaces it

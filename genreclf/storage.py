@@ -21,6 +21,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from genreclf.errors import ConfigError, StorageError
+from genreclf.keys import IDENTITY_KEY
 
 if TYPE_CHECKING:
     from genreclf.settings import Settings
@@ -34,48 +35,6 @@ def _settings() -> Settings:
 
     return get_settings()
 
-
-# Key layout. Everything the pipeline writes lives under one root, at deterministic keys.
-def catalog_key(version: str) -> str:
-    return f"catalogs/{version}/catalog.parquet"
-
-
-CATALOG_LATEST = "catalogs/LATEST"
-
-
-def audio_key(track_id: str, content_hash: str | None = None) -> str:
-    """Decoded audio of a track. A file known by its bytes' hash is stored under that hash (the same bytes in two
-    folders are decoded once, changed bytes are decoded again); audio found by search under the track id."""
-    if content_hash:
-        return f"audio/sha256/{content_hash}.flac"
-    return f"audio/{track_id}.flac"
-
-
-def dataset_prefix(dataset_id: str) -> str:
-    return f"datasets/{dataset_id}"
-
-
-DATASET_LATEST = "datasets/LATEST"
-
-
-def lineage_key(lineage: str) -> str:
-    """Points at the newest dataset of a lineage (same split seed and split source): incremental builds keep
-    its split assignment."""
-    return f"datasets/lineages/{lineage}"
-
-
-def shard_content_key(feature_hash: str, content_hash: str) -> str:
-    """Shards are shared between datasets: the key is a hash of everything in them, so an unchanged group of
-    tracks is found again instead of recomputed."""
-    return f"shards/{feature_hash}/{content_hash}.parquet"
-
-
-def run_prefix(run_id: str) -> str:
-    return f"runs/{run_id}"
-
-
-CHAMPION_KEY = "registry/champion.json"
-IDENTITY_KEY = "STORE_ID"
 
 # The store's own bookkeeping, at its root and never listed by `keys`: temporaries of writes in progress (swept by
 # `sweep_temp` once old) and the lock files of `write_if` on a local store (never swept: see `write_if`).

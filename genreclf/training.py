@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
+import json
 import logging
 import pickle
 import random
@@ -18,12 +20,13 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from genreclf.data import Normalizer
-from genreclf.errors import DataError, ModelError
+from genreclf.errors import ConfigError, DataError, ModelError
+from genreclf.keys import checkpoint_key, run_config_key
+from genreclf.loader import Normalizer, StreamingSegments
+from genreclf.manifest import Manifest
 from genreclf.models import create_model
 from genreclf.models.files import check_run_id, read_model, weights_key, write_model
-from genreclf.shards import Manifest, StreamingSegments
-from genreclf.storage import Store, run_prefix
+from genreclf.storage import Store
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +51,7 @@ class TrainConfig:
     patience: int = 5  # epochs without a better validation accuracy before stopping
     seed: int = 0
     num_workers: int = 0
-    device: str | None = None  # None: CUDA when there is one, else the CPU
+    device: str | None = None  # None: GENRECLF_DEVICE if set, else CUDA when there is one, else the CPU
     max_steps_per_epoch: int | None = None  # cap for smoke runs
     amp: bool = True  # bf16 autocast on CUDA
     channels_last: bool = True  # NHWC memory format on CUDA
@@ -57,6 +60,12 @@ class TrainConfig:
 
     def crop_frames(self, *, sample_rate: int, hop_length: int) -> int:
         return max(1, round(self.crop_s * sample_rate / hop_length))
+
+
+def run_id_for(dataset_id: str, cfg: TrainConfig) -> str:
+    """Same dataset and config -> same run id, so a rerun resumes the run instead of starting another."""
+    blob = json.dumps([dataset_id, dataclasses.asdict(cfg)], sort_keys=True).encode()
+    return f"{cfg.model}-{hashlib.sha256(blob).hexdigest()[:12]}"
 
 
 @dataclass
@@ -69,12 +78,49 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
     segments_per_s: float = 0.0  # training throughput of this call (loader + steps, not validation)
     new_epochs: int = 0  # epochs trained by this call (0 when the run had already finished)
+    device: str = ""  # the device this call trained on ("cpu", "cuda", "cuda:1")
 
 
-def pick_device(requested: str | None = None) -> torch.device:
+def pick_device(requested: str | None = None, *, source: str = "device") -> torch.device:
+    """`requested` if given, checked against this machine (a one-line ConfigError naming `source` when this machine
+    lacks it); else CUDA when there is one, else the CPU."""
+    if not requested:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    where, fallback = f"{source}={requested!r}", "use cpu, or leave it unset for the best available"
+    try:
+        device = torch.device(requested)
+    except RuntimeError:
+        raise ConfigError(f"{where} is not a device; use cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ConfigError(f"{where}: this machine has no CUDA device; {fallback}")
+        if device.index is not None and device.index >= count:
+            raise ConfigError(f"{where}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"{where}: this machine has no MPS (Apple GPU) device; {fallback}")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"{where}: genreclf runs on cpu, cuda, cuda:N or mps, not {device.type}")
+    return device
+
+
+def resolve_device(requested: str | None = None) -> torch.device:
+    """The device to run on: `requested` (a `--device` option, a config's `device`) if given, else the setting
+    `GENRECLF_DEVICE` if set, else the best available (`pick_device`). A device this machine lacks is a ConfigError
+    naming where it came from."""
     if requested:
-        return torch.device(requested)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return pick_device(requested)
+    return pick_device(_configured_device(), source="GENRECLF_DEVICE")
+
+
+def _configured_device() -> str | None:
+    # Read here, only when no device was given: a bare GPU image has torch but no pydantic-settings.
+    try:
+        from genreclf.settings import get_settings
+    except ImportError:
+        log.warning("pydantic-settings is not installed, so GENRECLF_DEVICE is not read; pass a device instead")
+        return None
+    return get_settings().device
 
 
 def spec_augment(x: torch.Tensor, *, freq_mask: int, time_mask: int) -> torch.Tensor:
@@ -226,12 +272,6 @@ def _fit_normalizer(store: Store, manifest: Manifest, cfg: TrainConfig, device: 
     return norm
 
 
-def _same_config(saved: dict[str, Any], cfg: TrainConfig) -> bool:
-    """A checkpoint written before a config field existed still matches when that field has its default."""
-    names = {f.name for f in dataclasses.fields(TrainConfig)}
-    return set(saved) <= names and TrainConfig(**saved) == cfg
-
-
 def fit(
     store: Store,
     manifest: Manifest,
@@ -245,15 +285,16 @@ def fit(
 
     Both splits are streamed from the shards (`StreamingSegments`), never loaded whole: training reads random
     crops through a shuffle buffer, reseeded per epoch; validation scores whole segments, as evaluation does.
-    Writes `runs/<run_id>/checkpoint.pt` after every epoch (model, optimizer, scheduler, normaliser, RNG states,
-    config, epoch; read back with `weights_only=True`) and, at every better epoch, the model: its weights in
-    `runs/<run_id>/model.safetensors`, then everything needed to predict in `model.json` (see `genreclf.models.files`).
+    Writes `runs/<run_id>/checkpoint.pt` after every epoch (model, optimizer, scheduler, normaliser, config,
+    epoch; read back with `weights_only=True`; no RNG state, as every epoch reseeds from (seed, epoch)) and, at every
+    better epoch, the model: its weights in `runs/<run_id>/model.safetensors`, then everything needed to predict in
+    `model.json` (see `genreclf.models.files`).
     If a checkpoint of the same run exists, training resumes after its epoch. `stop_after` ends the call after that
     many epochs of this call (to simulate a kill in tests) without finishing the run.
+    The device is `cfg.device`, else GENRECLF_DEVICE, else the best available (`resolve_device`); the result names it.
     """
-    prefix = run_prefix(check_run_id(run_id))
-    ckpt_key, model_key = f"{prefix}/checkpoint.pt", weights_key(run_id)
-    device = pick_device(cfg.device)
+    ckpt_key, model_key = checkpoint_key(check_run_id(run_id)), weights_key(run_id)
+    device = resolve_device(cfg.device)
     n_train = manifest.rows("train")
     if n_train == 0:
         raise DataError(f"dataset {manifest.dataset_id} has no training segments")
@@ -269,11 +310,11 @@ def fit(
         StreamingSegments(store, manifest, val_split, train=False), cfg, device, torch.Generator().manual_seed(0)
     )
     ckpt = _load_checkpoint(store, ckpt_key, device) if store.exists(ckpt_key) else None
-    if ckpt is not None and (not _same_config(ckpt["config"], cfg) or ckpt["dataset_id"] != manifest.dataset_id):
+    if ckpt is not None and (ckpt["config"] != dataclasses.asdict(cfg) or ckpt["dataset_id"] != manifest.dataset_id):
         raise ModelError(
             f"{store.uri(ckpt_key)} was written with another config or dataset; use a new run id to start over"
         )
-    if ckpt is not None and "normalizer" in ckpt:  # a resumed run need not read the split again
+    if ckpt is not None:  # a resumed run need not read the split again
         norm = Normalizer.from_dict(ckpt["normalizer"])
     else:
         norm = _fit_normalizer(store, manifest, cfg, device)
@@ -296,7 +337,8 @@ def fit(
         sched.load_state_dict(ckpt["scheduler"])
         state = ckpt["state"]
         log.info("resuming run %s after epoch %d", run_id, state["epoch"])
-    store.write_json(f"{prefix}/config.json", {"train": dataclasses.asdict(cfg), "dataset_id": manifest.dataset_id})
+    log.info("run %s trains on %s", run_id, device)
+    store.write_json(run_config_key(run_id), {"train": dataclasses.asdict(cfg), "dataset_id": manifest.dataset_id})
 
     bundle_base = {
         "model": cfg.model,
@@ -345,10 +387,6 @@ def fit(
                 "optimizer": opt.state_dict(),
                 "scheduler": sched.state_dict(),
                 "normalizer": norm.to_dict(),
-                "rng": {
-                    "torch": torch.get_rng_state(),
-                    "python": random.getstate(),
-                },
                 "config": dataclasses.asdict(cfg),
                 "dataset_id": manifest.dataset_id,
                 "state": state,
@@ -369,6 +407,7 @@ def fit(
         history=state["history"],
         segments_per_s=seg_seen / train_s if train_s > 0 else 0.0,
         new_epochs=epochs_this_call,
+        device=str(device),
     )
 
 
@@ -378,9 +417,9 @@ def _seeded_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
 
 
 def load_model(store: Store, key: str, device: torch.device | None = None) -> tuple[nn.Module, dict[str, Any]]:
-    """Load the model at `key` (`runs/<id>/model.safetensors`, or a legacy `model.pt`) -> (model in eval mode on
-    `device`, everything else: labels, normaliser, configs). Keys outside `runs/` are refused."""
-    device = device or pick_device()
+    """Load the model at `key` (`runs/<id>/model.safetensors`) -> (model in eval mode on `device` (default:
+    `resolve_device()`), everything else: labels, normaliser, configs). Keys outside `runs/` are refused."""
+    device = device or resolve_device()
     state, bundle = read_model(store, key)
     model = create_model(bundle["model"], num_classes=bundle["num_classes"], dropout=bundle["dropout"])
     try:

@@ -13,10 +13,12 @@ from genreclf.storage import Store
 
 
 @task(name="predict-tracks", task_run_name="predict-{index}")
-def predict_tracks(storage_url: str, model: str | None, rows: list[dict[str, Any]], index: int = 0) -> list[dict]:
+def predict_tracks(
+    storage_url: str, model: str | None, rows: list[dict[str, Any]], index: int = 0, device: str | None = None
+) -> list[dict]:
     """Top genres per track; a track whose audio is unusable gets its error instead."""
     store = Store.open(storage_url)
-    predictor = Predictor(store, model)
+    predictor = Predictor(store, model, device=device)
     out = []
     for row in rows:
         try:
@@ -30,7 +32,8 @@ def predict_tracks(storage_url: str, model: str | None, rows: list[dict[str, Any
 
 
 @task(name="evaluate-ood", task_run_name="evaluate-ood-{run_id}")
-def evaluate_ood(storage_url: str, run_id: str, catalog_dir: str) -> dict[str, Any]:
+def evaluate_ood(storage_url: str, run_id: str, catalog_dir: str, device: str | None = None) -> dict[str, Any]:
     """Metrics on a folder of out-of-distribution recordings (covers, live) laid out ROOT/<genre>/<file>."""
     store = Store.open(storage_url)
-    return evaluate_catalog(Predictor(store, run_id), store, scan_folder(catalog_dir).tracks.to_dicts())
+    predictor = Predictor(store, run_id, device=device)
+    return evaluate_catalog(predictor, store, scan_folder(catalog_dir).tracks.to_dicts())

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from prefect import task
 
-from genreclf import evaluation, registry, shards, training
+from genreclf import evaluation, registry, training
+from genreclf.manifest import read_manifest
 from genreclf.storage import Store
 from tasks import CACHED
 from tasks.progress import Progress
@@ -15,24 +15,26 @@ from tasks.progress import Progress
 
 @task(name="fit", task_run_name="fit-{run_id}", cache_policy=CACHED, persist_result=True, retries=1,
       retry_delay_seconds=10)  # fmt: skip
-def fit_model(storage_url: str, dataset_id: str, cfg: training.TrainConfig, run_id: str) -> dict[str, Any]:
+def fit_model(storage_url: str, dataset_id: str, cfg: training.TrainConfig, run_id: str) -> training.TrainResult:
     """Train (or resume) a run; a retry continues from the last epoch's checkpoint."""
     store = Store.open(storage_url)
-    manifest = shards.read_manifest(store, dataset_id)
+    manifest = read_manifest(store, dataset_id)
     progress = Progress(cfg.epochs, f"epochs of run {run_id} ({cfg.epochs})", step_pct=0.0)
     result = training.fit(store, manifest, cfg, run_id=run_id, on_epoch=lambda epoch, metrics: progress.advance())
     progress.advance(cfg.epochs)  # done: early stopping or a resumed run ends before the last epoch's update
-    return dataclasses.asdict(result)
+    return result
 
 
 @task(name="evaluate-run", task_run_name="evaluate-{run_id}", cache_policy=CACHED, persist_result=True)
-def evaluate_run(storage_url: str, run_id: str, dataset_id: str, baselines: bool) -> dict[str, Any]:
+def evaluate_run(
+    storage_url: str, run_id: str, dataset_id: str, baselines: bool, device: str | None = None
+) -> dict[str, Any]:
     store = Store.open(storage_url)
-    return evaluation.evaluate_run(store, run_id, shards.read_manifest(store, dataset_id), baselines=baselines)
+    manifest = read_manifest(store, dataset_id)
+    return evaluation.evaluate_run(store, run_id, manifest, baselines=baselines, device=device)
 
 
 @task(name="promote-if-better")
-def promote_if_better(storage_url: str, report: dict[str, Any]) -> dict[str, Any]:
+def promote_if_better(storage_url: str, report: dict[str, Any]) -> registry.Decision:
     store = Store.open(storage_url)
-    decision = registry.challenge(store, report, shards.read_manifest(store, report["dataset_id"]))
-    return dataclasses.asdict(decision)
+    return registry.challenge(store, report, read_manifest(store, report["dataset_id"]))

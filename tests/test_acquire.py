@@ -18,11 +18,12 @@ import polars as pl
 import pytest
 
 from genreclf import audio
-from genreclf.acquire import TrackResult, acquire_track, sidecar_key
+from genreclf.acquire import TrackResult, acquire_track
 from genreclf.audio import SegmentConfig
 from genreclf.errors import TransientSourceError
+from genreclf.keys import audio_key, sidecar_key
 from genreclf.sources.youtube import YT_DLP_VERSION, YoutubeConfig
-from genreclf.storage import Store, audio_key
+from genreclf.storage import Store
 from tests.audio_server import AudioServer, SearchHit, make_audio
 
 # Very long audio is cut at max_seconds (here 5 s): the rule is "decode the first max_seconds, record it".

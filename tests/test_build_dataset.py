@@ -15,7 +15,8 @@ from flows.build_dataset import build_dataset
 from flows.params import DatasetParams
 from genreclf import catalog, dataset
 from genreclf.demo import make_demo_catalog
-from genreclf.shards import load_split, read_manifest
+from genreclf.loader import load_split
+from genreclf.manifest import read_manifest
 from genreclf.sources.local import scan_folder
 from genreclf.storage import Store
 from tests import s3server

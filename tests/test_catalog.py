@@ -22,8 +22,9 @@ from genreclf.catalog import (
     write_catalog,
 )
 from genreclf.errors import DataError, SourceError, StorageError
+from genreclf.keys import CATALOG_LATEST, catalog_key
 from genreclf.sources.local import scan_folder, track_id_for
-from genreclf.storage import CATALOG_LATEST, Store, catalog_key
+from genreclf.storage import Store
 
 SR = 22_050
 

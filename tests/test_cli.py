@@ -4,11 +4,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pytest
+import soundfile as sf
+
 from genreclf.cli import main
+from genreclf.demo import make_demo_catalog
 from genreclf.models.baselines import knn_k
 from genreclf.storage import Store
+from genreclf.training import TrainConfig, fit
 from tests.test_model_files import plant_pickle
-from tests.tiny import make_tiny_dataset
+from tests.tiny import SEG, make_tiny_dataset
 
 
 def test_run_on_a_missing_folder_fails_at_once_naming_it(tmp_path: Path, capsys) -> None:
@@ -49,6 +55,46 @@ def test_predict_refuses_a_model_outside_the_store_without_running_it(tmp_path: 
         assert rc == 2 and out == "", model
         assert err.startswith("genreclf: error: ") and says in err and err.count("\n") == 1, err
     assert not marker.exists()
+
+
+def test_predict_runs_on_genreclf_device_or_device_and_refuses_one_this_machine_lacks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = Store.open(str(tmp_path / "store"))
+    fit(store, make_tiny_dataset(store), TrainConfig(model="small_cnn", epochs=1, crop_s=0.3, device="cpu"), run_id="r")
+    song = tmp_path / "song.wav"
+    sf.write(song, np.random.default_rng(0).normal(0, 0.1, SEG.sample_rate).astype(np.float32), SEG.sample_rate)
+    predict = ["predict", "--model", "r", "--store", store.url, str(song)]
+
+    monkeypatch.setenv("GENRECLF_DEVICE", "cpu")
+    assert main(predict) == 0
+    out = capsys.readouterr().out
+    assert "model: runs/r/model.safetensors (3 genres) on cpu" in out and f"{song}: genre" in out
+    for env, device, says in [
+        ("tpu", None, "GENRECLF_DEVICE='tpu' is not a device; use cpu, cuda, cuda:N or mps"),
+        ("cuda:7", None, "GENRECLF_DEVICE='cuda:7': this machine has"),
+        ("cpu", "cuda:7", "device='cuda:7': this machine has"),
+    ]:
+        monkeypatch.setenv("GENRECLF_DEVICE", env)
+        rc = main([*predict, *(["--device", device] if device else [])])
+        out, err = capsys.readouterr()
+        assert rc == 2 and out == "", (env, device)
+        assert err.startswith(f"genreclf: error: {says}") and err.count("\n") == 1, err
+    monkeypatch.setenv("GENRECLF_DEVICE", "tpu")  # not read when --device is given
+    assert main([*predict, "--device", "cpu"]) == 0 and "on cpu" in capsys.readouterr().out
+
+
+def test_run_with_a_device_this_machine_lacks_fails_before_any_flow_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = make_demo_catalog(tmp_path / "catalog", tracks_per_genre=3, seconds=1.0)
+    run = ["run", "--catalog", str(root), "--store", str(tmp_path / "store")]
+    assert main([*run, "--device", "tpu"]) == 2
+    assert "genreclf: error: device='tpu' is not a device" in capsys.readouterr().err
+    monkeypatch.setenv("GENRECLF_DEVICE", "cuda:7")
+    assert main(run) == 2
+    assert "genreclf: error: GENRECLF_DEVICE='cuda:7': this machine has" in capsys.readouterr().err
+    assert not (tmp_path / "store").exists()
 
 
 def test_the_console_script_is_installed() -> None:

@@ -2,8 +2,15 @@ import numpy as np
 import pytest
 
 from genreclf import registry
-from genreclf.errors import ModelError
-from genreclf.evaluation import classification_metrics, confusion_png, evaluate_run, save_report, track_scores
+from genreclf.errors import ConfigError, ModelError
+from genreclf.evaluation import (
+    classification_metrics,
+    confusion_png,
+    evaluate_run,
+    report_markdown,
+    save_report,
+    track_scores,
+)
 from genreclf.storage import Store
 from genreclf.training import TrainConfig, fit
 from tests.tiny import make_tiny_dataset
@@ -80,6 +87,21 @@ def test_evaluate_run_and_challenge_the_champion(tmp_path) -> None:
     decision = registry.challenge(store, bad, manifest)
     assert not decision.promote and "does not beat champion good (1.000)" in decision.reason
     assert registry.read_champion(store)["run_id"] == "good"
+
+
+def test_evaluation_runs_on_genreclf_device_unless_told_another_and_names_it(tmp_path, monkeypatch) -> None:
+    store = Store.open(str(tmp_path / "store"))
+    manifest = make_tiny_dataset(store)
+    fit(store, manifest, TrainConfig(model="small_cnn", epochs=1, crop_s=0.3, device="cpu"), run_id="r")
+    monkeypatch.setenv("GENRECLF_DEVICE", "cpu")
+    report = evaluate_run(store, "r", manifest, baselines=False)
+    assert report["device"] == "cpu" and "small_cnn scored on `cpu`" in report_markdown(report)
+    for bad in ("tpu", "cuda:7"):
+        monkeypatch.setenv("GENRECLF_DEVICE", bad)
+        with pytest.raises(ConfigError, match=f"^GENRECLF_DEVICE='{bad}'") as e:
+            evaluate_run(store, "r", manifest, baselines=False)
+        assert "\n" not in str(e.value)
+    assert evaluate_run(store, "r", manifest, baselines=False, device="cpu")["device"] == "cpu"  # not read then
 
 
 def test_evaluating_a_run_id_that_leaves_runs_is_refused(tmp_path) -> None:

@@ -18,11 +18,12 @@ import soundfile as sf
 
 from flows.build_dataset import build_dataset
 from flows.params import DatasetParams
-from flows.train import run_id_for
 from genreclf import audio, catalog, dataset
 from genreclf.errors import AudioError
-from genreclf.shards import load_split, read_manifest
+from genreclf.loader import load_split
+from genreclf.manifest import read_manifest
 from genreclf.storage import Store
+from genreclf.training import TrainConfig, run_id_for
 from tasks.catalog import scan_folder_catalog
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
@@ -76,9 +77,7 @@ def test_two_catalogs_with_the_same_paths_never_share_audio_and_an_edit_redoes_o
     ds_b = build(cat_b, store_url)
 
     assert ds_a != ds_b
-    assert run_id_for(ds_a, __import__("flows.params").params.TrainParams()) != run_id_for(
-        ds_b, __import__("flows.params").params.TrainParams()
-    )
+    assert run_id_for(ds_a, TrainConfig()) != run_id_for(ds_b, TrainConfig())
     # catB's stored audio and spectrograms are catB's sounds: its "low" tracks are high tones
     for ds, low_is_high in ((ds_a, False), (ds_b, True)):
         manifest = read_manifest(store, ds)

@@ -16,8 +16,9 @@ import pytest
 import yaml
 
 from genreclf.demo import make_demo_catalog
+from genreclf.keys import CHAMPION_KEY
 from genreclf.settings import Settings
-from genreclf.storage import CHAMPION_KEY, Store
+from genreclf.storage import Store
 from infra.local_stack import LocalStack
 from tests.audio_server import AudioServer, SearchHit
 from tests.s3server import free_ports
@@ -104,12 +105,14 @@ def test_prefect_yaml_chain_runs_end_to_end_and_nightly_retrains_nothing_new(
     )  # fmt: skip
 
     run(stack, "ingest-spotify/ingest-spotify")
-    champion = wait_for(lambda: store.exists(CHAMPION_KEY), timeout_s=420, what="a champion from the chain")
-    assert champion
+    # The chain is done when each of its flows has a finished run: champion.json is written mid-way through
+    # evaluate, so waiting for it raced the evaluate run's final state.
+    chain = ("ingest-spotify", "build-dataset", "train", "evaluate")
+    runs = wait_for(lambda: chain_finished(stack, chain), timeout_s=420, what="finished runs of the whole chain")
     chain_s = time.perf_counter() - t0
 
-    runs = flow_runs(stack)
-    for flow in ("ingest-spotify", "build-dataset", "train", "evaluate"):
+    assert store.exists(CHAMPION_KEY)
+    for flow in chain:
         assert [r["state_type"] for r in runs if r["flow"] == flow] == ["COMPLETED"], (flow, runs)
     keys = artifact_keys(stack)
     for key in ("spotify-ingest-playlists", "dataset-stats", "training-run", "evaluation-report", "per-genre",
@@ -165,6 +168,18 @@ def wait_for(check: Any, *, timeout_s: float, what: str) -> Any:
             return got
         time.sleep(1)
     raise AssertionError(f"no {what} after {timeout_s:.0f} s")
+
+
+FINISHED = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+
+
+def chain_finished(stack: LocalStack, flows: tuple[str, ...]) -> list[dict[str, Any]] | None:
+    """The top-level flow runs once every flow of `flows` has a run and every run is in a final state, else None."""
+    runs = flow_runs(stack)
+    started = {r["flow"] for r in runs}
+    if not set(flows) <= started or any(r["state_type"] not in FINISHED for r in runs):
+        return None
+    return runs
 
 
 def flow_runs(stack: LocalStack) -> list[dict[str, Any]]:

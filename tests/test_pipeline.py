@@ -7,8 +7,9 @@ import pytest
 from flows.params import DatasetParams, TrainParams
 from flows.pipeline import pipeline
 from genreclf.demo import make_demo_catalog
-from genreclf.shards import read_manifest
+from genreclf.manifest import read_manifest
 from genreclf.storage import Store
+from genreclf.training import pick_device
 
 pytestmark = [pytest.mark.usefixtures("prefect_server"), pytest.mark.slow]
 
@@ -35,6 +36,7 @@ def test_pipeline_end_to_end_then_reuses_everything(tmp_path: Path) -> None:
     assert models["resnet18"]["segment"]["accuracy"] >= 0.7  # chance is 0.25
     assert models["mlp"]["track"]["accuracy"] >= 0.75
     assert out["report"]["promotion"]["promote"]
+    assert out["report"]["device"] == str(pick_device())  # no device given, no GENRECLF_DEVICE: the best available
 
     checkpoint = Path(store.path(f"runs/{out['run_id']}/checkpoint.pt"))
     before = checkpoint.stat().st_mtime_ns

@@ -15,7 +15,7 @@ from genreclf.predict import Predictor, evaluate_catalog
 from genreclf.sources.local import scan_folder
 from genreclf.storage import Store
 
-pytestmark = [pytest.mark.usefixtures("prefect_server"), pytest.mark.slow]
+pytestmark = pytest.mark.usefixtures("prefect_server")
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +90,7 @@ def test_predict_flow_stores_a_prediction_per_track(trained: tuple[Store, Path])
     from flows.predict import predict
 
     store, _ = trained
-    uri = predict(storage_url=store.url)
+    uri = predict(storage_url=store.url, device="cpu")
     table = pl.from_arrow(store.read_parquet(store.key_of(uri)))
     assert isinstance(table, pl.DataFrame) and table.height == 20 and table["error"].null_count() == 20
     assert (table["genre"] == table["catalog_genre"]).mean() >= 0.75

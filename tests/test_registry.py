@@ -17,8 +17,9 @@ import pytest
 
 from genreclf import registry
 from genreclf.errors import ModelError
+from genreclf.keys import CHAMPION_KEY
 from genreclf.settings import Settings
-from genreclf.storage import CHAMPION_KEY, Store
+from genreclf.storage import Store
 from tests import s3server
 from tests.s3server import S3Server
 

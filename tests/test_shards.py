@@ -16,20 +16,12 @@ from genreclf.audio import SegmentConfig, encode_flac
 from genreclf.dataset import build_shard
 from genreclf.errors import ConfigError, DataError, StorageError
 from genreclf.features import FeatureConfig, log_mel_batch
+from genreclf.keys import DATASET_LATEST, audio_key, dataset_prefix
+from genreclf.loader import StreamingSegments, iter_shard_tables, load_split
+from genreclf.manifest import Manifest, read_manifest, write_manifest
 from genreclf.settings import Settings
-from genreclf.shards import (
-    Manifest,
-    SegmentRows,
-    StreamingSegments,
-    iter_shard_tables,
-    load_split,
-    mel_numpy,
-    read_manifest,
-    read_shard_entry,
-    write_manifest,
-    write_shard,
-)
-from genreclf.storage import DATASET_LATEST, Store, audio_key, dataset_prefix
+from genreclf.shards import SegmentRows, mel_numpy, read_shard_entry, write_shard
+from genreclf.storage import Store
 from tests import s3server
 from tests.s3server import S3Server
 

@@ -7,11 +7,12 @@ import pytest
 from genreclf.audio import SegmentConfig
 from genreclf.catalog import read_catalog
 from genreclf.demo import make_demo_catalog
+from genreclf.features import FeatureConfig
 from genreclf.sources.youtube import YoutubeConfig
 from genreclf.storage import Store
 from tasks.acquire import acquire_one
 from tasks.catalog import read_catalog_rows, scan_folder_catalog
-from tasks.dataset import split_tracks
+from tasks.dataset import plan_dataset
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 SEG = SegmentConfig(window_s=2.0, hop_s=2.0)
@@ -49,13 +50,16 @@ def test_acquire_quarantines_bad_files_and_is_cached(catalog_dir: Path, store_ur
     assert all(s.name == "Cached" for s in again) and [s.result() for s in again] == results
 
 
-def test_split_task_keeps_every_genre_in_each_split(catalog_dir: Path, store_url: str) -> None:
+def test_plan_task_keeps_every_genre_in_each_split(catalog_dir: Path, store_url: str) -> None:
     version = scan_folder_catalog(str(catalog_dir), store_url)
-    rows = [r for r in read_catalog_rows(store_url, version) if not r["source_ref"].endswith("empty.wav")]
-    split_of = split_tracks(rows, 0)
+    rows = read_catalog_rows(store_url, version)
+    results = [state.result() for state in acquire(store_url, rows)]
+    plan = plan_dataset(store_url, version, rows, results, SEG, FeatureConfig(n_mels=16), 0, None, 128.0)
+    assert [q["stage"] for q in plan.quarantined] == ["decode"]  # the empty file
     for genre in ("chirp", "drone", "noise", "pulse"):
-        got = sorted(split_of[r["track_id"]] for r in rows if r["genre"] == genre)
+        got = sorted(t["split"] for t in plan.tracks if t["genre"] == genre)
         assert got == ["test", "train", "val"]
+    assert {t["track_id"] for p in plan.shards for t in p.tracks} == {t["track_id"] for t in plan.tracks}
 
 
 def test_a_wiped_store_is_not_served_from_the_task_cache(catalog_dir: Path, tmp_path: Path) -> None:

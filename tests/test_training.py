@@ -8,12 +8,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from genreclf import shards, training
-from genreclf.data import Normalizer
-from genreclf.errors import ModelError
-from genreclf.shards import Manifest, SegmentRows, StreamingSegments, write_manifest, write_shard
+from genreclf import loader, shards, training
+from genreclf.errors import ConfigError, ModelError
+from genreclf.loader import StreamingSegments
+from genreclf.manifest import Manifest, write_manifest
+from genreclf.shards import SegmentRows, write_shard
 from genreclf.storage import Store
-from genreclf.training import TrainConfig, fit, load_model, spec_augment
+from genreclf.training import TrainConfig, fit, load_model, run_id_for, spec_augment
 from tests.test_model_files import plant_pickle
 from tests.tiny import FEAT, SEG, make_tiny_dataset
 
@@ -38,11 +39,11 @@ def test_fit_learns_a_separable_tiny_dataset(tmp_path) -> None:
     assert reference.keys() == model.state_dict().keys()
     assert all(torch.equal(reference[k], v) for k, v in model.state_dict().items())
     ckpt = torch.load(store.path("runs/r1/checkpoint.pt"), weights_only=True)  # resuming needs nothing more
-    assert {"model", "optimizer", "scheduler", "rng", "state"} <= ckpt.keys()
+    assert ckpt.keys() == {"model", "optimizer", "scheduler", "normalizer", "config", "dataset_id", "state"}
     assert len(bundle["normalizer"]["mean"]) == 16
-    in_memory = Normalizer.fit(shards.load_split(store, manifest, "train").mel)  # what the streamed pass replaces
-    np.testing.assert_allclose(bundle["normalizer"]["mean"], in_memory.mean, rtol=1e-6)
-    np.testing.assert_allclose(bundle["normalizer"]["std"], in_memory.std, rtol=1e-6)
+    in_memory = loader.load_split(store, manifest, "train").mel.astype(np.float64)  # what the streamed pass replaces
+    np.testing.assert_allclose(bundle["normalizer"]["mean"], in_memory.mean(axis=(0, 2)), rtol=1e-6)
+    np.testing.assert_allclose(bundle["normalizer"]["std"], in_memory.std(axis=(0, 2)), rtol=1e-6)
 
 
 def test_killed_and_resumed_run_ends_like_an_uninterrupted_one(tmp_path) -> None:
@@ -70,8 +71,8 @@ def test_fit_streams_both_splits_and_never_loads_one(tmp_path, monkeypatch) -> N
     def no_loading(*args: object, **kwargs: object) -> None:
         raise AssertionError("fit read a whole split into memory")
 
-    monkeypatch.setattr(shards, "load_split", no_loading)
-    monkeypatch.setattr(shards, "iter_shard_tables", no_loading)
+    monkeypatch.setattr(loader, "load_split", no_loading)
+    monkeypatch.setattr(loader, "iter_shard_tables", no_loading)
     reads: list[tuple[str, str, int, tuple[int, ...]]] = []  # (split, kind, segments, item shape) per pass
 
     class Counting(StreamingSegments):
@@ -137,9 +138,45 @@ def test_a_dataset_smaller_than_a_batch_without_val_split_trains(tmp_path, caplo
 def test_a_finished_run_is_not_trained_again(tmp_path) -> None:
     store = Store.open(str(tmp_path / "store"))
     manifest = make_tiny_dataset(store)
-    fit(store, manifest, CFG, run_id="r")
+    first = fit(store, manifest, CFG, run_id="r")
+    assert first.new_epochs == 4
+    written = {k: store.read_bytes(k) for k in ("runs/r/checkpoint.pt", "runs/r/model.safetensors")}
     again = fit(store, manifest, CFG, run_id="r")
-    assert again.epochs == 4 and len(again.history) == 4
+    assert again.new_epochs == 0 and again.segments_per_s == 0.0
+    assert (again.epochs, again.best_epoch, again.history) == (4, first.best_epoch, first.history)
+    assert {k: store.read_bytes(k) for k in written} == written  # neither the checkpoint nor the model rewritten
+
+
+def test_training_runs_on_genreclf_device_unless_the_config_names_one(tmp_path, monkeypatch) -> None:
+    store = Store.open(str(tmp_path / "store"))
+    manifest = make_tiny_dataset(store)
+    one_epoch = dataclasses.replace(CFG, epochs=1)
+    monkeypatch.setenv("GENRECLF_DEVICE", "cpu")
+    assert fit(store, manifest, one_epoch, run_id="env").device == "cpu"
+    monkeypatch.setenv("GENRECLF_DEVICE", "tpu")  # read only when the config names no device
+    assert fit(store, manifest, dataclasses.replace(one_epoch, device="cpu"), run_id="explicit").device == "cpu"
+
+
+@pytest.mark.parametrize(
+    ("env", "device", "says"),
+    [
+        ("tpu", None, r"^GENRECLF_DEVICE='tpu' is not a device; use cpu, cuda, cuda:N or mps$"),
+        ("cuda:7", None, r"^GENRECLF_DEVICE='cuda:7': this machine has (no CUDA device|\d CUDA device)"),
+        ("cpu", "cuda:7", r"^device='cuda:7': this machine has (no CUDA device|\d CUDA device)"),
+        ("cpu", "xla", r"^device='xla': genreclf runs on cpu, cuda, cuda:N or mps, not xla$"),
+    ],
+    ids=["env-unknown", "env-missing-cuda", "config-missing-cuda", "config-unsupported"],
+)
+def test_a_device_this_machine_lacks_fails_in_one_line_before_anything_is_written(
+    tmp_path, monkeypatch, env: str, device: str | None, says: str
+) -> None:
+    store = Store.open(str(tmp_path / "store"))
+    manifest = make_tiny_dataset(store)
+    monkeypatch.setenv("GENRECLF_DEVICE", env)
+    with pytest.raises(ConfigError, match=says) as e:
+        fit(store, manifest, dataclasses.replace(CFG, device=device), run_id="r")
+    assert "\n" not in str(e.value)
+    assert store.keys("runs") == []
 
 
 def test_resuming_with_another_config_is_refused(tmp_path) -> None:
@@ -187,11 +224,27 @@ def test_training_imports_without_prefect_polars_librosa_or_pydantic() -> None:
     import subprocess
     import sys
 
-    blocked = ["prefect", "polars", "librosa", "pydantic", "pydantic_settings", "sklearn", "matplotlib", "safetensors"]
+    # what the GPU image lacks: it has torch, torchvision, numpy, pandas and pyarrow
+    blocked = ["prefect", "polars", "librosa", "pydantic", "pydantic_settings", "sklearn", "matplotlib", "safetensors",
+               "soundfile", "soxr", "boto3"]  # fmt: skip
     code = (
         "import sys\n"
         + "".join(f"sys.modules[{m!r}] = None\n" for m in blocked)
-        + "import genreclf.training, genreclf.models.files, genreclf.data, genreclf.shards, genreclf.storage\n"
+        + "import genreclf.training, genreclf.models.files, genreclf.loader, genreclf.manifest, genreclf.shards\n"
+        # an explicit device needs no settings; without one, GENRECLF_DEVICE cannot be read there: the best available
+        + "assert str(genreclf.training.resolve_device('cpu')) == 'cpu'\n"
+        + "assert genreclf.training.resolve_device() == genreclf.training.pick_device()\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_run_id_follows_the_dataset_and_every_config_field() -> None:
+    cfg = TrainConfig(model="small_cnn", epochs=3)
+
+    same = run_id_for("ds1", TrainConfig(model="small_cnn", epochs=3))
+
+    assert run_id_for("ds1", cfg) == same and same.startswith("small_cnn-")
+    assert run_id_for("ds2", cfg) != same
+    for change in ({"epochs": 4}, {"dropout": 0.5}, {"seed": 1}, {"shuffle_buffer": 64}):
+        assert run_id_for("ds1", dataclasses.replace(cfg, **change)) != same, change

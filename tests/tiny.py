@@ -8,7 +8,8 @@ import numpy as np
 
 from genreclf.audio import SegmentConfig
 from genreclf.features import FeatureConfig
-from genreclf.shards import Manifest, SegmentRows, write_manifest, write_shard
+from genreclf.manifest import Manifest, write_manifest
+from genreclf.shards import SegmentRows, write_shard
 from genreclf.storage import Store
 
 FEAT = FeatureConfig(n_mels=16, n_fft=256, hop_length=128)

@@ -1,21 +1,17 @@
-"""Splits grouped by artist, normalisation statistics, and torch datasets over spectrogram arrays."""
+"""Train/val/test splits: 60/20/20 grouped by artist and recording, incremental, or read from a split file."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from collections import Counter, defaultdict
-from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any
 
-import numpy as np
-import torch
+import polars as pl
 
-from genreclf.errors import DataError
-
-if TYPE_CHECKING:
-    import polars as pl
+from genreclf.errors import ConfigError, DataError
+from genreclf.storage import filesystem_for
 
 log = logging.getLogger(__name__)
 
@@ -215,66 +211,43 @@ def apply_split_file(tracks: pl.DataFrame, assigned: dict[str, str]) -> pl.DataF
                 f"the split file puts {g.replace(':', ' ')} in both {group_split[g]} and {split_of[tid]}: "
                 "one artist or recording must stay in one split; fix the file"
             )
-    import polars as pl
-
     ids = listed["track_id"].to_list()
     return pl.DataFrame({"track_id": ids, "split": [split_of[t] for t in ids]})
 
 
-@dataclass(frozen=True)
-class Normalizer:
-    """Per-mel-band mean and std from the training split; saved with the model."""
+def load_split_file(uri: str) -> dict[str, str]:
+    """Read a split file (a local path, file:// or s3:// URI; see `parse_split_file`)."""
+    fs, path = filesystem_for(uri)
+    try:
+        with fs.open_input_stream(path) as f:
+            text = bytes(f.read()).decode()
+    except FileNotFoundError as e:
+        raise ConfigError(f"split file {uri} does not exist") from e
+    return parse_split_file(text, name=uri)
 
-    mean: np.ndarray  # (n_mels,)
-    std: np.ndarray  # (n_mels,)
 
-    @classmethod
-    def fit(cls, mel: np.ndarray, chunk: int = 1024) -> Normalizer:
-        """Statistics of (n, n_mels, frames) spectrograms, in float64 chunks so float16 input does not overflow."""
-        if len(mel) == 0:
-            raise DataError("cannot compute normalisation statistics: the training split is empty")
-        total = np.zeros(mel.shape[1])
-        total_sq = np.zeros(mel.shape[1])
-        count = 0
-        for i in range(0, len(mel), chunk):
-            part = mel[i : i + chunk].astype(np.float64)
-            total += part.sum(axis=(0, 2))
-            total_sq += np.square(part).sum(axis=(0, 2))
-            count += part.shape[0] * part.shape[2]
-        mean = total / count
-        std = np.sqrt(np.maximum(total_sq / count - mean**2, 1e-8))
-        return cls(mean.astype(np.float32), std.astype(np.float32))
+def split_source_of(assigned: dict[str, str] | None) -> str:
+    """How splits are made: "seed", or "file:<digest of the assignment>"."""
+    if assigned is None:
+        return "seed"
+    return "file:" + hashlib.sha256(json.dumps(sorted(assigned.items())).encode()).hexdigest()[:12]
 
-    @classmethod
-    def fit_stream(cls, batches: Iterable[np.ndarray | torch.Tensor]) -> Normalizer:
-        """Statistics of spectrograms streamed in parts of shape (..., n_mels, frames), e.g. a loader's batches;
-        in float64 like `fit`, holding one part at a time."""
-        total: np.ndarray | None = None
-        total_sq: np.ndarray | None = None
-        count = 0
-        for batch in batches:
-            part = np.asarray(batch, dtype=np.float64)
-            part = part.reshape(-1, *part.shape[-2:])  # (n, n_mels, frames)
-            if total is None or total_sq is None:
-                total, total_sq = np.zeros(part.shape[1]), np.zeros(part.shape[1])
-            total += part.sum(axis=(0, 2))
-            total_sq += np.square(part).sum(axis=(0, 2))
-            count += part.shape[0] * part.shape[2]
-        if total is None or total_sq is None or count == 0:
-            raise DataError("cannot compute normalisation statistics: the training split is empty")
-        mean = total / count
-        std = np.sqrt(np.maximum(total_sq / count - mean**2, 1e-8))
-        return cls(mean.astype(np.float32), std.astype(np.float32))
 
-    def apply(self, mel: torch.Tensor) -> torch.Tensor:
-        """(..., n_mels, frames) -> normalised float32."""
-        mean = torch.as_tensor(self.mean, device=mel.device)[:, None]
-        std = torch.as_tensor(self.std, device=mel.device)[:, None]
-        return (mel.float() - mean) / std
-
-    def to_dict(self) -> dict[str, list[float]]:
-        return {"mean": self.mean.tolist(), "std": self.std.tolist()}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, list[float]]) -> Normalizer:
-        return cls(np.asarray(d["mean"], np.float32), np.asarray(d["std"], np.float32))
+def split_tracks(
+    tracks: list[dict[str, Any]],
+    *,
+    seed: int,
+    previous: pl.DataFrame | None = None,
+    assigned: dict[str, str] | None = None,
+) -> dict[str, str]:
+    """track_id -> split. From a split file when `assigned` is given (tracks it does not list are left out),
+    else 60/20/20 grouped by artist and ISRC, stratified by genre, keeping the `previous` assignment."""
+    cols = ["track_id", "artist_id", "genre", "isrc", "source_ref", "audio_uri"]
+    frame = pl.DataFrame(
+        [{c: t.get(c) for c in cols} for t in tracks], schema={c: pl.String for c in cols}, orient="row"
+    )
+    if assigned is not None:
+        out = apply_split_file(frame, assigned)
+    else:
+        out = assign_splits(frame.select(cols[:4]), seed=seed, previous=previous)
+    return dict(out.iter_rows())

@@ -1,4 +1,4 @@
-"""Splits grouped by artist (and ISRC), normalisation statistics, and the spectrogram dataset."""
+"""Splits grouped by artist (and ISRC), deterministic from a seed, every genre in every split."""
 
 from __future__ import annotations
 
@@ -7,10 +7,9 @@ from collections import Counter
 import numpy as np
 import polars as pl
 import pytest
-import torch
 
-from genreclf.data import Normalizer, assign_splits, split_groups
 from genreclf.errors import DataError
+from genreclf.splits import assign_splits, split_groups
 
 GENRES = ["blues", "classical", "hiphop", "jazz", "metal", "rock"]
 
@@ -164,58 +163,3 @@ def test_bad_fractions_are_refused(tracks: pl.DataFrame, fractions: tuple[float,
 def test_no_tracks_is_refused(tracks: pl.DataFrame) -> None:
     with pytest.raises(DataError, match="no tracks"):
         assign_splits(tracks.clear())
-
-
-# --- Normalizer ---------------------------------------------------------------------------------------------
-
-
-def test_normalizer_fit_matches_numpy(rng: np.random.Generator) -> None:
-    mel = rng.normal(-5, 3, (7, 5, 11)).astype(np.float32) + np.arange(5, dtype=np.float32)[:, None]
-
-    norm = Normalizer.fit(mel, chunk=3)  # chunks of 3, 3, 1
-
-    np.testing.assert_allclose(norm.mean, mel.mean(axis=(0, 2)), rtol=1e-5)
-    np.testing.assert_allclose(norm.std, mel.std(axis=(0, 2)), rtol=1e-4)
-    assert norm.mean.dtype == norm.std.dtype == np.float32
-
-
-def test_normalizer_fit_on_float16_does_not_overflow(rng: np.random.Generator) -> None:
-    mel = rng.uniform(-60_000, 60_000, (4, 3, 50)).astype(np.float16)  # squares overflow float16
-
-    norm = Normalizer.fit(mel)
-
-    expected = mel.astype(np.float64)
-    np.testing.assert_allclose(norm.mean, expected.mean(axis=(0, 2)), rtol=1e-4)
-    np.testing.assert_allclose(norm.std, expected.std(axis=(0, 2)), rtol=1e-4)
-
-
-def test_normalizer_of_a_constant_band_has_a_floor() -> None:
-    norm = Normalizer.fit(np.full((2, 3, 4), 7.0, np.float32))
-
-    assert (norm.std > 0).all()
-    assert torch.isfinite(norm.apply(torch.full((3, 4), 7.0))).all()
-
-
-def test_normalizer_apply_gives_zero_mean_unit_std(rng: np.random.Generator) -> None:
-    mel = rng.normal(-5, 3, (20, 4, 30)).astype(np.float32)
-    norm = Normalizer.fit(mel)
-
-    out = norm.apply(torch.from_numpy(mel).half())  # (20, 4, 30)
-
-    assert out.dtype == torch.float32
-    np.testing.assert_allclose(out.mean(dim=(0, 2)).numpy(), 0, atol=0.01)
-    np.testing.assert_allclose(out.std(dim=(0, 2), correction=0).numpy(), 1, atol=0.01)
-
-
-def test_normalizer_dict_round_trip(rng: np.random.Generator) -> None:
-    norm = Normalizer.fit(rng.normal(size=(3, 4, 5)).astype(np.float32))
-
-    back = Normalizer.from_dict(norm.to_dict())
-
-    np.testing.assert_array_equal(back.mean, norm.mean)
-    np.testing.assert_array_equal(back.std, norm.std)
-
-
-def test_normalizer_of_an_empty_split_is_refused() -> None:
-    with pytest.raises(DataError, match="empty"):
-        Normalizer.fit(np.zeros((0, 4, 5), np.float32))

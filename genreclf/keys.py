@@ -1,0 +1,100 @@
+"""The store's key layout: every key the pipeline reads or writes, relative to the store's root, made here."""
+
+from __future__ import annotations
+
+# --- catalogs -----------------------------------------------------------------------------------------------
+CATALOG_LATEST = "catalogs/LATEST"
+
+
+def catalog_key(version: str) -> str:
+    return f"catalogs/{version}/catalog.parquet"
+
+
+def skipped_key(version: str) -> str:
+    """What the source left out of a catalog version, with why (dangling or looping links)."""
+    return f"catalogs/{version}/skipped.json"
+
+
+# --- decoded audio ------------------------------------------------------------------------------------------
+
+
+def audio_key(track_id: str, content_hash: str | None = None) -> str:
+    """Decoded audio of a track. A file known by its bytes' hash is stored under that hash (the same bytes in two
+    folders are decoded once, changed bytes are decoded again); audio found by search under the track id."""
+    if content_hash:
+        return f"audio/sha256/{content_hash}.flac"
+    return f"audio/{track_id}.flac"
+
+
+def sidecar_key(track_id: str, content_hash: str | None = None) -> str:
+    """The decoded audio's provenance, fingerprint and segment offsets, beside it."""
+    return audio_key(track_id, content_hash).removesuffix(".flac") + ".json"
+
+
+# --- datasets and shards ------------------------------------------------------------------------------------
+DATASET_LATEST = "datasets/LATEST"
+
+
+def dataset_prefix(dataset_id: str) -> str:
+    return f"datasets/{dataset_id}"
+
+
+def manifest_key(dataset_id: str) -> str:
+    """What a dataset is; written last, and all a reader trusts."""
+    return f"{dataset_prefix(dataset_id)}/manifest.json"
+
+
+def splits_key(dataset_id: str) -> str:
+    """Every track of a dataset with its split and shard."""
+    return f"{dataset_prefix(dataset_id)}/splits.parquet"
+
+
+def quarantine_key(dataset_id: str) -> str:
+    """The catalog entries a dataset left out, with stage and reason."""
+    return f"{dataset_prefix(dataset_id)}/quarantine.json"
+
+
+def lineage_key(lineage: str) -> str:
+    """Points at the newest dataset of a lineage (same split seed and split source): incremental builds keep
+    its split assignment."""
+    return f"datasets/lineages/{lineage}"
+
+
+def shard_content_key(feature_hash: str, content_hash: str) -> str:
+    """Shards are shared between datasets: the key is a hash of everything in them, so an unchanged group of
+    tracks is found again instead of recomputed."""
+    return f"shards/{feature_hash}/{content_hash}.parquet"
+
+
+# --- runs and the registry ----------------------------------------------------------------------------------
+CHAMPION_KEY = "registry/champion.json"
+
+
+def run_prefix(run_id: str) -> str:
+    return f"runs/{run_id}"
+
+
+def run_config_key(run_id: str) -> str:
+    """The config a run trained with, and its dataset."""
+    return f"{run_prefix(run_id)}/config.json"
+
+
+def checkpoint_key(run_id: str) -> str:
+    return f"{run_prefix(run_id)}/checkpoint.pt"
+
+
+def report_key(run_id: str, ext: str = "json") -> str:
+    """A run's evaluation report: `json` (for tools) or `md` (for people)."""
+    return f"{run_prefix(run_id)}/report.{ext}"
+
+
+def confusion_key(run_id: str) -> str:
+    return f"{run_prefix(run_id)}/confusion.png"
+
+
+def predictions_key(run_id: str, catalog_version: str) -> str:
+    return f"predictions/{run_id}/{catalog_version}.parquet"
+
+
+# --- the store's own bookkeeping ----------------------------------------------------------------------------
+IDENTITY_KEY = "STORE_ID"
