@@ -28,7 +28,8 @@ from genreclf.keys import audio_key, sidecar_key
 from genreclf.storage import Store, filesystem_for
 
 if TYPE_CHECKING:
-    from genreclf.sources.youtube import Download, YoutubeConfig
+    from genreclf.sources.youtube import Download
+    from genreclf.sources.youtube_config import YoutubeConfig
 
 log = logging.getLogger(__name__)
 
@@ -119,9 +120,8 @@ def fetch_audio(uri: str, name: str, sr: int, max_seconds: float) -> np.ndarray:
 
 def _youtube_config() -> YoutubeConfig:
     from genreclf.settings import get_settings
-    from genreclf.sources.youtube import YoutubeConfig
 
-    return YoutubeConfig.from_settings(get_settings())
+    return get_settings().youtube
 
 
 def _scratch_root() -> Path:

@@ -113,10 +113,10 @@ class Predictor:
         if not source.startswith(("http://", "https://")):
             return self.predict_file(source)
         from genreclf.settings import get_settings
-        from genreclf.sources.youtube import YoutubeConfig, download
+        from genreclf.sources.youtube import download
 
         with tempfile.TemporaryDirectory(prefix="genreclf-predict-") as tmp:
-            got = download(source, Path(tmp), cfg=YoutubeConfig.from_settings(get_settings()))
+            got = download(source, Path(tmp), cfg=get_settings().youtube)
             y = audio.decode(got.path, sr=self.seg.sample_rate, max_seconds=self.seg.max_seconds, name=source)
         return self.predict_audio(y, source=source)
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from genreclf.sources.youtube_config import YoutubeConfig
 
 
 class Settings(BaseSettings):
@@ -29,21 +31,10 @@ class Settings(BaseSettings):
     spotify_token_url: str = "https://accounts.spotify.com/api/token"
     spotify_max_retry_after_s: float = 120.0
 
-    # YouTube / acquisition (yt-dlp). Search: a yt-dlp URL template with {n} and {query}; "ytsearch{n}:{query}"
-    # searches YouTube, an http(s) template (the query URL-encoded) reads a page or feed yt-dlp lists (tests).
-    youtube_search: str = "ytsearch{n}:{query}"
-    youtube_candidates: int = 5
-    youtube_duration_tolerance_s: float = 10.0  # accept |candidate - Spotify| <= max(this, frac * Spotify's)
-    youtube_duration_tolerance_frac: float = 0.05
-    youtube_min_title_similarity: float = 0.5
-    youtube_cookies_file: Path | None = None  # Netscape cookies.txt, for YouTube's sign-in and bot checks
-    youtube_sleep_interval_s: float = 0.0  # sleep before each download (yt-dlp --sleep-interval)
-    youtube_max_sleep_interval_s: float = 0.0  # sleep a random time up to this instead (--max-sleep-interval)
-    youtube_sleep_requests_s: float = 0.0  # sleep between extraction requests (--sleep-requests)
-    youtube_socket_timeout_s: float = 30.0
-    youtube_retries: int = 3  # per request, with exponential backoff honouring Retry-After
-    youtube_backoff_s: float = 2.0
-    youtube_max_backoff_s: float = 60.0
+    # YouTube / acquisition (yt-dlp): GENRECLF_YOUTUBE_<FIELD> sets each field of YoutubeConfig (search template,
+    # candidates, tolerances, cookies, sleeps, timeouts, retries), e.g. GENRECLF_YOUTUBE_RETRIES=5; its defaults are
+    # declared there only (genreclf/sources/youtube_config.py). Read by _YoutubeEnv below.
+    youtube: YoutubeConfig = Field(default_factory=lambda: _YoutubeEnv().youtube)
     # Prefect global concurrency limits (names) the acquire tasks take slots from; missing limits are skipped.
     youtube_rate_limit: str = "youtube-requests"  # rate limit (slot decay): one slot per search or download
     youtube_concurrency_limit: str = "youtube-downloads"  # at most `limit` downloads at once
@@ -52,10 +43,21 @@ class Settings(BaseSettings):
 
     # Compute.
     dask_address: str | None = None
-    device: str | None = None  # "cpu", "cuda", "cuda:1"; None picks the best available
+    # "cpu", "cuda", "cuda:1", "mps": where training, evaluation and prediction run when no device is passed
+    # (genreclf.training.resolve_device); None picks the best available. One this machine lacks fails at once.
+    device: str | None = None
 
     # Where per-user caches live (decoded audio scratch, Spotify artist cache).
     cache_dir: Path = Path.home() / ".cache" / "genreclf"
+
+
+class _YoutubeEnv(BaseSettings):
+    """`Settings.youtube` from GENRECLF_YOUTUBE_<FIELD> variables: pydantic-settings' nested fields, split once
+    on "_" (here only, so no other setting is read as a nested one). Other GENRECLF_YOUTUBE_* names are ignored."""
+
+    model_config = Settings.model_config | SettingsConfigDict(env_nested_delimiter="_", env_nested_max_split=1)
+
+    youtube: YoutubeConfig = YoutubeConfig()
 
 
 def get_settings() -> Settings:

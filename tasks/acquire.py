@@ -1,7 +1,8 @@
 """Tasks that bring each catalog track's audio into the store, under global YouTube rate and concurrency limits.
 
 One task run per track: a track that keeps failing transiently fails alone (and is quarantined by
-`acquire_tracks`, not cached, so the next run tries it again), and the Prefect UI shows each track's fate.
+`acquire_tracks`, not cached, so the next run tries it again), and the Prefect UI shows each track's fate. The task
+has no retries: genreclf.retry already retried each search and download (see its docstring for the layers).
 
 Limits are Prefect global concurrency limits named by `GENRECLF_YOUTUBE_RATE_LIMIT` (a rate limit: one slot per
 search or download, decaying at requests-per-minute / 60) and `GENRECLF_YOUTUBE_CONCURRENCY_LIMIT` (downloads at
@@ -26,10 +27,9 @@ from prefect.exceptions import ObjectNotFound
 from genreclf.acquire import Gate, TrackResult, acquire_track, is_remote
 from genreclf.audio import SegmentConfig
 from genreclf.settings import Settings, get_settings
-from genreclf.sources.youtube import YoutubeConfig
+from genreclf.sources.youtube_config import YoutubeConfig
 from genreclf.storage import Store
 from tasks import StoreIdentity
-from tasks._retry import transient_only
 from tasks.progress import Progress
 
 # Cached on the track's row and configs (and store, and source); not on which limits exist.
@@ -57,9 +57,6 @@ def network_gate(rate_name: str | None, concurrency_name: str | None) -> Gate:
     task_run_name="acquire-{row[track_id]}",
     cache_policy=ACQUIRE_CACHE,
     persist_result=True,
-    retries=2,
-    retry_delay_seconds=[30, 120],
-    retry_condition_fn=transient_only,
 )
 def acquire_one(
     storage_url: str, row: dict[str, Any], seg: SegmentConfig, yt: YoutubeConfig, limits: tuple[str | None, str | None]
@@ -100,12 +97,12 @@ def ensure_limits(settings: Settings) -> tuple[str | None, str | None]:
 def acquire_tracks(storage_url: str, rows: list[dict[str, Any]], seg: SegmentConfig) -> list[dict[str, Any]]:
     """Acquire every row concurrently (call inside a flow); one result per row, in order.
 
-    A track whose task failed after its retries (transient faults that did not pass) is quarantined at stage
+    A track whose task failed (transient faults the library's retries did not get past) is quarantined at stage
     "download" with the error; every other failure was already quarantined by the library, with its stage.
     """
     logger = get_run_logger()
     settings = get_settings()
-    yt = YoutubeConfig.from_settings(settings)
+    yt = settings.youtube
     limits: tuple[str | None, str | None] = (None, None)
     if any(is_remote(row.get("audio_uri")) for row in rows):
         limits = ensure_limits(settings)

@@ -1,8 +1,8 @@
 """Prefect tasks of the Spotify ingest, each calling one genreclf.sources.spotify function.
 
 None of them uses Prefect's result cache: what they read changes on Spotify's side, and the store already
-keeps what does not change (a playlist snapshot, an artist's genres). Only TransientSourceError is retried:
-a 404, a 403, bad credentials or a long rate limit fail at once.
+keeps what does not change (a playlist snapshot, an artist's genres). None has task retries: the client already
+retried each request (genreclf.retry); a playlist still failing is reported by the flow and read by the next run.
 
 Calls to the Web API hold a slot of the global concurrency limit `spotify-api` (infra/local_stack.py creates it),
 so crawls on several workers share one app's rate limit; without the limit they run unlimited.
@@ -18,12 +18,11 @@ from prefect.concurrency.sync import concurrency
 
 from genreclf.sources import spotify
 from genreclf.storage import Store
-from tasks._retry import transient_only
 
 SPOTIFY_LIMIT = "spotify-api"
 
 
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[10, 60], retry_condition_fn=transient_only)
+@task(cache_policy=NO_CACHE)
 def crawl_playlist(client: spotify.SpotifyClient, ref: spotify.PlaylistRef, store_url: str) -> spotify.PlaylistCrawl:
     """One playlist into the store (skipped when its snapshot is already there)."""
     with concurrency(SPOTIFY_LIMIT, occupy=1, strict=False):
@@ -43,7 +42,7 @@ def crawl_playlist(client: spotify.SpotifyClient, ref: spotify.PlaylistRef, stor
     return crawl
 
 
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[10, 60], retry_condition_fn=transient_only)
+@task(cache_policy=NO_CACHE)
 def lookup_artist_genres(
     client: spotify.SpotifyClient, store_url: str, crawls: Sequence[spotify.PlaylistCrawl]
 ) -> dict[str, list[str]]:

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from genreclf.errors import SourceError
+from genreclf.retry import RetryableError
 from genreclf.sources import youtube
-from genreclf.sources.youtube import Candidate, RetryableError, YoutubeConfig
+from genreclf.sources.youtube import Candidate, YoutubeConfig
 from tests.audio_server import AudioServer, SearchHit, make_audio
 
 CFG = YoutubeConfig(duration_tolerance_s=10.0, duration_tolerance_frac=0.05, min_title_similarity=0.5)
@@ -197,3 +198,48 @@ def test_youtube_refusals_are_classified(message: str, expected: str) -> None:
     err = youtube.classify(DownloadError(message), what="download abc")
     assert expected in str(err)
     assert isinstance(err, RetryableError) == (expected == "rate limited")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Settings: every GENRECLF_YOUTUBE_<FIELD> reaches YoutubeConfig
+
+
+def _other_value(value: object, name: str) -> object:
+    if value is None:
+        return f"/tmp/{name}.txt"  # cookies_file
+    if isinstance(value, int):
+        return value + 7
+    if isinstance(value, float):
+        return value + 1.25
+    return f"{value}-{name}"
+
+
+def test_every_youtube_variable_reaches_youtube_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+    import os
+    import re
+
+    from genreclf.settings import Settings, get_settings
+
+    monkeypatch.chdir(tmp_path)  # no .env of the checkout
+    for var in [v for v in os.environ if v.startswith("GENRECLF_YOUTUBE_")]:
+        monkeypatch.delenv(var)
+    assert get_settings().youtube == YoutubeConfig()  # the defaults are YoutubeConfig's, declared once
+
+    want = {f.name: _other_value(f.default, f.name) for f in dataclasses.fields(YoutubeConfig)}
+    for name, value in want.items():
+        monkeypatch.setenv(f"GENRECLF_YOUTUBE_{name.upper()}", str(value))
+    monkeypatch.setenv("GENRECLF_YOUTUBE_RATE_LIMIT", "yt-rate")  # a Settings field of its own, not YoutubeConfig's
+    settings = get_settings()
+    assert dataclasses.asdict(settings.youtube) == want
+    assert settings.youtube_rate_limit == "yt-rate"
+
+    (tmp_path / ".env").write_text("GENRECLF_YOUTUBE_CANDIDATES=9\n")
+    monkeypatch.delenv("GENRECLF_YOUTUBE_CANDIDATES")
+    assert get_settings().youtube.candidates == 9  # a .env file works as it does for every setting
+
+    # Every GENRECLF_YOUTUBE_* name the README documents is read.
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    documented = set(re.findall(r"GENRECLF_YOUTUBE_([A-Z_]+[A-Z])", readme))
+    known = {n.upper() for n in want} | {n.removeprefix("youtube_").upper() for n in Settings.model_fields}
+    assert documented and documented <= known, documented - known

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import logging
-import random
 import re
-import time
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any
 from urllib.parse import quote_plus
 
 import yt_dlp
@@ -23,62 +21,32 @@ from yt_dlp.utils import (
     unsmuggle_url,
 )
 
-from genreclf.errors import SourceError, TransientSourceError
+from genreclf.errors import SourceError
+from genreclf.retry import RetryableError, call_with_retries, retry_after_from
+from genreclf.sources.youtube_config import YoutubeConfig
 
-if TYPE_CHECKING:
-    from genreclf.settings import Settings
+__all__ = [
+    "YT_DLP_VERSION",
+    "Candidate",
+    "Download",
+    "Match",
+    "RetryableError",
+    "YoutubeConfig",
+    "classify",
+    "describe_rejections",
+    "download",
+    "is_official",
+    "rank_candidates",
+    "score_candidate",
+    "search",
+    "search_query",
+    "title_similarity",
+    "ytdlp_options",
+]
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 YT_DLP_VERSION: str = yt_dlp.version.__version__
-
-
-@dataclass(frozen=True)
-class YoutubeConfig:
-    """How tracks are searched, matched and downloaded (from `GENRECLF_YOUTUBE_*`, see `from_settings`).
-
-    `search` is a yt-dlp URL template with `{n}` and `{query}`: `ytsearch{n}:{query}` searches YouTube; an http(s)
-    template gets the query URL-encoded and must answer with something yt-dlp reads as a playlist (an RSS feed).
-    A candidate is accepted when its duration is within max(`duration_tolerance_s`, `duration_tolerance_frac` x
-    the track's) and its title (with channel) names the track well enough (`min_title_similarity`, 0..1).
-    """
-
-    search: str = "ytsearch{n}:{query}"
-    candidates: int = 5
-    duration_tolerance_s: float = 10.0
-    duration_tolerance_frac: float = 0.05
-    min_title_similarity: float = 0.5
-    format: str = "bestaudio/best"
-    cookies_file: str | None = None
-    sleep_interval_s: float = 0.0
-    max_sleep_interval_s: float = 0.0
-    sleep_requests_s: float = 0.0
-    socket_timeout_s: float = 30.0
-    retries: int = 3
-    backoff_s: float = 2.0
-    max_backoff_s: float = 60.0
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> YoutubeConfig:
-        return cls(
-            search=settings.youtube_search,
-            candidates=settings.youtube_candidates,
-            duration_tolerance_s=settings.youtube_duration_tolerance_s,
-            duration_tolerance_frac=settings.youtube_duration_tolerance_frac,
-            min_title_similarity=settings.youtube_min_title_similarity,
-            cookies_file=str(settings.youtube_cookies_file) if settings.youtube_cookies_file else None,
-            sleep_interval_s=settings.youtube_sleep_interval_s,
-            max_sleep_interval_s=settings.youtube_max_sleep_interval_s,
-            sleep_requests_s=settings.youtube_sleep_requests_s,
-            socket_timeout_s=settings.youtube_socket_timeout_s,
-            retries=settings.youtube_retries,
-            backoff_s=settings.youtube_backoff_s,
-            max_backoff_s=settings.youtube_max_backoff_s,
-        )
-
-    def tolerance(self, expected_s: float) -> float:
-        return max(self.duration_tolerance_s, self.duration_tolerance_frac * expected_s)
 
 
 @dataclass(frozen=True)
@@ -127,18 +95,6 @@ class Download:
     duration_s: float | None
     extractor: str
     info: dict[str, Any] = field(default_factory=dict, repr=False)
-
-
-class RetryableError(TransientSourceError):
-    """A transient failure (HTTP 429/5xx, timeout, dropped connection), with the server's Retry-After if it gave one."""
-
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class NoMatchError(SourceError):
-    """No search result is close enough to the track (duration or title); the message lists why for each."""
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -272,11 +228,12 @@ def ytdlp_options(cfg: YoutubeConfig, **extra: Any) -> dict[str, Any]:
         "noprogress": True,
         "logger": _YtdlpLogger(),
         "socket_timeout": cfg.socket_timeout_s,
-        # yt-dlp retries a download cut short (connection reset, content too short) itself, resuming the .part.
-        "retries": cfg.retries,
-        "fragment_retries": cfg.retries,
-        "extractor_retries": cfg.retries,
-        "retry_sleep_functions": {"http": lambda n: min(cfg.backoff_s * 2**n, cfg.max_backoff_s)},
+        # No retries inside yt-dlp: call_with_retries is the one layer (genreclf.retry), and a download it tries
+        # again resumes the .part file. A fragment that fails fails the download rather than being skipped.
+        "retries": 0,
+        "fragment_retries": 0,
+        "extractor_retries": 0,
+        "skip_unavailable_fragments": False,
         "noplaylist": True,
     }
     if cfg.cookies_file:
@@ -294,6 +251,11 @@ def ytdlp_options(cfg: YoutubeConfig, **extra: Any) -> dict[str, Any]:
     return opts | extra
 
 
+# How yt-dlp's downloader words a fault it retries itself (a 5xx, a reset, a file cut short) once its retries are
+# spent; with "retries": 0 that is the first one.
+_DOWNLOADER_GAVE_UP = "[download] Got error:"
+
+
 def classify(err: DownloadError, *, what: str) -> SourceError:
     """Turn a yt-dlp failure into RetryableError (429, 5xx, timeouts, dropped connections) or a SourceError
     that says why the track cannot be had (unavailable, geo-blocked, sign-in, 404, not media)."""
@@ -303,11 +265,14 @@ def classify(err: DownloadError, *, what: str) -> SourceError:
     if isinstance(cause, HTTPError):
         status = cause.status
         if status == 429 or status >= 500:
-            retry_after = _retry_after(cause)
+            retry_after = retry_after_from(cause.response.headers if cause.response is not None else None)
             return RetryableError(f"{what}: HTTP {status} ({cause.reason})", retry_after=retry_after)
         return SourceError(f"{what}: HTTP {status} {cause.reason}; the URL is wrong or the file is gone")
     if isinstance(cause, (TransportError, ContentTooShortError, TimeoutError, ConnectionError)):
         return RetryableError(f"{what}: network fault ({msg})")
+    if cause is None and msg.startswith(_DOWNLOADER_GAVE_UP):
+        # yt-dlp's downloader reports a fault it would have retried (5xx, reset, cut short) without the cause.
+        return RetryableError(f"{what}: network fault ({msg.removeprefix(_DOWNLOADER_GAVE_UP).strip()})")
     if isinstance(cause, GeoRestrictedError) or "your country" in low or "geo-restrict" in low or "geo restrict" in low:
         return SourceError(f"{what}: geo-blocked ({msg}); try another region (yt-dlp --geo-bypass) or another video")
     if "sign in" in low or "not a bot" in low or "login required" in low or "age-restricted" in low:
@@ -324,30 +289,6 @@ def classify(err: DownloadError, *, what: str) -> SourceError:
     if "unavailable" in low or "private video" in low or "has been removed" in low or "terminated" in low:
         return SourceError(f"{what}: video unavailable ({msg})")
     return SourceError(f"{what}: {msg}")
-
-
-def _retry_after(err: HTTPError) -> float | None:
-    value = err.response.headers.get("Retry-After") if err.response is not None else None
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
-
-
-def with_retries(fn: Callable[[], T], *, cfg: YoutubeConfig, what: str) -> T:
-    """Call `fn`, retrying RetryableError up to `cfg.retries` times: exponential backoff with jitter, or the
-    server's Retry-After when it gave one (capped at `cfg.max_backoff_s`). Then the last error is raised."""
-    for attempt in range(cfg.retries + 1):
-        try:
-            return fn()
-        except RetryableError as e:
-            if attempt == cfg.retries:
-                raise RetryableError(f"{e} (gave up after {attempt + 1} attempts)", retry_after=e.retry_after) from e
-            delay = e.retry_after if e.retry_after is not None else cfg.backoff_s * 2**attempt * random.uniform(0.5, 1)
-            delay = min(delay, cfg.max_backoff_s)
-            log.info("%s: %s; retrying in %.1f s", what, e, delay)
-            time.sleep(delay)
-    raise AssertionError("unreachable")
 
 
 def _entry_candidate(entry: dict[str, Any]) -> Candidate | None:
@@ -367,7 +308,9 @@ def _entry_candidate(entry: dict[str, Any]) -> Candidate | None:
 
 
 def search(query: str, *, cfg: YoutubeConfig) -> list[Candidate]:
-    """Up to `cfg.candidates` results for `query` from the configured search (no download)."""
+    """Up to `cfg.candidates` results for `query` from the configured search (no download).
+
+    Transient faults are retried under `cfg.retry_policy()`, then raise RetryableError (genreclf.retry)."""
     if "{query}" not in cfg.search:
         raise SourceError(f"GENRECLF_YOUTUBE_SEARCH={cfg.search!r} has no {{query}}; e.g. ytsearch{{n}}:{{query}}")
     is_url = cfg.search.startswith(("http://", "https://"))
@@ -381,7 +324,7 @@ def search(query: str, *, cfg: YoutubeConfig) -> list[Candidate]:
         except DownloadError as e:
             raise classify(e, what=f"search {query!r}") from e
 
-    info = with_retries(run, cfg=cfg, what=f"search {query!r}")
+    info = call_with_retries(run, policy=cfg.retry_policy())
     entries = info.get("entries") or []
     return [c for c in (_entry_candidate(e) for e in entries if e) if c][: cfg.candidates]
 
@@ -391,7 +334,8 @@ def download(url: str, dest_dir: Path, *, cfg: YoutubeConfig) -> Download:
 
     yt-dlp writes `<name>.part` and renames it when complete, so a killed download never looks finished; run
     again with the same `dest_dir`, it resumes the part (HTTP Range) or starts over. No post-processing: the
-    caller decodes whatever container came (webm/opus, m4a, mp3).
+    caller decodes whatever container came (webm/opus, m4a, mp3). Transient faults (HTTP 429/5xx, timeouts, a
+    connection dropped mid-file) are retried under `cfg.retry_policy()`, each retry resuming the part.
     """
     dest_dir.mkdir(parents=True, exist_ok=True)
     opts = ytdlp_options(
@@ -410,7 +354,7 @@ def download(url: str, dest_dir: Path, *, cfg: YoutubeConfig) -> Download:
         except DownloadError as e:
             raise classify(e, what=what) from e
 
-    info = with_retries(run, cfg=cfg, what=what)
+    info = call_with_retries(run, policy=cfg.retry_policy())
     if info.get("_type") == "playlist" or info.get("entries") is not None:
         raise SourceError(f"{what}: the URL is a playlist or a page of several media; give one track's URL")
     downloads = info.get("requested_downloads") or []
