@@ -108,7 +108,8 @@ def test_prefect_yaml_chain_runs_end_to_end_and_nightly_retrains_nothing_new(
     # The chain is done when each of its flows has a finished run: champion.json is written mid-way through
     # evaluate, so waiting for it raced the evaluate run's final state.
     chain = ("ingest-spotify", "build-dataset", "train", "evaluate")
-    runs = wait_for(lambda: chain_finished(stack, chain), timeout_s=420, what="finished runs of the whole chain")
+    runs = wait_for(lambda: chain_finished(stack, chain), timeout_s=420, what="finished runs of the whole chain",
+                    seen=lambda: flow_runs(stack))
     chain_s = time.perf_counter() - t0
 
     assert store.exists(CHAMPION_KEY)
@@ -161,13 +162,14 @@ def run(stack: LocalStack, name: str) -> None:
     assert proc.returncode == 0 and "Completed" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-3000:]
 
 
-def wait_for(check: Any, *, timeout_s: float, what: str) -> Any:
+def wait_for(check: Any, *, timeout_s: float, what: str, seen: Any = None) -> Any:
+    """`check()` once it is truthy; after `timeout_s`, an AssertionError that shows `seen()` (what there was)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if got := check():
             return got
         time.sleep(1)
-    raise AssertionError(f"no {what} after {timeout_s:.0f} s")
+    raise AssertionError(f"no {what} after {timeout_s:.0f} s" + (f"; there were {seen()}" if seen else ""))
 
 
 FINISHED = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
@@ -176,9 +178,11 @@ FINISHED = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 def chain_finished(stack: LocalStack, flows: tuple[str, ...]) -> list[dict[str, Any]] | None:
     """The top-level flow runs once every flow of `flows` has a run and every run is in a final state, else None."""
     runs = flow_runs(stack)
-    started = {r["flow"] for r in runs}
     # only the chain's own runs: the nightly deployment's cron leaves SCHEDULED runs that never finish here
-    if not set(flows) <= started or any(r["state_type"] not in FINISHED for r in runs if r["flow"] in flows):
+    own = [r for r in runs if r["flow"] in flows]
+    failed = [r for r in own if r["state_type"] in FINISHED - {"COMPLETED"}]
+    assert not failed, f"a run of the chain did not complete (its logs are in the Prefect UI): {failed}"
+    if {r["flow"] for r in own} != set(flows) or any(r["state_type"] not in FINISHED for r in own):
         return None
     return runs
 
