@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 # --- catalogs -----------------------------------------------------------------------------------------------
 CATALOG_LATEST = "catalogs/LATEST"
 
@@ -88,12 +90,33 @@ def report_key(run_id: str, ext: str = "json") -> str:
     return f"{run_prefix(run_id)}/report.{ext}"
 
 
+def model_file_key(run_id: str, name: str) -> str:
+    """A file of a run's model: `model.safetensors` (weights), `model.json` (the rest) or a legacy `model.pt`."""
+    return f"{run_prefix(run_id)}/{name}"
+
+
 def confusion_key(run_id: str) -> str:
     return f"{run_prefix(run_id)}/confusion.png"
 
 
 def predictions_key(run_id: str, catalog_version: str) -> str:
     return f"predictions/{run_id}/{catalog_version}.parquet"
+
+
+# --- the Spotify source ------------------------------------------------------------------------------------
+# Artist id -> name, genres and when fetched, kept across runs so that each artist is asked for once.
+ARTIST_CACHE_KEY = "spotify/artists.parquet"
+
+
+def playlist_crawl_key(playlist_id: str, snapshot_id: str) -> str:
+    """One snapshot of a playlist's tracks (snapshot ids hold '/' and '+': the key hashes it)."""
+    digest = hashlib.sha256(snapshot_id.encode()).hexdigest()[:16]
+    return f"spotify/playlists/{playlist_id}/{digest}.parquet"
+
+
+def ingest_report_key(version: str) -> str:
+    """The report of the Spotify ingest that wrote catalog `version`: per genre, per playlist, conflicts."""
+    return f"spotify/reports/{version}.json"
 
 
 # --- the store's own bookkeeping ----------------------------------------------------------------------------

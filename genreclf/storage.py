@@ -1,4 +1,5 @@
-"""The one place that turns a URI (a path, file://, s3://) into a filesystem, and the key layout of the store."""
+"""The one place that turns a URI (a path, file://, s3://) into a filesystem: reads, atomic and conditional writes
+of store keys (whose names `genreclf.keys` gives)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from genreclf import s3_errors
 from genreclf.errors import ConfigError, StorageError
 from genreclf.keys import IDENTITY_KEY
 
@@ -93,44 +95,8 @@ def s3_client_for(settings: Settings) -> Any:
     )
 
 
-# S3 error codes (pyarrow spells them ACCESS_DENIED, boto3 AccessDenied; compared upper-case without "_").
-_REFUSED = {
-    "ACCESSDENIED",
-    "INVALIDACCESSKEYID",
-    "SIGNATUREDOESNOTMATCH",
-    "AUTHORIZATIONHEADERMALFORMED",
-    "PERMANENTREDIRECT",
-    "INVALIDTOKEN",
-    "EXPIREDTOKEN",
-    "INVALIDCLIENTTOKENID",
-    "UNRECOGNIZEDCLIENT",
-    "MISSINGAUTHENTICATIONTOKEN",
-    "REQUESTTIMETOOSKEWED",
-    "FORBIDDEN",
-    "403",
-}
-_NO_BUCKET = {"NOSUCHBUCKET"}
-_UNREACHABLE = {"NETWORKCONNECTION", "ENDPOINTCONNECTIONERROR", "CONNECTTIMEOUTERROR"}
-_LOST_RACE = {"PRECONDITIONFAILED", "CONDITIONALREQUESTCONFLICT", "NOSUCHKEY", "412", "409"}
-
-
 def _is_bookkeeping(key: str) -> bool:
     return key.startswith((f"{TEMP_PREFIX}/", f"{LOCKS_PREFIX}/")) or _LEGACY_TEMP.search(key) is not None
-
-
-def _error_code(e: Exception) -> tuple[str, str]:
-    """`(code, operation)` of an S3 failure, from pyarrow's message or boto3's response; `("", "")` if neither."""
-    response = getattr(e, "response", None)
-    if isinstance(response, dict) and "Error" in response:  # botocore ClientError
-        code = str(response["Error"].get("Code") or response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
-        return code.upper().replace("_", ""), str(getattr(e, "operation_name", ""))
-    if type(e).__name__ in ("EndpointConnectionError", "ConnectTimeoutError"):  # botocore, no response
-        return type(e).__name__.upper(), ""
-    message = str(e)
-    if "allow_bucket_creation" in message:  # pyarrow writing into a bucket that is not there
-        return "NOSUCHBUCKET", "PutObject"
-    found = re.search(r"AWS Error (\w+) during (\w+) operation", message)
-    return (found[1].upper().replace("_", ""), found[2]) if found else ("", "")
 
 
 @dataclass(frozen=True)
@@ -271,7 +237,7 @@ class Store:
             try:
                 got = s3_client_for(self._s3_settings()).get_object(Bucket=bucket, Key=name)
             except Exception as e:
-                if _error_code(e)[0] != "NOSUCHKEY":
+                if not s3_errors.is_missing_key(e):
                     raise
                 self._check_bucket(key)
                 return None, None
@@ -304,7 +270,7 @@ class Store:
             try:
                 s3_client_for(self._s3_settings()).put_object(Bucket=bucket, Key=name, Body=data, **condition)
             except Exception as e:
-                if _error_code(e)[0] not in _LOST_RACE:
+                if not s3_errors.is_lost_race(e):
                     raise
                 return False
         return True
@@ -383,24 +349,12 @@ class Store:
         except Exception as e:
             if self.is_local:
                 raise
-            code, operation = _error_code(e)
-            if code in _NO_BUCKET:
-                raise self._no_bucket_error(key) from e
-            s = self._s3_settings()
-            what = f"{code} on {operation}" if operation else code
-            if code in _REFUSED:
-                raise StorageError(
-                    f"{self.uri(key)}: S3 refused the request ({what}); check GENRECLF_S3_ACCESS_KEY and "
-                    f"GENRECLF_S3_SECRET_KEY, and that they may use bucket {self._bucket_and_name(key)[0]} "
-                    f"(GENRECLF_S3_ENDPOINT_URL={s.s3_endpoint_url or 'unset: AWS'}, "
-                    f"GENRECLF_S3_REGION={s.s3_region})"
-                ) from e
-            if code in _UNREACHABLE:
-                raise StorageError(
-                    f"{self.uri(key)}: cannot reach S3 at {s.s3_endpoint_url or 'AWS'} ({what}); check "
-                    "GENRECLF_S3_ENDPOINT_URL and that the server is running"
-                ) from e
-            raise
+            hinted = s3_errors.hinted_error(
+                e, uri=self.uri(key), bucket=self._bucket_and_name(key)[0], settings=self._s3_settings()
+            )
+            if hinted is None:
+                raise
+            raise hinted from e
 
     def _check_bucket(self, key: str) -> None:
         """On S3 a missing bucket looks like a missing key: tell them apart (once per bucket and Store)."""
@@ -410,16 +364,8 @@ class Store:
         with self._s3_errors(key):
             found = self.fs.get_file_info(bucket).type != pafs.FileType.NotFound
         if not found:
-            raise self._no_bucket_error(key)
+            raise s3_errors.no_bucket_error(self.uri(key), bucket, self._s3_settings())
         self._buckets_seen.add(bucket)
-
-    def _no_bucket_error(self, key: str) -> StorageError:
-        bucket = self._bucket_and_name(key)[0]
-        where = self._s3_settings().s3_endpoint_url or "AWS"
-        return StorageError(
-            f"{self.uri(key)}: bucket {bucket} does not exist at {where}; create it with "
-            f"python infra/create_bucket.py s3://{bucket}"
-        )
 
 
 class _AtomicWrite:

@@ -15,6 +15,7 @@ import pytest
 
 from genreclf.catalog import read_catalog
 from genreclf.errors import ConfigError, SourceError, TransientSourceError
+from genreclf.keys import ingest_report_key
 from genreclf.settings import Settings
 from genreclf.sources import spotify
 from genreclf.sources.spotify.taxonomy import load_taxonomy, parse_taxonomy
@@ -497,7 +498,7 @@ def test_flow_end_to_end_then_skips_unchanged_playlists(
     assert set(bebop["artist_genre_vote"]) == {"jazz"} and set(bebop["source"]) == {"spotify"}
     assert set(bebop["snapshot_id"]) <= {"c25hcA==/1", "AAAAAQ+snapshot/1=="}
 
-    report = store.read_json(spotify.ingest_report_key(version))
+    report = store.read_json(ingest_report_key(version))
     assert [f["playlist_id"] for f in report["failures"]] == [EDITORIAL]
     assert "editorial" in report["failures"][0]["error"]
     assert [c["track_id"] for c in report["conflicts"]] == [SHARED_TRACK]

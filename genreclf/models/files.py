@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from genreclf.errors import ModelError
-from genreclf.keys import run_prefix
+from genreclf.keys import model_file_key
 
 if TYPE_CHECKING:
     from genreclf.storage import Store
@@ -148,17 +148,17 @@ def parse_run_key(key: str) -> tuple[str, str | None] | None:
 
 
 def weights_key(run_id: str) -> str:
-    return f"{run_prefix(check_run_id(run_id))}/{WEIGHTS}"
+    return model_file_key(check_run_id(run_id), WEIGHTS)
 
 
 def find_model(store: Store, run_id: str, file: str | None = None, *, shown: str | None = None) -> str:
     """The key of the model of a run: `file` if given, else its safetensors, else a legacy `model.pt`."""
     names = [file] if file else [WEIGHTS, LEGACY]
-    for key in (f"{run_prefix(check_run_id(run_id))}/{name}" for name in names):
+    for key in (model_file_key(check_run_id(run_id), name) for name in names):
         if store.exists(key):
             return key
     raise ModelError(
-        f"no model {shown or run_id!r} in {store.url} (looked for {store.uri(f'runs/{run_id}/{names[0]}')})"
+        f"no model {shown or run_id!r} in {store.url} (looked for {store.uri(model_file_key(run_id, names[0]))})"
     )
 
 
@@ -169,7 +169,7 @@ def write_model(store: Store, run_id: str, state_dict: Mapping[str, torch.Tensor
     """Write `runs/<run_id>/model.safetensors`, then `model.json` with the weights' sha256; return the weights' URI."""
     data = save_safetensors(state_dict, {"format": "pt"})
     uri = store.write_bytes(weights_key(run_id), data)
-    store.write_json(f"{run_prefix(run_id)}/{META}", {**meta, "weights": WEIGHTS, "weights_sha256": _sha256(data)})
+    store.write_json(model_file_key(run_id, META), {**meta, "weights": WEIGHTS, "weights_sha256": _sha256(data)})
     return uri
 
 
@@ -182,7 +182,7 @@ def read_model(store: Store, key: str) -> tuple[dict[str, torch.Tensor], dict[st
     if file == LEGACY:
         state, meta = _read_legacy(store, key)
     else:
-        meta_key = f"{run_prefix(run_id)}/{META}"
+        meta_key = model_file_key(run_id, META)
         meta, data = store.read_json(meta_key), store.read_bytes(key)
         if not isinstance(meta, dict) or meta.get("weights_sha256") != _sha256(data):
             raise ModelError(

@@ -6,12 +6,7 @@ labels (one genre per recording, conflicts), report (the catalog version and its
 """
 
 from genreclf.retry import RateLimitedError, RetryPolicy
-from genreclf.sources.spotify.artists import (
-    ARTIST_CACHE_KEY,
-    first_artist_ids,
-    lookup_artist_genres,
-    read_artist_cache,
-)
+from genreclf.sources.spotify.artists import first_artist_ids, lookup_artist_genres, read_artist_cache
 from genreclf.sources.spotify.auth import (
     DEFAULT_REDIRECT_URI,
     USER_SCOPE,
@@ -32,21 +27,18 @@ from genreclf.sources.spotify.crawl import (
     crawl_playlist,
     load_crawled_tracks,
     parse_items,
-    playlist_crawl_key,
 )
 from genreclf.sources.spotify.labels import Conflict, ConflictRule, resolve_labels
 from genreclf.sources.spotify.playlists import PlaylistRef, PlaylistsConfig, load_playlists_config, parse_playlist_ref
 from genreclf.sources.spotify.report import (
     IngestSummary,
     genre_summary,
-    ingest_report_key,
     playlist_table,
     write_spotify_catalog,
 )
 from genreclf.sources.spotify.taxonomy import Taxonomy, load_taxonomy
 
 __all__ = [
-    "ARTIST_CACHE_KEY",
     "CRAWL_SCHEMA",
     "DEFAULT_REDIRECT_URI",
     "SKIP_KINDS",
@@ -72,14 +64,12 @@ __all__ = [
     "exchange_code",
     "first_artist_ids",
     "genre_summary",
-    "ingest_report_key",
     "load_crawled_tracks",
     "load_playlists_config",
     "load_taxonomy",
     "lookup_artist_genres",
     "parse_items",
     "parse_playlist_ref",
-    "playlist_crawl_key",
     "playlist_table",
     "read_artist_cache",
     "resolve_labels",

@@ -10,13 +10,12 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 
+from genreclf.keys import ARTIST_CACHE_KEY
 from genreclf.sources.spotify.client import SpotifyClient
 from genreclf.sources.spotify.crawl import PlaylistCrawl, load_crawled_tracks
 from genreclf.storage import Store
 
 log = logging.getLogger(__name__)
-
-ARTIST_CACHE_KEY = "spotify/artists.parquet"
 
 _ARTIST_SCHEMA = pa.schema(
     [

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 AuthMode = Literal["client_credentials", "user"]
 USER_SCOPE = "playlist-read-private playlist-read-collaborative"
 DEFAULT_REDIRECT_URI = "http://127.0.0.1:8888/callback"
+DEFAULT_TIMEOUT_S = 15.0
 
 
 @dataclass(frozen=True)
@@ -131,29 +133,37 @@ def _session() -> requests.Session:
     return session
 
 
+@contextlib.contextmanager
+def _credentials_errors() -> Iterator[None]:
+    """spotipy's refusal of missing credentials, as a ConfigError that names the other place they can come from."""
+    try:
+        yield
+    except SpotifyOauthError as e:
+        raise ConfigError(f"Spotify credentials: {e} (or give the flow a Prefect Secret block)") from None
+
+
 def _user_auth(
-    credentials: Credentials,
+    credentials: Credentials | None,
     *,
     settings: Settings,
-    session: requests.Session,
-    timeout_s: float,
     redirect_uri: str,
     cache_handler: CacheHandler,
+    session: requests.Session | None = None,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
 ) -> _UserAuth:
-    try:
+    credentials = credentials or Credentials()
+    with _credentials_errors():
         return _UserAuth(
             token_url=settings.spotify_token_url,
             client_id=credentials.client_id,
             client_secret=credentials.client_secret,
             redirect_uri=redirect_uri,
             scope=USER_SCOPE,
-            requests_session=session,
+            requests_session=session or _session(),
             requests_timeout=timeout_s,
             open_browser=False,
             cache_handler=cache_handler,
         )
-    except SpotifyOauthError as e:
-        raise ConfigError(f"Spotify credentials: {e} (or give the flow a Prefect Secret block)") from None
 
 
 def connect(
@@ -162,7 +172,7 @@ def connect(
     auth: AuthMode = "client_credentials",
     settings: Settings | None = None,
     policy: RetryPolicy | None = None,
-    timeout_s: float = 15.0,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
     redirect_uri: str = DEFAULT_REDIRECT_URI,
     sleep: Callable[[float], None] = time.sleep,
 ) -> SpotifyClient:
@@ -181,7 +191,7 @@ def connect(
     session = _session()
     manager: SpotifyClientCredentials | SpotifyOAuth
     if auth == "client_credentials":
-        try:
+        with _credentials_errors():
             manager = _ClientCredentials(
                 token_url=settings.spotify_token_url,
                 client_id=credentials.client_id,
@@ -190,8 +200,6 @@ def connect(
                 requests_timeout=timeout_s,
                 cache_handler=MemoryCacheHandler(),
             )
-        except SpotifyOauthError as e:
-            raise ConfigError(f"Spotify credentials: {e} (or give the flow a Prefect Secret block)") from None
     elif auth == "user":
         handler: CacheHandler
         if credentials.refresh_token:
@@ -215,10 +223,10 @@ def connect(
         manager = _user_auth(
             credentials,
             settings=settings,
-            session=session,
-            timeout_s=timeout_s,
             redirect_uri=redirect_uri,
             cache_handler=handler,
+            session=session,
+            timeout_s=timeout_s,
         )
     else:
         raise ConfigError(f"auth={auth!r}: use 'client_credentials' or 'user'")
@@ -241,14 +249,8 @@ def authorization_url(
     state: str | None = None,
 ) -> str:
     """Step 1 of the one-time user authorization: the URL to open in a browser (any machine)."""
-    settings = settings or get_settings()
     manager = _user_auth(
-        credentials or Credentials(),
-        settings=settings,
-        session=_session(),
-        timeout_s=15.0,
-        redirect_uri=redirect_uri,
-        cache_handler=MemoryCacheHandler(),
+        credentials, settings=settings or get_settings(), redirect_uri=redirect_uri, cache_handler=MemoryCacheHandler()
     )
     return str(manager.get_authorize_url(state=state))
 
@@ -263,14 +265,7 @@ def exchange_code(
     """Step 2: trade the code (or the URL the browser was sent to) for tokens, cached at `token_path`."""
     settings = settings or get_settings()
     path = token_path(settings)
-    manager = _user_auth(
-        credentials or Credentials(),
-        settings=settings,
-        session=_session(),
-        timeout_s=15.0,
-        redirect_uri=redirect_uri,
-        cache_handler=TokenFile(path),
-    )
+    manager = _user_auth(credentials, settings=settings, redirect_uri=redirect_uri, cache_handler=TokenFile(path))
     code = code_or_redirect_url
     if "://" in code:
         code = manager.parse_response_code(code)

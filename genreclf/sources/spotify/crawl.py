@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections import Counter
@@ -15,17 +14,12 @@ import polars as pl
 import pyarrow as pa
 
 from genreclf.errors import SourceError
+from genreclf.keys import playlist_crawl_key
 from genreclf.sources.spotify.client import SpotifyClient
 from genreclf.sources.spotify.playlists import PlaylistRef
 from genreclf.storage import Store
 
 log = logging.getLogger(__name__)
-
-
-def playlist_crawl_key(playlist_id: str, snapshot_id: str) -> str:
-    """Where one snapshot of a playlist's tracks lives (snapshot ids hold '/' and '+': the key hashes it)."""
-    digest = hashlib.sha256(snapshot_id.encode()).hexdigest()[:16]
-    return f"spotify/playlists/{playlist_id}/{digest}.parquet"
 
 
 CRAWL_SCHEMA = pa.schema(
@@ -116,41 +110,29 @@ def crawl_playlist(client: SpotifyClient, store: Store, ref: PlaylistRef) -> Pla
     if not snapshot_id:
         raise SourceError(f"playlist {ref.playlist_id}: the API returned no snapshot_id")
     key = playlist_crawl_key(ref.playlist_id, snapshot_id)
-    if store.exists(key):
+    cached = store.exists(key)
+    info: dict[str, Any]
+    if cached:
         info = json.loads(store.read_parquet(key).schema.metadata[_CRAWL_META])
         log.info(
-            "playlist %s (%s): snapshot unchanged, %d tracks from the store",
-            ref.playlist_id,
-            name,
-            info["tracks"],
+            "playlist %s (%s): snapshot unchanged, %d tracks from the store", ref.playlist_id, name, info["tracks"]
         )
-        return PlaylistCrawl(
-            genre=ref.genre,
-            playlist_id=ref.playlist_id,
-            name=name,
-            owner=owner,
-            snapshot_id=snapshot_id,
-            key=key,
-            tracks=info["tracks"],
-            skipped=info["skipped"],
-            cached=True,
+    else:
+        rows, skipped = parse_items(client.playlist_items(ref.playlist_id))
+        info = {
+            "playlist_id": ref.playlist_id,
+            "name": name,
+            "owner": owner,
+            "snapshot_id": snapshot_id,
+            "tracks": len(rows),
+            "skipped": {kind: skipped.get(kind, 0) for kind in SKIP_KINDS},
+            "crawled_at": datetime.now(UTC).isoformat(),
+        }
+        table = pa.Table.from_pylist(rows, schema=CRAWL_SCHEMA).replace_schema_metadata(
+            {_CRAWL_META: json.dumps(info).encode()}
         )
-    rows, skipped_counter = parse_items(client.playlist_items(ref.playlist_id))
-    skipped = {kind: skipped_counter.get(kind, 0) for kind in SKIP_KINDS}
-    info = {
-        "playlist_id": ref.playlist_id,
-        "name": name,
-        "owner": owner,
-        "snapshot_id": snapshot_id,
-        "tracks": len(rows),
-        "skipped": skipped,
-        "crawled_at": datetime.now(UTC).isoformat(),
-    }
-    table = pa.Table.from_pylist(rows, schema=CRAWL_SCHEMA).replace_schema_metadata(
-        {_CRAWL_META: json.dumps(info).encode()}
-    )
-    store.write_parquet(key, table)
-    log.info("playlist %s (%s): %d tracks; skipped %s", ref.playlist_id, name, len(rows), skipped)
+        store.write_parquet(key, table)
+        log.info("playlist %s (%s): %d tracks; skipped %s", ref.playlist_id, name, len(rows), info["skipped"])
     return PlaylistCrawl(
         genre=ref.genre,
         playlist_id=ref.playlist_id,
@@ -158,9 +140,9 @@ def crawl_playlist(client: SpotifyClient, store: Store, ref: PlaylistRef) -> Pla
         owner=owner,
         snapshot_id=snapshot_id,
         key=key,
-        tracks=len(rows),
-        skipped=skipped,
-        cached=False,
+        tracks=info["tracks"],
+        skipped=info["skipped"],
+        cached=cached,
     )
 
 

@@ -11,16 +11,13 @@ from typing import Any
 import polars as pl
 
 from genreclf.catalog import write_catalog
+from genreclf.keys import ingest_report_key
 from genreclf.sources.spotify.crawl import SKIP_KINDS, PlaylistCrawl, PlaylistFailure, load_crawled_tracks
 from genreclf.sources.spotify.labels import Conflict, ConflictRule, resolve_labels
 from genreclf.sources.spotify.playlists import PlaylistsConfig
 from genreclf.storage import Store
 
 log = logging.getLogger(__name__)
-
-
-def ingest_report_key(version: str) -> str:
-    return f"spotify/reports/{version}.json"
 
 
 @dataclass(frozen=True)
