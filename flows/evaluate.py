@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any
-
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
-from genreclf.evaluation import report_markdown, save_report
+from genreclf.evaluation import Report, report_markdown, save_report
 from genreclf.keys import run_config_key
 from genreclf.models.files import check_run_id
 from genreclf.storage import Store
@@ -20,7 +17,7 @@ from tasks.training import evaluate_run, promote_if_better
 def evaluate(
     run_id: str, dataset_id: str | None = None, storage_url: str | None = None, baselines: bool = True,
     promote: bool = True, ood_catalog_dir: str | None = None, device: str | None = None,
-) -> dict[str, Any]:  # fmt: skip
+) -> Report:  # fmt: skip
     """Evaluate `run_id` on the test split of its dataset (or `dataset_id`); returns the report.
 
     With `ood_catalog_dir` (a folder ROOT/<genre>/<file> of covers, live recordings...), the model is also scored
@@ -36,7 +33,8 @@ def evaluate(
     if ood_catalog_dir:
         report["ood"] = evaluate_ood(store.url, run_id, ood_catalog_dir, device)
     if promote:
-        report["promotion"] = dataclasses.asdict(promote_if_better(store.url, report))
+        decision = promote_if_better(store.url, report)
+        report["promotion"] = {"promote": decision.promote, "reason": decision.reason}
         logger.info(report["promotion"]["reason"])
     create_markdown_artifact(report_markdown(report), key="evaluation-report", description=f"evaluation of {run_id}")
     main = report["models"][report["model"]]["track"]

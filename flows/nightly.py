@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from prefect import flow, get_run_logger
+from typing_extensions import TypedDict  # typing's is refused by pydantic before 3.12
 
 from flows.build_dataset import build_dataset
 from flows.evaluate import evaluate
 from flows.params import DatasetParams, TrainParams
 from flows.train import train
 from genreclf.errors import ConfigError
+from genreclf.evaluation import Promotion
 from genreclf.storage import Store
 from tasks.catalog import scan_folder_catalog
+
+
+class NightlyResult(TypedDict):
+    catalog_version: str
+    dataset_id: str
+    run_id: str
+    promotion: Promotion
 
 
 @flow(name="nightly-retrain")
@@ -22,7 +29,7 @@ def nightly_retrain(
     storage_url: str | None = None,
     dataset: DatasetParams | None = None,
     training: TrainParams | None = None,
-) -> dict[str, Any]:
+) -> NightlyResult:
     """Refresh the catalog (Spotify playlists, or a folder), rebuild and retrain only if it changed, evaluate,
     and promote the model only if it beats the champion on the same test split.
 

@@ -5,15 +5,33 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow
+from typing_extensions import TypedDict  # typing's is refused by pydantic before 3.12
 
 from flows.build_dataset import build_dataset
 from flows.evaluate import evaluate
 from flows.params import DatasetParams, TrainParams
 from flows.train import train
+from genreclf.evaluation import Report
 from genreclf.keys import manifest_key, quarantine_key, report_key
 from genreclf.manifest import read_manifest
 from genreclf.storage import Store
 from tasks.catalog import scan_folder_catalog
+
+
+class PipelineResult(TypedDict):
+    """Where the pipeline put everything (URIs in the store), what it left out, and the evaluation report."""
+
+    catalog_version: str
+    dataset_id: str
+    run_id: str
+    store: str
+    manifest_uri: str
+    shards: list[str]
+    model_uri: str
+    report_uri: str
+    confusion_png: str
+    quarantine: list[dict[str, Any]]  # the dataset's quarantine table: {track_id or path, stage, reason, ...}
+    report: Report
 
 
 @flow(name="pipeline", flow_run_name="pipeline-{catalog_dir}")
@@ -23,7 +41,7 @@ def pipeline(
     dataset: DatasetParams | None = None,
     training: TrainParams | None = None,
     baselines: bool = True,
-) -> dict[str, Any]:
+) -> PipelineResult:
     """Run every stage on a folder laid out ROOT/<genre>/<file>; returns where everything is, and the figures."""
     store = Store.open(storage_url)
     version = scan_folder_catalog(catalog_dir, store.url)

@@ -28,6 +28,7 @@ from genreclf.keys import audio_key, sidecar_key
 from genreclf.storage import Store, filesystem_for
 
 if TYPE_CHECKING:
+    from genreclf.catalog import CatalogRow
     from genreclf.sources.youtube import Download
     from genreclf.sources.youtube_config import YoutubeConfig
 
@@ -71,7 +72,7 @@ def _local_path(uri: str | None) -> Path | None:
     return Path(uri) if scheme == "" or len(scheme) == 1 else None
 
 
-def content_hash_of(row: dict[str, Any]) -> str | None:
+def content_hash_of(row: CatalogRow) -> str | None:
     """The sha256 of the row's audio file: the catalog's, else read from a local file, else None (the audio is
     found or fetched at acquisition and stored under the track id)."""
     if row.get("content_hash"):
@@ -153,7 +154,7 @@ def _download_url(url: str, name: str, *, yt: YoutubeConfig, scratch: Path, gate
 
 
 def _search_and_download(
-    row: dict[str, Any], name: str, *, yt: YoutubeConfig, scratch: Path, gate: Gate
+    row: CatalogRow, name: str, *, yt: YoutubeConfig, scratch: Path, gate: Gate
 ) -> tuple[Path, dict[str, Any], float | None]:
     """Search for the track, rank the results and download the best one that downloads.
 
@@ -198,7 +199,7 @@ def _search_and_download(
 
 
 def _acquire_audio(
-    row: dict[str, Any], name: str, *, cfg: SegmentConfig, yt: YoutubeConfig | None, scratch: Path, gate: Gate
+    row: CatalogRow, name: str, *, cfg: SegmentConfig, yt: YoutubeConfig | None, scratch: Path, gate: Gate
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Decoded audio and the sidecar's provenance for a row that is not in the store yet."""
     uri = row.get("audio_uri")
@@ -235,7 +236,7 @@ def _acquire_audio(
 
 def acquire_track(
     store: Store,
-    row: dict[str, Any],
+    row: CatalogRow,
     *,
     cfg: SegmentConfig,
     yt: YoutubeConfig | None = None,

@@ -5,9 +5,11 @@ from __future__ import annotations
 import hashlib
 import logging
 from datetime import UTC, datetime
+from typing import cast
 
 import polars as pl
 import pyarrow as pa
+from typing_extensions import TypedDict  # typing's is refused by pydantic (Prefect's flow parameters) before 3.12
 
 from genreclf.errors import DataError, StorageError
 from genreclf.keys import CATALOG_LATEST, catalog_key, skipped_key
@@ -41,6 +43,25 @@ CATALOG_SCHEMA = pa.schema(
 CATALOG_COLUMNS = CATALOG_SCHEMA.names
 # Columns a source may leave out (null for every row): only sources that read files know their content hash.
 OPTIONAL_COLUMNS = ("content_hash",)
+
+
+class CatalogRow(TypedDict):
+    """One catalog row as Python values: the columns of CATALOG_SCHEMA, in its order (a test holds them equal)."""
+
+    track_id: str
+    title: str | None
+    artists: list[str] | None
+    artist_id: str | None
+    duration_s: float | None
+    isrc: str | None
+    genre: str
+    label_source: str
+    source: str
+    source_ref: str | None
+    snapshot_id: str | None
+    artist_genre_vote: str | None
+    audio_uri: str | None
+    content_hash: str | None
 
 
 def to_table(df: pl.DataFrame) -> pa.Table:
@@ -104,3 +125,8 @@ def resolve_version(store: Store, version: str = "latest") -> str:
 def read_catalog(store: Store, version: str = "latest") -> pl.DataFrame:
     version = resolve_version(store, version)
     return pl.from_arrow(store.read_parquet(catalog_key(version)))  # type: ignore[return-value]
+
+
+def rows_of(df: pl.DataFrame) -> list[CatalogRow]:
+    """The rows of a frame with the catalog's columns (`read_catalog`'s, or a source's before it is written)."""
+    return cast("list[CatalogRow]", df.to_dicts())

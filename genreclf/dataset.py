@@ -12,9 +12,12 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+from typing_extensions import TypedDict  # typing's is refused by pydantic before 3.12 (compute-shards' DatasetPlan)
 
 from genreclf import audio, catalog
+from genreclf.acquire import TrackResult
 from genreclf.audio import SegmentConfig
+from genreclf.catalog import CatalogRow
 from genreclf.errors import ConfigError, DataError, StorageError
 from genreclf.features import FeatureConfig, log_mel_batch
 from genreclf.keys import audio_key, lineage_key, manifest_key, quarantine_key, shard_content_key, splits_key
@@ -82,27 +85,46 @@ def read_splits(store: Store, dataset_id: str) -> pl.DataFrame | None:
 # --- usable tracks ------------------------------------------------------------------------------------------
 
 
-def _describe(row: dict[str, Any]) -> str:
+class AcquiredTrack(CatalogRow):
+    """A catalog row whose audio is in the store: its windows' offsets (seconds), where the audio is, its hash."""
+
+    offsets: list[float]
+    audio_key: str
+    audio_hash: str
+
+
+class PlannedTrack(TypedDict):
+    """A track of a planned dataset: what its shard and the splits table are made from."""
+
+    track_id: str
+    artist_id: str | None
+    isrc: str | None
+    genre: str
+    offsets: list[float]
+    audio_key: str
+    audio_hash: str
+    split: str
+
+
+def _describe(row: CatalogRow) -> str:
     return f"track {row['track_id']} ({row.get('source_ref') or row.get('title') or row.get('audio_uri')})"
 
 
-def usable_tracks(
-    rows: list[dict[str, Any]], results: list[dict[str, Any]]
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def usable_tracks(rows: list[CatalogRow], results: list[TrackResult]) -> tuple[list[AcquiredTrack], list[TrackResult]]:
     """Join catalog rows with their acquisition results -> (usable tracks, quarantined results).
 
-    A usable track is its catalog row plus `offsets`, `audio_key` and `audio_hash`. The same recording (the same
-    decoded samples) found more than once is kept once, at the first place in catalog order (a copied file, a
-    re-encoded lossless copy); when its copies are labelled with different genres, none is kept and each is
+    A usable track is its catalog row plus its result's `offsets`, `audio_key` and `audio_hash`. The same recording
+    (the same decoded samples) found more than once is kept once, at the first place in catalog order (a copied
+    file, a re-encoded lossless copy); when its copies are labelled with different genres, none is kept and each is
     quarantined as a label conflict, since the catalog cannot say which label is right.
     """
-    result_of = {r["track_id"]: r for r in results}
-    quarantined = [r for r in results if not r["ok"]]
-    copies: dict[str, list[dict[str, Any]]] = {}  # audio hash -> its tracks, in catalog order
+    result_of = {r.track_id: r for r in results}
+    quarantined = [r for r in results if not r.ok]
+    copies: dict[str, list[AcquiredTrack]] = {}  # audio hash -> its tracks, in catalog order
     for row in rows:
         r = result_of.get(row["track_id"])
-        if r is not None and r["ok"]:
-            t = {**row, "offsets": r["offsets"], "audio_key": r["audio_key"], "audio_hash": r["audio_hash"]}
+        if r is not None and r.ok:
+            t: AcquiredTrack = {**row, "offsets": r.offsets, "audio_key": r.audio_key, "audio_hash": r.audio_hash}
             copies.setdefault(t["audio_hash"] or t["track_id"], []).append(t)
     usable = []
     for group in copies.values():
@@ -124,20 +146,18 @@ def usable_tracks(
     return sorted(usable, key=lambda t: order[t["track_id"]]), quarantined
 
 
-def _quarantine(track: dict[str, Any], stage: str, reason: str) -> dict[str, Any]:
-    return {
-        "track_id": track["track_id"],
-        "ok": False,
-        "offsets": [],
-        "duration_s": 0.0,
-        "stage": stage,
-        "reason": reason,
-        "audio_key": track["audio_key"],
-        "audio_hash": track["audio_hash"],
-    }
+def _quarantine(track: AcquiredTrack, stage: str, reason: str) -> TrackResult:
+    return TrackResult(
+        track["track_id"],
+        False,
+        stage=stage,
+        reason=reason,
+        audio_key=track["audio_key"],
+        audio_hash=track["audio_hash"],
+    )
 
 
-def split_warnings(tracks: list[dict[str, Any]]) -> list[str]:
+def split_warnings(tracks: list[PlannedTrack]) -> list[str]:
     """A line per genre that is missing from a split (too few tracks, or a split file without it): its figures on
     that split cannot be measured, so a report's 100 % for it would mean nothing."""
     splits_of: dict[str, set[str]] = {}
@@ -165,7 +185,7 @@ class ShardPlan:
     """Where each group of tracks goes: `key` is derived from everything in the shard."""
 
     key: str
-    tracks: list[dict[str, Any]]
+    tracks: list[PlannedTrack]
 
 
 def label_map(genres: set[str], previous: list[str] | None = None) -> list[str]:
@@ -175,7 +195,7 @@ def label_map(genres: set[str], previous: list[str] | None = None) -> list[str]:
     return sorted(genres)
 
 
-def shard_key_for(tracks: list[dict[str, Any]], *, labels: list[str], seg: SegmentConfig, feat: FeatureConfig) -> str:
+def shard_key_for(tracks: list[PlannedTrack], *, labels: list[str], seg: SegmentConfig, feat: FeatureConfig) -> str:
     """The content-derived key of the shard holding `tracks` (track_id, artist_id, genre, split, offsets)."""
     label_of = {g: i for i, g in enumerate(labels)}
     rows = [
@@ -188,7 +208,7 @@ def shard_key_for(tracks: list[dict[str, Any]], *, labels: list[str], seg: Segme
 
 
 def plan_shards(
-    tracks: list[dict[str, Any]],
+    tracks: list[PlannedTrack],
     *,
     labels: list[str],
     seg: SegmentConfig,
@@ -210,8 +230,8 @@ def plan_shards(
     for tid, key in previous_shard_of.items():
         members.setdefault(key, []).append(tid)
     whole = {key for key, tids in members.items() if all(t in here for t in tids)}
-    kept: dict[str, list[dict[str, Any]]] = {}
-    loose: list[dict[str, Any]] = []
+    kept: dict[str, list[PlannedTrack]] = {}
+    loose: list[PlannedTrack] = []
     for t in tracks:
         old = previous_shard_of.get(t["track_id"])
         if old in whole:
@@ -219,12 +239,12 @@ def plan_shards(
         else:
             loose.append(t)
 
-    def order(t: dict[str, Any]) -> tuple[int, str]:  # one order inside every shard, so keys are reproducible
+    def order(t: PlannedTrack) -> tuple[int, str]:  # one order inside every shard, so keys are reproducible
         return SPLITS.index(t["split"]), t["track_id"]
 
     groups = [sorted(kept[k], key=order) for k in sorted(kept)]
     loose.sort(key=order)
-    current: list[dict[str, Any]] = []
+    current: list[PlannedTrack] = []
     size = 0
     for t in loose:
         if current and size + len(t["offsets"]) * bytes_per_segment > target_bytes:
@@ -237,7 +257,7 @@ def plan_shards(
     return [ShardPlan(shard_key_for(g, labels=labels, seg=seg, feat=feat), g) for g in groups]
 
 
-def write_splits(store: Store, dataset_id: str, tracks: list[dict[str, Any]], plans: list[ShardPlan]) -> str:
+def write_splits(store: Store, dataset_id: str, tracks: list[PlannedTrack], plans: list[ShardPlan]) -> str:
     """Write the dataset's track table (track_id, artist_id, isrc, genre, split, shard); return its key."""
     shard_of = {t["track_id"]: p.key for p in plans for t in p.tracks}
     cols = ["track_id", "artist_id", "isrc", "genre", "split"]
@@ -254,7 +274,7 @@ def write_splits(store: Store, dataset_id: str, tracks: list[dict[str, Any]], pl
 # --- computing shards ---------------------------------------------------------------------------------------
 
 
-def _windows(store: Store, tracks: list[dict[str, Any]], win: int, sr: int) -> Iterator[tuple[int, int, np.ndarray]]:
+def _windows(store: Store, tracks: list[PlannedTrack], win: int, sr: int) -> Iterator[tuple[int, int, np.ndarray]]:
     """(track index, window index, samples (win,)) of every window of the tracks, tails zero-padded."""
     for ti, t in enumerate(tracks):
         key = t.get("audio_key") or audio_key(t["track_id"])
@@ -270,7 +290,7 @@ def _windows(store: Store, tracks: list[dict[str, Any]], win: int, sr: int) -> I
 def build_shard(
     store: Store,
     key: str,
-    tracks: list[dict[str, Any]],
+    tracks: list[PlannedTrack],
     *,
     labels: list[str],
     seg: SegmentConfig,
@@ -279,7 +299,7 @@ def build_shard(
 ) -> ShardEntry:
     """Compute the log-mels of the tracks' windows and write them as one shard; return its manifest entry.
 
-    Each track is a dict with track_id, artist_id, genre, split and offsets (seconds, from acquisition).
+    Each track's windows start at its `offsets` (seconds, from acquisition).
     Windows are batched across tracks for the torch log-mel. A shard already at `key` (keys are derived from
     the content) is not computed again.
     """
@@ -331,7 +351,6 @@ def build_shard(
 class DatasetPlan:
     """What build-dataset makes of a catalog version: the tracks with their split, the shards to have, and the id.
 
-    `tracks` are dicts with track_id, artist_id, isrc, genre, split, offsets, audio_key and audio_hash;
     `quarantined` lists what was left out and why ({track_id or path, stage, reason}). `built` is True when a
     completed dataset with this id is already in the store (then `tracks` and `shards` are empty: nothing to do).
     """
@@ -345,7 +364,7 @@ class DatasetPlan:
     lineage: str
     parent: str | None
     labels: list[str]
-    tracks: list[dict[str, Any]]
+    tracks: list[PlannedTrack]
     shards: list[ShardPlan]
     quarantined: list[dict[str, Any]]
     warnings: list[str]
@@ -355,8 +374,8 @@ class DatasetPlan:
 def plan_dataset(
     store: Store,
     version: str,
-    rows: list[dict[str, Any]],
-    results: list[dict[str, Any]],
+    rows: list[CatalogRow],
+    results: list[TrackResult],
     *,
     seg: SegmentConfig,
     feat: FeatureConfig,
@@ -364,15 +383,15 @@ def plan_dataset(
     assigned: dict[str, str] | None = None,
     shard_mb: float = 128.0,
 ) -> DatasetPlan:
-    """Plan the dataset of catalog `version` from its rows and their acquisition results (`TrackResult` dicts).
+    """Plan the dataset of catalog `version` from its rows and their acquisition results.
 
     Keeps each recording once (`usable_tracks`), derives the dataset id from the catalog, the decoded audio, the
     configs and the split source, and, unless that dataset is built already, splits the tracks (keeping the
     newest dataset of its lineage's assignment, or as `assigned` by a split file) and groups them into shards.
     """
     check_configs(seg, feat)
-    usable, quarantined = usable_tracks(rows, results)
-    quarantined = catalog.read_skipped(store, version) + quarantined
+    usable, dropped = usable_tracks(rows, results)
+    quarantined: list[dict[str, Any]] = [*catalog.read_skipped(store, version), *(r.to_dict() for r in dropped)]
     if not usable:
         raise DataError(f"catalog {version}: no track could be decoded; see the quarantine table for why")
     split_source = split_source_of(assigned)
@@ -392,9 +411,12 @@ def plan_dataset(
     parent = lineage_head(store, lineage)
     before = read_splits(store, parent) if parent else None
     split_of = split_tracks(usable, seed=split_seed, previous=before, assigned=assigned)
-    keep = ("track_id", "artist_id", "isrc", "genre", "offsets", "audio_key", "audio_hash")
-    tracks: list[dict[str, Any]] = [{**{k: t.get(k) for k in keep}, "split": split_of[t["track_id"]]} for t in usable
-              if t["track_id"] in split_of]  # fmt: skip
+    tracks: list[PlannedTrack] = [
+        {"track_id": t["track_id"], "artist_id": t.get("artist_id"), "isrc": t.get("isrc"), "genre": t["genre"],
+         "offsets": t["offsets"], "audio_key": t["audio_key"], "audio_hash": t["audio_hash"],
+         "split": split_of[t["track_id"]]}
+        for t in usable if t["track_id"] in split_of
+    ]  # fmt: skip
     if not tracks:
         raise DataError(f"catalog {version}: the split file lists none of the usable tracks")
     labels = label_map({t["genre"] for t in tracks}, read_manifest(store, parent).labels if parent else None)

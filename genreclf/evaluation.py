@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import io
 import logging
-from typing import Any
+from typing import NotRequired
 
 import numpy as np
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+from typing_extensions import TypedDict  # typing's is refused by pydantic before 3.12
 
+from genreclf.features import FeatureConfig
 from genreclf.keys import confusion_key, report_key, run_config_key
 from genreclf.loader import Normalizer, load_split
 from genreclf.manifest import Manifest
@@ -18,6 +20,65 @@ from genreclf.storage import Store
 from genreclf.training import load_model, predict_logits, resolve_device
 
 log = logging.getLogger(__name__)
+
+
+class GenreMetrics(TypedDict):
+    precision: float
+    recall: float
+    f1: float
+    support: int  # tracks (or segments) of the genre
+
+
+class Metrics(TypedDict):
+    """`classification_metrics` of one model on one split, per segment or per track."""
+
+    n: int
+    accuracy: float
+    top3_accuracy: float
+    per_genre: dict[str, GenreMetrics]
+    confusion: list[list[int]]  # rows: true genre, columns: predicted, in label order
+
+
+class Scores(TypedDict):
+    segment: Metrics
+    track: Metrics
+
+
+class SkippedTrack(TypedDict):
+    track_id: str
+    reason: str
+
+
+class OodScores(Scores):
+    """Scores on a catalog outside the dataset, and the tracks that could not be scored."""
+
+    skipped: list[SkippedTrack]
+
+
+class Promotion(TypedDict):
+    """The registry's decision (`registry.Decision`) as the report holds it."""
+
+    promote: bool
+    reason: str
+
+
+class Report(TypedDict):
+    """The evaluation of a run, stored as runs/<run_id>/report.json (`save_report`)."""
+
+    run_id: str
+    model: str  # the run's model: its entry in `models`
+    model_uri: str
+    dataset_id: str
+    catalog_version: str
+    feature_hash: str
+    labels: list[str]
+    split: str
+    device: str
+    models: dict[str, Scores]  # the run's model and the baselines
+    confusion_png: str
+    warnings: list[str]
+    ood: NotRequired[OodScores]  # added by the evaluate flow when it is given an OOD catalog
+    promotion: NotRequired[Promotion]  # added by the evaluate flow when it promotes
 
 
 def track_scores(scores: np.ndarray, labels: np.ndarray, track_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -31,7 +92,7 @@ def track_scores(scores: np.ndarray, labels: np.ndarray, track_ids: np.ndarray) 
     return sums / counts, track_labels
 
 
-def classification_metrics(y_true: np.ndarray, scores: np.ndarray, labels: list[str]) -> dict[str, Any]:
+def classification_metrics(y_true: np.ndarray, scores: np.ndarray, labels: list[str]) -> Metrics:
     """Top-1 and top-3 accuracy, per-genre precision/recall/F1/support and the confusion matrix."""
     n_classes = len(labels)
     pred = scores.argmax(axis=1)
@@ -50,7 +111,7 @@ def classification_metrics(y_true: np.ndarray, scores: np.ndarray, labels: list[
     }
 
 
-def score_report(scores: np.ndarray, y: np.ndarray, track_ids: np.ndarray, labels: list[str]) -> dict[str, Any]:
+def score_report(scores: np.ndarray, y: np.ndarray, track_ids: np.ndarray, labels: list[str]) -> Scores:
     """Segment- and track-level metrics of one model's scores on one split."""
     t_scores, t_labels = track_scores(scores, y, track_ids)
     return {
@@ -61,7 +122,7 @@ def score_report(scores: np.ndarray, y: np.ndarray, track_ids: np.ndarray, label
 
 def evaluate_model(
     store: Store, model_key: str, manifest: Manifest, split: str = "test", *, device: str | None = None
-) -> dict[str, Any]:
+) -> Scores:
     """Score a saved model on a split of the dataset, on `device` (else GENRECLF_DEVICE, else the best available)."""
     dev = resolve_device(device)
     model, bundle = load_model(store, model_key, dev)
@@ -70,12 +131,13 @@ def evaluate_model(
     return score_report(logits, data.labels, data.track_ids, manifest.labels)
 
 
-def evaluate_baselines(store: Store, manifest: Manifest, *, seed: int = 0, split: str = "test") -> dict[str, Any]:
+def evaluate_baselines(store: Store, manifest: Manifest, *, seed: int = 0, split: str = "test") -> dict[str, Scores]:
     """Fit kNN (k=55) and the MLP on the train split's summary features; score them on `split` (scikit-learn, on
     the CPU)."""
     train, test = load_split(store, manifest, "train"), load_split(store, manifest, split)
-    x_train, x_test = summary_features(train.mel), summary_features(test.mel)
-    out = {}
+    cfg = FeatureConfig(**manifest.feature_config)
+    x_train, x_test = summary_features(train.mel, cfg=cfg), summary_features(test.mel, cfg=cfg)
+    out: dict[str, Scores] = {}
     for name in BASELINES:
         model = create_baseline(name, n_train=len(train), num_classes=len(manifest.labels), seed=seed)
         model.fit(x_train, train.labels)
@@ -109,7 +171,7 @@ def confusion_png(confusion: list[list[int]], labels: list[str], title: str) -> 
     return buf.getvalue()
 
 
-def report_markdown(report: dict[str, Any]) -> str:
+def report_markdown(report: Report) -> str:
     """A human-readable report: headline accuracies of every model, then per-genre figures of the main one."""
     lines = [
         f"# Evaluation of run `{report['run_id']}`",
@@ -155,7 +217,7 @@ def report_markdown(report: dict[str, Any]) -> str:
 
 def evaluate_run(
     store: Store, run_id: str, manifest: Manifest, *, baselines: bool = True, device: str | None = None
-) -> dict[str, Any]:
+) -> Report:
     """Evaluate a trained run (and the baselines) on the test split; write the confusion matrix PNG under
     runs/<run_id>/ and return the report (`save_report` stores it once promotion and OOD figures are added).
 
@@ -171,7 +233,7 @@ def evaluate_run(
         confusion_key(run_id),
         confusion_png(models[name]["track"]["confusion"], manifest.labels, f"{name}, per track\nrun {run_id}"),
     )
-    report = {
+    report: Report = {
         "run_id": run_id,
         "model": name,
         "model_uri": store.uri(model_key),
@@ -188,7 +250,7 @@ def evaluate_run(
     return report
 
 
-def save_report(store: Store, report: dict[str, Any]) -> str:
+def save_report(store: Store, report: Report) -> str:
     """Write runs/<run_id>/report.json and report.md; return the markdown's URI."""
     store.write_json(report_key(report["run_id"]), report)
     return store.write_text(report_key(report["run_id"], "md"), report_markdown(report))

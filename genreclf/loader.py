@@ -122,7 +122,8 @@ class StreamingSegments(IterableDataset[tuple[torch.Tensor, int]]):
     (world_size * W)-th row group of the split, so every segment is read once per epoch across all of them.
 
     `train=True`: row groups in a new random order each epoch (`set_epoch`), rows through a buffer of
-    `shuffle_buffer` segments, and a random crop of `crop_frames` from each. `train=False`: shard order, and each
+    `shuffle_buffer` segments, and `crops_per_segment` random crops of `crop_frames` from each, dealt out of the
+    buffer one at a time (so a batch rarely holds two crops of one segment). `train=False`: shard order, and each
     segment cut into fixed windows of `crop_frames` (the last one ending where the segment ends).
     Without `crop_frames`, whole segments. Yields (x (1, n_mels, frames) float32, label), un-normalised.
     """
@@ -135,6 +136,7 @@ class StreamingSegments(IterableDataset[tuple[torch.Tensor, int]]):
         *,
         crop_frames: int | None = None,
         train: bool = True,
+        crops_per_segment: int = 1,
         shuffle_buffer: int = 1_000,
         seed: int = 0,
         rank: int = 0,
@@ -148,8 +150,11 @@ class StreamingSegments(IterableDataset[tuple[torch.Tensor, int]]):
             raise DataError(f"crop of {crop_frames} frames does not fit segments of {frames} frames")
         if not 0 <= rank < world_size:
             raise DataError(f"rank {rank} is not in 0..{world_size - 1}")
+        if crops_per_segment < 1:
+            raise DataError(f"crops_per_segment must be at least 1, not {crops_per_segment}")
         self.store, self.manifest, self.split = store, manifest, split
         self.crop_frames, self.train, self.seed = crop_frames, train, seed
+        self.crops_per_segment = crops_per_segment if train and crop_frames is not None else 1
         self.shuffle_buffer = shuffle_buffer if train else 0
         self.rank, self.world_size, self.open_files = rank, world_size, open_files
         self.epoch = 0
@@ -173,11 +178,11 @@ class StreamingSegments(IterableDataset[tuple[torch.Tensor, int]]):
 
     def windows_per_segment(self) -> int:
         if self.crop_frames is None or self.train:
-            return 1
+            return self.crops_per_segment
         return len(self._window_starts(self.manifest.mel_shape[1]))
 
     def __len__(self) -> int:
-        """Items in one epoch across all readers (segments, times windows when evaluating)."""
+        """Items in one epoch across all readers: segments times crops (training) or windows (evaluating)."""
         return self.num_segments * self.windows_per_segment()
 
     def _my_units(self) -> list[tuple[str, int | None]]:
@@ -226,8 +231,8 @@ class StreamingSegments(IterableDataset[tuple[torch.Tensor, int]]):
         info = get_worker_info()
         rng = np.random.default_rng([self.seed, self.epoch, self.rank, info.id if info is not None else 0, 1])
         rows = self._read()
-        if self.shuffle_buffer > 1:
-            rows = _shuffled(rows, self.shuffle_buffer, rng)
+        if self.shuffle_buffer > 1 or self.crops_per_segment > 1:
+            rows = _shuffled(rows, max(1, self.shuffle_buffer), rng, repeats=self.crops_per_segment)
         for mel, label in rows:
             frames = mel.shape[-1]
             if self.crop_frames is None:
@@ -243,13 +248,15 @@ class StreamingSegments(IterableDataset[tuple[torch.Tensor, int]]):
 
 
 def _shuffled(
-    rows: Iterator[tuple[np.ndarray, int]], size: int, rng: np.random.Generator
+    rows: Iterator[tuple[np.ndarray, int]], size: int, rng: np.random.Generator, *, repeats: int = 1
 ) -> Iterator[tuple[np.ndarray, int]]:
-    """A shuffle buffer: hold `size` rows (copied, so a row group is freed once read) and emit a random one."""
+    """A shuffle buffer: hold about `size` rows (copied, so a row group is freed once read), each `repeats` times
+    (the same array), and emit a random entry."""
     buffer: list[tuple[np.ndarray, int]] = []
     for mel, label in rows:
-        buffer.append((mel.copy(), label))
-        if len(buffer) >= size:
+        row = (mel.copy(), label)
+        buffer += [row] * repeats
+        while len(buffer) >= size * repeats:
             i = int(rng.integers(len(buffer)))
             buffer[i], buffer[-1] = buffer[-1], buffer[i]
             yield buffer.pop()

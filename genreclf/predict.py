@@ -14,8 +14,9 @@ import torch
 from genreclf import audio
 from genreclf.acquire import fetch_audio
 from genreclf.audio import SegmentConfig
+from genreclf.catalog import CatalogRow
 from genreclf.errors import AudioError, GenreclfError, ModelError, StorageError
-from genreclf.evaluation import score_report
+from genreclf.evaluation import OodScores, SkippedTrack, score_report
 from genreclf.features import FeatureConfig, log_mel_batch
 from genreclf.keys import CHAMPION_KEY, audio_key
 from genreclf.loader import Normalizer
@@ -128,26 +129,27 @@ def open_predictor(storage_url: str | None, model: str | None, device: str | Non
         raise ModelError(f"cannot load the model: {e}") from e
 
 
-def predict_row(predictor: Predictor, store: Store, row: dict[str, Any]) -> Prediction:
+def predict_row(predictor: Predictor, store: Store, row: CatalogRow) -> Prediction:
     """Score a catalog row: its decoded audio in the store when acquired, else its audio URI."""
     name = f"track {row['track_id']} ({row.get('source_ref') or row.get('title')})"
     key = audio_key(row["track_id"], row.get("content_hash"))
     if store.exists(key):
         y = audio.decode(store.read_bytes(key), sr=predictor.seg.sample_rate, name=name)
-    elif row.get("audio_uri"):
-        y = fetch_audio(row["audio_uri"], name, predictor.seg.sample_rate, predictor.seg.max_seconds)
+    elif uri := row.get("audio_uri"):
+        y = fetch_audio(uri, name, predictor.seg.sample_rate, predictor.seg.max_seconds)
     else:
         raise AudioError(f"{name}: no audio in the store and no audio URI; run build-dataset first")
     return predictor.predict_audio(y, source=name)
 
 
-def evaluate_catalog(predictor: Predictor, store: Store, rows: list[dict[str, Any]]) -> dict[str, Any]:
+def evaluate_catalog(predictor: Predictor, store: Store, rows: list[CatalogRow]) -> OodScores:
     """Metrics of the model on labelled catalog rows outside the dataset (e.g. covers and live recordings).
 
     Rows whose genre the model does not know, or whose audio is unusable, are listed under `skipped`.
     """
     label_of = {g: i for i, g in enumerate(predictor.labels)}
-    scores, labels, tracks, skipped = [], [], [], []
+    scores, labels, tracks = [], [], []
+    skipped: list[SkippedTrack] = []
     for row in rows:
         if row["genre"] not in label_of:
             skipped.append(

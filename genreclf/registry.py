@@ -18,26 +18,27 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from genreclf.errors import ModelError
 from genreclf.keys import CHAMPION_KEY
 from genreclf.storage import Store
 
 if TYPE_CHECKING:
+    from genreclf.evaluation import Report, Scores
     from genreclf.manifest import Manifest
 
 log = logging.getLogger(__name__)
 
-METRIC = ("track", "accuracy")  # what "better" means: test accuracy per track
+METRIC: Final = ("track", "accuracy")  # what "better" means: test accuracy per track
 PROMOTION_ATTEMPTS = 10  # champions replaced while one candidate is being compared, before giving up
 
 # Scores a champion (its registry entry) on the candidate's test split; None when it cannot be scored there.
 ScoreChampion = Callable[[dict[str, Any]], float | None]
 
 
-def score_of(report: dict[str, Any]) -> float:
-    return float(report[METRIC[0]][METRIC[1]])
+def score_of(scores: Scores) -> float:
+    return float(scores[METRIC[0]][METRIC[1]])
 
 
 def read_champion(store: Store) -> dict[str, Any] | None:
@@ -140,7 +141,7 @@ def score_on_split(store: Store, manifest: Manifest, champion: dict[str, Any]) -
     return score_of(evaluate_model(store, champion["model_key"], manifest)) if compatible else None
 
 
-def challenge(store: Store, report: dict[str, Any], manifest: Manifest) -> Decision:
+def challenge(store: Store, report: Report, manifest: Manifest) -> Decision:
     """Score the champion on the candidate's test split and promote the candidate if it is better."""
     candidate = champion_entry(
         store,

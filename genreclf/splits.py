@@ -6,11 +6,13 @@ import hashlib
 import json
 import logging
 from collections import Counter, defaultdict
-from typing import Any
+from collections.abc import Sequence
 
 import polars as pl
 
+from genreclf.catalog import CatalogRow
 from genreclf.errors import ConfigError, DataError
+from genreclf.sources.local import AUDIO_EXTENSIONS
 from genreclf.storage import filesystem_for
 
 log = logging.getLogger(__name__)
@@ -177,11 +179,13 @@ def parse_split_file(text: str, *, name: str = "split file") -> dict[str, str]:
 def apply_split_file(tracks: pl.DataFrame, assigned: dict[str, str]) -> pl.DataFrame:
     """The splits a split file gives the tracks -> (track_id, split) of the tracks it lists, in input order.
 
-    A key matches a track id, or the end of a track's `source_ref` or `audio_uri` on whole path parts. Tracks
+    A key matches a track id, or the end of a track's `source_ref` or `audio_uri` on whole path parts, whatever
+    its audio extension (`blues/blues.00012.wav` matches `blues.00012.au` or `.opus`) when that is one file. Tracks
     it does not list are left out (a filtered split drops some files on purpose). Raises DataError when it
     puts one artist or recording in two splits, or when it matches no track.
     """
     by_key: dict[str, str] = {}
+    by_stem: defaultdict[str, set[str]] = defaultdict(set)  # path ends without their audio extension
     for row in tracks.iter_rows(named=True):
         by_key[row["track_id"]] = row["track_id"]
         for col in ("source_ref", "audio_uri"):
@@ -189,12 +193,18 @@ def apply_split_file(tracks: pl.DataFrame, assigned: dict[str, str]) -> pl.DataF
             for i in range(len(parts)):
                 if parts[i]:
                     by_key.setdefault("/".join(parts[i:]), row["track_id"])
+                    by_stem[_without_audio_extension("/".join(parts[i:]))].add(row["track_id"])
     split_of: dict[str, str] = {}
     unmatched = []
     for key, split in assigned.items():
-        tid = by_key.get(key.replace("\\", "/").lstrip("./"))
+        path = key.replace("\\", "/").lstrip("./")
+        tid = by_key.get(path)
+        # GTZAN's lists name .wav files, its distribution ships .au, and users re-encode: the extension may differ.
+        stem_matches = by_stem.get(_without_audio_extension(path), set())
+        if tid is None and len(stem_matches) == 1:
+            (tid,) = stem_matches
         if tid is None:
-            unmatched.append(key)
+            unmatched.append(key + (f" ({len(stem_matches)} files of that name)" if stem_matches else ""))
         else:
             split_of[tid] = split
     if not split_of:
@@ -213,6 +223,12 @@ def apply_split_file(tracks: pl.DataFrame, assigned: dict[str, str]) -> pl.DataF
             )
     ids = listed["track_id"].to_list()
     return pl.DataFrame({"track_id": ids, "split": [split_of[t] for t in ids]})
+
+
+def _without_audio_extension(path: str) -> str:
+    """`blues/blues.00012.wav` -> `blues/blues.00012`; a path without an audio extension is returned as it is."""
+    stem, dot, ext = path.rpartition(".")
+    return stem if dot and "/" not in ext and f".{ext.lower()}" in AUDIO_EXTENSIONS else path
 
 
 def load_split_file(uri: str) -> dict[str, str]:
@@ -234,7 +250,7 @@ def split_source_of(assigned: dict[str, str] | None) -> str:
 
 
 def split_tracks(
-    tracks: list[dict[str, Any]],
+    tracks: Sequence[CatalogRow],
     *,
     seed: int,
     previous: pl.DataFrame | None = None,

@@ -42,14 +42,18 @@ class TrainConfig:
     weight_decay: float = 1e-2
     schedule: str = "onecycle"  # or "cosine"
     crop_s: float = 3.0
+    crops_per_segment: int = 1  # random crops of each training segment an epoch sees
     label_smoothing: float = 0.1
     dropout: float = 0.3
     specaugment: bool = True
     freq_mask: int = 16  # widest frequency mask, in mel bands
     time_mask: int = 24  # widest time mask, in frames
     mixup_alpha: float = 0.0  # 0 turns mixup off
+    gain_db: float = 0.0  # random gain of each training crop, uniform in +-gain_db (0 turns it off)
     patience: int = 5  # epochs without a better validation accuracy before stopping
     seed: int = 0
+    # A finished run whose model starts this one (fine-tuning on a grown dataset), instead of random weights.
+    init_from: str | None = None
     num_workers: int = 0
     device: str | None = None  # None: GENRECLF_DEVICE if set, else CUDA when there is one, else the CPU
     max_steps_per_epoch: int | None = None  # cap for smoke runs
@@ -211,7 +215,11 @@ def _train_epoch(
     for step, (x, y) in enumerate(loader):
         if cfg.max_steps_per_epoch is not None and step >= cfg.max_steps_per_epoch:
             break
-        x = norm.apply(x.to(device, non_blocking=True))  # (batch, 1, mels, crop)
+        x = x.to(device, non_blocking=True)  # (batch, 1, mels, crop), log power
+        if cfg.gain_db > 0:  # a gain of g dB adds g/10 * ln 10 to a natural-log power spectrogram
+            gain = (torch.rand((x.shape[0], 1, 1, 1), device=device) * 2 - 1) * cfg.gain_db
+            x = x + gain * (np.log(10) / 10)
+        x = norm.apply(x)
         y = y.to(device, non_blocking=True)
         if cfg.channels_last and device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
@@ -295,7 +303,7 @@ def fit(
     """
     ckpt_key, model_key = checkpoint_key(check_run_id(run_id)), weights_key(run_id)
     device = resolve_device(cfg.device)
-    n_train = manifest.rows("train")
+    n_train = manifest.rows("train") * cfg.crops_per_segment  # training examples an epoch
     if n_train == 0:
         raise DataError(f"dataset {manifest.dataset_id} has no training segments")
     val_split = "val" if manifest.rows("val") else "train"
@@ -303,9 +311,8 @@ def fit(
         log.warning("dataset %s has no validation split; validating on the training split", manifest.dataset_id)
     fc = manifest.feature_config
     crop = min(cfg.crop_frames(sample_rate=fc["sample_rate"], hop_length=fc["hop_length"]), manifest.mel_shape[1])
-    train_ds = StreamingSegments(
-        store, manifest, "train", crop_frames=crop, shuffle_buffer=cfg.shuffle_buffer, seed=cfg.seed
-    )
+    train_ds = StreamingSegments(store, manifest, "train", crop_frames=crop, crops_per_segment=cfg.crops_per_segment,
+                                 shuffle_buffer=cfg.shuffle_buffer, seed=cfg.seed)  # fmt: skip
     val_loader = _loader(
         StreamingSegments(store, manifest, val_split, train=False), cfg, device, torch.Generator().manual_seed(0)
     )
@@ -319,7 +326,10 @@ def fit(
     else:
         norm = _fit_normalizer(store, manifest, cfg, device)
 
-    model = _seeded_model(cfg, len(manifest.labels)).to(device)
+    model = _seeded_model(cfg, len(manifest.labels))
+    if cfg.init_from and ckpt is None:
+        _warm_start(model, store, cfg.init_from, cfg, manifest.labels)
+    model = model.to(device)
     if cfg.channels_last and device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -414,6 +424,34 @@ def fit(
 def _seeded_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
     torch.manual_seed(cfg.seed)
     return create_model(cfg.model, num_classes=num_classes, dropout=cfg.dropout)
+
+
+def _warm_start(model: nn.Module, store: Store, run_id: str, cfg: TrainConfig, labels: list[str]) -> None:
+    """Start `model` from run `run_id`'s weights. The classifier's rows follow the genres by name: a genre the old
+    model knew keeps its row, a new genre keeps its fresh random one."""
+    state, bundle = read_model(store, weights_key(run_id))
+    if bundle["model"] != cfg.model:
+        raise ConfigError(f"init_from={run_id!r} is a {bundle['model']} model; this run trains {cfg.model}")
+    old_labels: list[str] = bundle["labels"]
+    head = _head_prefix(model)
+    with torch.no_grad():
+        for k, v in model.state_dict().items():  # the tensors of the model itself
+            if k.startswith(head):
+                for i, genre in enumerate(labels):
+                    if genre in old_labels:
+                        v[i] = state[k][old_labels.index(genre)]
+            elif k in state and state[k].shape == v.shape:
+                v.copy_(state[k])
+            else:
+                raise ModelError(f"run {run_id}'s weights do not fit this {cfg.model} ({k})")
+    kept = sum(g in old_labels for g in labels)
+    log.info("warm start from run %s: %d of %d genres keep their classifier rows", run_id, kept, len(labels))
+
+
+def _head_prefix(model: nn.Module) -> str:
+    """The state-dict prefix of the classifier (the last Linear layer)."""
+    name = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)][-1]
+    return f"{name}."
 
 
 def load_model(store: Store, key: str, device: torch.device | None = None) -> tuple[nn.Module, dict[str, Any]]:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterator
-from typing import Any
 
 from prefect import get_run_logger, task, unmapped
 from prefect.cache_policies import TASK_SOURCE, Inputs
@@ -26,6 +25,7 @@ from prefect.exceptions import ObjectNotFound
 
 from genreclf.acquire import Gate, TrackResult, acquire_track, is_remote
 from genreclf.audio import SegmentConfig
+from genreclf.catalog import CatalogRow
 from genreclf.settings import Settings, get_settings
 from genreclf.sources.youtube_config import YoutubeConfig
 from genreclf.storage import Store
@@ -59,11 +59,11 @@ def network_gate(rate_name: str | None, concurrency_name: str | None) -> Gate:
     persist_result=True,
 )
 def acquire_one(
-    storage_url: str, row: dict[str, Any], seg: SegmentConfig, yt: YoutubeConfig, limits: tuple[str | None, str | None]
-) -> dict[str, Any]:
+    storage_url: str, row: CatalogRow, seg: SegmentConfig, yt: YoutubeConfig, limits: tuple[str | None, str | None]
+) -> TrackResult:
     """Search/download/decode one track into the store; ok with segment offsets, or quarantined with a reason."""
     store = Store.open(storage_url)
-    return acquire_track(store, row, cfg=seg, yt=yt, gate=network_gate(*limits)).to_dict()
+    return acquire_track(store, row, cfg=seg, yt=yt, gate=network_gate(*limits))
 
 
 def ensure_limits(settings: Settings) -> tuple[str | None, str | None]:
@@ -94,7 +94,7 @@ def ensure_limits(settings: Settings) -> tuple[str | None, str | None]:
     return names[0], names[1]
 
 
-def acquire_tracks(storage_url: str, rows: list[dict[str, Any]], seg: SegmentConfig) -> list[dict[str, Any]]:
+def acquire_tracks(storage_url: str, rows: list[CatalogRow], seg: SegmentConfig) -> list[TrackResult]:
     """Acquire every row concurrently (call inside a flow); one result per row, in order.
 
     A track whose task failed (transient faults the library's retries did not get past) is quarantined at stage
@@ -108,7 +108,7 @@ def acquire_tracks(storage_url: str, rows: list[dict[str, Any]], seg: SegmentCon
         limits = ensure_limits(settings)
         logger.info("acquiring %d tracks; global limits in use: %s", len(rows), [n for n in limits if n] or "none")
     futures = acquire_one.map(storage_url, rows, unmapped(seg), unmapped(yt), unmapped(limits))
-    results = []
+    results: list[TrackResult] = []
     progress = Progress(len(rows), f"tracks acquired ({len(rows)})")
     for row, future in zip(rows, futures, strict=True):
         future.wait()
@@ -119,5 +119,5 @@ def acquire_tracks(storage_url: str, rows: list[dict[str, Any]], seg: SegmentCon
         err = future.state.result(raise_on_failure=False)
         reason = f"track {row['track_id']}: {err} (transient; a rerun tries again)"
         logger.warning("quarantined at download: %s", reason)
-        results.append(TrackResult(row["track_id"], False, stage="download", reason=reason).to_dict())
+        results.append(TrackResult(row["track_id"], False, stage="download", reason=reason))
     return results

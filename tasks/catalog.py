@@ -18,5 +18,5 @@ def scan_folder_catalog(catalog_dir: str, storage_url: str) -> str:
 
 
 @task(name="read-catalog")
-def read_catalog_rows(storage_url: str, version: str) -> list[dict]:
-    return catalog.read_catalog(Store.open(storage_url), version).to_dicts()
+def read_catalog_rows(storage_url: str, version: str) -> list[catalog.CatalogRow]:
+    return catalog.rows_of(catalog.read_catalog(Store.open(storage_url), version))

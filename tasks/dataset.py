@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from prefect import task
 
 from genreclf import dataset, splits
+from genreclf.acquire import TrackResult
 from genreclf.audio import SegmentConfig
+from genreclf.catalog import CatalogRow
 from genreclf.features import FeatureConfig
 from genreclf.manifest import Manifest
 from genreclf.shards import ShardEntry
@@ -24,8 +24,8 @@ def read_split_file(split_file: str) -> dict[str, str]:
 def plan_dataset(
     storage_url: str,
     version: str,
-    rows: list[dict[str, Any]],
-    results: list[dict[str, Any]],
+    rows: list[CatalogRow],
+    results: list[TrackResult],
     seg: SegmentConfig,
     feat: FeatureConfig,
     split_seed: int,
@@ -43,7 +43,7 @@ def plan_dataset(
 def build_shard(
     storage_url: str,
     key: str,
-    tracks: list[dict[str, Any]],
+    tracks: list[dataset.PlannedTrack],
     labels: list[str],
     seg: SegmentConfig,
     feat: FeatureConfig,

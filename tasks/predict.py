@@ -2,24 +2,34 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from prefect import task
+from typing_extensions import TypedDict  # typing's is refused by pydantic before 3.12
 
+from genreclf.catalog import CatalogRow, rows_of
 from genreclf.errors import GenreclfError
+from genreclf.evaluation import OodScores
 from genreclf.predict import Predictor, evaluate_catalog, predict_row
 from genreclf.sources.local import scan_folder
 from genreclf.storage import Store
 
 
+class TrackPrediction(TypedDict):
+    """A track's top genre and its probability, or why it could not be scored (a row of the predictions table)."""
+
+    track_id: str
+    genre: str | None
+    probability: float | None
+    error: str | None
+
+
 @task(name="predict-tracks", task_run_name="predict-{index}")
 def predict_tracks(
-    storage_url: str, model: str | None, rows: list[dict[str, Any]], index: int = 0, device: str | None = None
-) -> list[dict]:
+    storage_url: str, model: str | None, rows: list[CatalogRow], index: int = 0, device: str | None = None
+) -> list[TrackPrediction]:
     """Top genres per track; a track whose audio is unusable gets its error instead."""
     store = Store.open(storage_url)
     predictor = Predictor(store, model, device=device)
-    out = []
+    out: list[TrackPrediction] = []
     for row in rows:
         try:
             pred = predict_row(predictor, store, row)
@@ -32,8 +42,8 @@ def predict_tracks(
 
 
 @task(name="evaluate-ood", task_run_name="evaluate-ood-{run_id}")
-def evaluate_ood(storage_url: str, run_id: str, catalog_dir: str, device: str | None = None) -> dict[str, Any]:
+def evaluate_ood(storage_url: str, run_id: str, catalog_dir: str, device: str | None = None) -> OodScores:
     """Metrics on a folder of out-of-distribution recordings (covers, live) laid out ROOT/<genre>/<file>."""
     store = Store.open(storage_url)
     predictor = Predictor(store, run_id, device=device)
-    return evaluate_catalog(predictor, store, scan_folder(catalog_dir).tracks.to_dicts())
+    return evaluate_catalog(predictor, store, rows_of(scan_folder(catalog_dir).tracks))

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from prefect import task
 
 from genreclf import evaluation, registry, training
@@ -28,13 +26,13 @@ def fit_model(storage_url: str, dataset_id: str, cfg: training.TrainConfig, run_
 @task(name="evaluate-run", task_run_name="evaluate-{run_id}", cache_policy=CACHED, persist_result=True)
 def evaluate_run(
     storage_url: str, run_id: str, dataset_id: str, baselines: bool, device: str | None = None
-) -> dict[str, Any]:
+) -> evaluation.Report:
     store = Store.open(storage_url)
     manifest = read_manifest(store, dataset_id)
     return evaluation.evaluate_run(store, run_id, manifest, baselines=baselines, device=device)
 
 
 @task(name="promote-if-better")
-def promote_if_better(storage_url: str, report: dict[str, Any]) -> registry.Decision:
+def promote_if_better(storage_url: str, report: evaluation.Report) -> registry.Decision:
     store = Store.open(storage_url)
     return registry.challenge(store, report, read_manifest(store, report["dataset_id"]))

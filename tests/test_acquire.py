@@ -336,15 +336,15 @@ def test_a_track_failing_transiently_is_quarantined_and_the_others_go_on(
     store_url = str(tmp_path / "store")
 
     @flow
-    def acquire(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def acquire(rows: list[dict[str, Any]]) -> list[TrackResult]:
         return tasks.acquire.acquire_tracks(store_url, rows, SEG)
 
-    first = {r["track_id"]: r for r in acquire(rows)}
-    assert first["ok"]["ok"] and not first["flaky"]["ok"]
-    assert first["flaky"]["stage"] == "download" and "HTTP 503" in first["flaky"]["reason"]
-    assert "a rerun tries again" in first["flaky"]["reason"]
-    second = {r["track_id"]: r for r in acquire(rows)}  # the failure was not cached: now it goes through
-    assert second["flaky"]["ok"] and second["ok"] == first["ok"]
+    first = {r.track_id: r for r in acquire(rows)}
+    assert first["ok"].ok and not first["flaky"].ok
+    assert first["flaky"].stage == "download" and "HTTP 503" in first["flaky"].reason
+    assert "a rerun tries again" in first["flaky"].reason
+    second = {r.track_id: r for r in acquire(rows)}  # the failure was not cached: now it goes through
+    assert second["flaky"].ok and second["ok"] == first["ok"]
 
 
 @pytest.mark.usefixtures("prefect_server")

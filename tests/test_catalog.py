@@ -15,8 +15,10 @@ import soundfile as sf
 from genreclf.catalog import (
     CATALOG_COLUMNS,
     CATALOG_SCHEMA,
+    CatalogRow,
     read_catalog,
     resolve_version,
+    rows_of,
     to_table,
     version_of,
     write_catalog,
@@ -269,3 +271,12 @@ def test_catalog_types_survive_the_store(store: Store) -> None:
     assert back.schema["artists"] == pl.List(pl.String)
     assert back.schema["duration_s"] == pl.Float64
     assert pa.Table.from_pylist(back.to_dicts(), schema=CATALOG_SCHEMA).num_rows == 4
+
+
+def test_catalog_row_names_the_catalog_columns(store: Store) -> None:
+    write_catalog(store, catalog())
+
+    rows = rows_of(read_catalog(store))
+
+    assert list(CatalogRow.__annotations__) == CATALOG_COLUMNS
+    assert all(list(r) == CATALOG_COLUMNS for r in rows)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from genreclf.acquire import TrackResult
 from genreclf.dataset import split_warnings, usable_tracks
 
 
@@ -11,22 +12,22 @@ def row(tid: str, genre: str) -> dict[str, Any]:
     return {"track_id": tid, "genre": genre, "source_ref": f"{genre}/{tid}.wav"}
 
 
-def ok(tid: str, audio: str) -> dict[str, Any]:
-    return {"track_id": tid, "ok": True, "offsets": [0.0], "audio_key": f"audio/{audio}.flac", "audio_hash": audio}
+def ok(tid: str, audio: str) -> TrackResult:
+    return TrackResult(tid, True, [0.0], audio_key=f"audio/{audio}.flac", audio_hash=audio)
 
 
 def test_usable_tracks_keep_a_recording_once_and_drop_label_conflicts() -> None:
     rows = [row("a", "rock"), row("b", "rock"), row("c", "jazz"), row("d", "rock"), row("e", "jazz"), row("f", "pop")]
     results = [ok("a", "h1"), ok("b", "h1"), ok("c", "h2"), ok("d", "h2"), ok("e", "h3")]
-    results.append({"track_id": "f", "ok": False, "stage": "decode", "reason": "corrupt"})
+    results.append(TrackResult("f", False, stage="decode", reason="corrupt"))
 
     usable, quarantined = usable_tracks(rows, results)
 
     assert [t["track_id"] for t in usable] == ["a", "e"]
     assert usable[0]["audio_key"] == "audio/h1.flac" and usable[0]["offsets"] == [0.0]
-    stages = {q["track_id"]: q["stage"] for q in quarantined}
+    stages = {q.track_id: q.stage for q in quarantined}
     assert stages == {"b": "duplicate", "c": "label-conflict", "d": "label-conflict", "f": "decode"}
-    reason = {q["track_id"]: q["reason"] for q in quarantined}
+    reason = {q.track_id: q.reason for q in quarantined}
     assert reason["b"] == "track b (rock/b.wav): the same recording as track a (rock/a.wav); kept once"
     assert reason["c"].startswith("track c (jazz/c.wav): labelled jazz, but the same recording is track d (rock/d.wav)")
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
 
 from genreclf.errors import DataError
-from genreclf.splits import assign_splits, split_groups
+from genreclf.splits import apply_split_file, assign_splits, parse_split_file, split_groups
 
 GENRES = ["blues", "classical", "hiphop", "jazz", "metal", "rock"]
 
@@ -163,3 +164,39 @@ def test_bad_fractions_are_refused(tracks: pl.DataFrame, fractions: tuple[float,
 def test_no_tracks_is_refused(tracks: pl.DataFrame) -> None:
     with pytest.raises(DataError, match="no tracks"):
         assign_splits(tracks.clear())
+
+
+SHARED_SPLIT = Path(__file__).resolve().parents[2] / "shared" / "data" / "gtzan-sample-split.csv"
+
+
+def folder_tracks(paths: list[str], root: str = "/music/gtzan") -> pl.DataFrame:
+    """A folder catalog's rows as `scan_folder` gives them: each file its own group, its path as source_ref."""
+    return pl.DataFrame({"track_id": [f"t{i:04d}" for i in range(len(paths))], "artist_id": [None] * len(paths),
+                         "source_ref": [f"{root}/{p}" for p in paths]})  # fmt: skip
+
+
+@pytest.mark.skipif(not SHARED_SPLIT.exists(), reason="needs ../shared/data beside the project")
+def test_published_wav_names_match_files_re_encoded_to_opus_or_shipped_as_au() -> None:
+    lines = SHARED_SPLIT.read_text().splitlines()[1:]
+    published = [line.rsplit(",", 1) for line in lines]  # blues/blues.00042.opus,train
+    wav_file = "path,split\n" + "".join(f"{p.removesuffix('.opus')}.wav,{s}\n" for p, s in published)
+    assigned = parse_split_file(wav_file)
+    assert len(assigned) == len(published) == 191
+    for ext in (".opus", ".au"):
+        tracks = folder_tracks([p.removesuffix(".opus") + ext for p, _ in published] + ["rock/rock.99999" + ext])
+        got = dict(apply_split_file(tracks, assigned).iter_rows())
+        assert len(got) == 191  # every listed file, not the unlisted one
+        want = {f"t{i:04d}": s for i, (_, s) in enumerate(published)}
+        assert got == want
+
+
+def test_a_name_that_two_files_share_whatever_their_extension_matches_neither(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    tracks = folder_tracks(["blues/a.mp3", "blues/a.flac", "jazz/b.opus"])
+    got = dict(apply_split_file(tracks, {"blues/a.wav": "train", "jazz/b.wav": "test", "blues/a.flac": "val"})
+               .iter_rows())  # fmt: skip
+    assert got == {"t0001": "val", "t0002": "test"}  # the exact name still matches
+    assert "blues/a.wav (2 files of that name)" in caplog.text
+    # a dotted name without an audio extension is not cut short
+    assert dict(apply_split_file(folder_tracks(["x/v1.2.mp3"]), {"x/v1.2": "train"}).iter_rows()) == {"t0000": "train"}

@@ -42,10 +42,10 @@ def test_acquire_quarantines_bad_files_and_is_cached(catalog_dir: Path, store_ur
     version = scan_folder_catalog(str(catalog_dir), store_url)
     rows = read_catalog_rows(store_url, version)
     results = [state.result() for state in acquire(store_url, rows)]
-    bad = [r for r in results if not r["ok"]]
-    assert len(bad) == 1 and "empty.wav" in bad[0]["reason"] and "empty" in bad[0]["reason"]
+    bad = [r for r in results if not r.ok]
+    assert len(bad) == 1 and "empty.wav" in bad[0].reason and "empty" in bad[0].reason
     # 3 s tracks in 2 s windows: the 1 s tail holds half a window (min_fill 0.5), so it is padded and kept
-    assert all(r["offsets"] == [0.0, 2.0] for r in results if r["ok"])
+    assert all(r.offsets == [0.0, 2.0] for r in results if r.ok)
     again = acquire(store_url, rows)
     assert all(s.name == "Cached" for s in again) and [s.result() for s in again] == results
 
@@ -73,4 +73,4 @@ def test_a_wiped_store_is_not_served_from_the_task_cache(catalog_dir: Path, tmp_
     Store.open(store_url)  # recreated empty, as a user would after `rm -rf`
     again = acquire(store_url, rows)
     assert all(s.name == "Completed" for s in again)
-    assert all(Store.open(store_url).exists(s.result()["audio_key"]) for s in again if s.result()["ok"])
+    assert all(Store.open(store_url).exists(s.result().audio_key) for s in again if s.result().ok)

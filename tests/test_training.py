@@ -1,4 +1,5 @@
 import dataclasses
+import itertools
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -248,3 +249,73 @@ def test_run_id_follows_the_dataset_and_every_config_field() -> None:
     assert run_id_for("ds2", cfg) != same
     for change in ({"epochs": 4}, {"dropout": 0.5}, {"seed": 1}, {"shuffle_buffer": 64}):
         assert run_id_for("ds1", dataclasses.replace(cfg, **change)) != same, change
+
+
+def test_each_training_segment_gives_crops_per_segment_crops_an_epoch_spread_over_batches(tmp_path) -> None:
+    store = Store.open(str(tmp_path / "store"))
+    manifest = make_tiny_dataset(store)
+    crop = CFG.crop_frames(sample_rate=FEAT.sample_rate, hop_length=FEAT.hop_length)
+    ds = StreamingSegments(store, manifest, "train", crop_frames=crop, crops_per_segment=3, shuffle_buffer=8, seed=1)
+    whole = loader.load_split(store, manifest, "train").mel.astype(np.float32)
+    origins = []  # which whole segment each crop was cut from
+    for x, _ in ds:
+        found = [i for i, seg in enumerate(whole) for s in range(seg.shape[1] - crop + 1)
+                 if np.array_equal(seg[:, s : s + crop], x[0].numpy())]  # fmt: skip
+        origins.append(found[0])
+    assert len(ds) == len(origins) == 3 * len(whole)
+    assert sorted(set(origins)) == list(range(len(whole))) and all(origins.count(i) == 3 for i in set(origins))
+    runs_of_one_segment = sum(a == b for a, b in itertools.pairwise(origins))
+    assert runs_of_one_segment < len(origins) // 4  # shuffled, not three in a row
+    result = fit(store, manifest, dataclasses.replace(CFG, epochs=1, crops_per_segment=3), run_id="crops")
+    steps = 3 * len(whole) // CFG.batch_size
+    assert result.segments_per_s > 0 and result.history[0]["epoch"] == 1
+    assert store.read_json("runs/crops/config.json")["train"]["crops_per_segment"] == 3
+    ckpt = torch.load(store.path("runs/crops/checkpoint.pt"), weights_only=True)
+    assert ckpt["scheduler"]["_step_count"] == steps + 1  # the schedule spans every crop's step
+
+
+def test_a_warm_started_run_starts_from_the_old_weights_and_keeps_classifier_rows_by_genre(tmp_path) -> None:
+    store = Store.open(str(tmp_path / "store"))
+    old = make_tiny_dataset(store)
+    fit(store, old, CFG, run_id="old")
+    old_model, old_bundle = load_model(store, "runs/old/model.safetensors")
+    # the grown dataset: the genres in another order plus a new one
+    grown = dataclasses.replace(old, dataset_id="grown", labels=["genre2", "genre0", "genre1", "genre9"])
+    cfg = dataclasses.replace(CFG, init_from="old")
+    new_model = training._seeded_model(cfg, 4)
+    training._warm_start(new_model, store, "old", cfg, grown.labels)
+    a, b = old_model.state_dict(), new_model.state_dict()
+    head = training._head_prefix(new_model)
+    assert all(torch.equal(a[k], b[k]) for k in a if not k.startswith(head))
+    for k in (f"{head}weight", f"{head}bias"):
+        assert torch.equal(b[k][0], a[k][2]) and torch.equal(b[k][1], a[k][0]) and torch.equal(b[k][2], a[k][1])
+        assert not torch.equal(b[k][3], torch.zeros_like(b[k][3]))  # the new genre keeps its random row
+    with pytest.raises(ConfigError, match="init_from='old' is a small_cnn model; this run trains resnet18"):
+        training._warm_start(training._seeded_model(dataclasses.replace(cfg, model="resnet18"), 4), store, "old",
+                             dataclasses.replace(cfg, model="resnet18"), grown.labels)  # fmt: skip
+    # fit with init_from (at a learning rate too small to move it): it scores what the old model scored
+    cold = fit(store, old, dataclasses.replace(CFG, epochs=1, lr=1e-9), run_id="cold")
+    warm = fit(store, old, dataclasses.replace(CFG, init_from="old", epochs=1, lr=1e-9), run_id="warm")
+    best = store.read_json("runs/old/model.json")["epoch"]
+    old_val = fit(store, old, CFG, run_id="old").history[best - 1]["val_accuracy"]
+    assert warm.history[0]["val_accuracy"] == old_val > cold.history[0]["val_accuracy"]
+    assert run_id_for("tiny", cfg) != run_id_for("tiny", CFG)
+    assert old_bundle["labels"] == old.labels
+
+
+def test_random_gain_shifts_every_band_of_a_crop_alike(tmp_path, monkeypatch) -> None:
+    store = Store.open(str(tmp_path / "store"))
+    manifest = make_tiny_dataset(store)
+    seen: list[torch.Tensor] = []
+    monkeypatch.setattr(training.Normalizer, "apply", lambda self, x: seen.append(x.clone()) or x.float())
+    cfg = dataclasses.replace(CFG, epochs=1, specaugment=False, gain_db=6.0, max_steps_per_epoch=1)
+    fit(store, manifest, cfg, run_id="gain")
+    x = seen[-2]  # the last training batch, before the validation batch
+    crop = cfg.crop_frames(sample_rate=FEAT.sample_rate, hop_length=FEAT.hop_length)
+    ds = StreamingSegments(store, manifest, "train", crop_frames=crop, shuffle_buffer=cfg.shuffle_buffer, seed=3)
+    ds.set_epoch(1)
+    plain = torch.stack([item for item, _ in itertools.islice(iter(ds), len(x))])
+    shift = x - plain  # (batch, 1, mels, frames): one constant per crop, within +-6 dB in natural-log power
+    per_crop = shift.flatten(1)
+    assert torch.allclose(per_crop, per_crop[:, :1].expand_as(per_crop), atol=1e-4)
+    assert per_crop[:, 0].abs().max() <= 6.0 * np.log(10) / 10 + 1e-5 and per_crop[:, 0].abs().max() > 0.05
