@@ -11,6 +11,8 @@ from flows.params import DatasetParams, TrainParams
 from flows.train import train
 from genreclf.errors import ConfigError
 from genreclf.evaluation import Promotion
+from genreclf.keys import run_config_key
+from genreclf.registry import read_champion
 from genreclf.storage import Store
 from tasks.catalog import scan_folder_catalog
 
@@ -29,11 +31,14 @@ def nightly_retrain(
     storage_url: str | None = None,
     dataset: DatasetParams | None = None,
     training: TrainParams | None = None,
+    warm_start: bool = False,
 ) -> NightlyResult:
     """Refresh the catalog (Spotify playlists, or a folder), rebuild and retrain only if it changed, evaluate,
     and promote the model only if it beats the champion on the same test split.
 
     Unchanged inputs give the same catalog version, dataset id and run id, so every stage is reused.
+    `warm_start`: fine-tune the champion on the grown dataset (with `training`'s settings; fewer epochs usually do)
+    instead of training from random weights; a champion of another model, or none, trains from scratch.
     """
     logger = get_run_logger()
     if bool(playlists_file) == bool(catalog_dir):
@@ -46,7 +51,17 @@ def nightly_retrain(
     else:
         version = scan_folder_catalog(str(catalog_dir), store.url)
     dataset_id = build_dataset(version, dataset, store.url)
+    training = training or TrainParams()
+    champion = read_champion(store) if warm_start else None
+    if champion is not None and champion["dataset_id"] == dataset_id:
+        reason = f"the champion {champion['run_id']} was trained on dataset {dataset_id} already; nothing to fine-tune"
+        logger.info(reason)
+        return {"catalog_version": version, "dataset_id": dataset_id, "run_id": champion["run_id"],
+                "promotion": {"promote": False, "reason": reason}}  # fmt: skip
+    if champion is not None and store.read_json(run_config_key(champion["run_id"]))["train"]["model"] == training.model:
+        logger.info("warm start: fine-tuning the champion %s on dataset %s", champion["run_id"], dataset_id)
+        training = training.model_copy(update={"init_from": champion["run_id"]})
     run_id = train(dataset_id, training, store.url)
-    report = evaluate(run_id, dataset_id, store.url, device=training.device if training else None)
+    report = evaluate(run_id, dataset_id, store.url, device=training.device)
     logger.info("catalog %s -> dataset %s -> run %s: %s", version, dataset_id, run_id, report["promotion"]["reason"])
     return {"catalog_version": version, "dataset_id": dataset_id, "run_id": run_id, "promotion": report["promotion"]}

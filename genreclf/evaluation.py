@@ -17,7 +17,7 @@ from genreclf.manifest import Manifest
 from genreclf.models.baselines import BASELINES, class_probabilities, create_baseline, summary_features
 from genreclf.models.files import find_model
 from genreclf.storage import Store
-from genreclf.training import load_model, predict_logits, resolve_device
+from genreclf.training import eval_window, load_model, predict_logits, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,8 @@ def evaluate_model(
     dev = resolve_device(device)
     model, bundle = load_model(store, model_key, dev)
     data = load_split(store, manifest, split)
-    logits = predict_logits(model, data.mel, Normalizer.from_dict(bundle["normalizer"]), device=dev)
+    window = eval_window(bundle.get("train_config", {}), bundle["feature_config"])
+    logits = predict_logits(model, data.mel, Normalizer.from_dict(bundle["normalizer"]), device=dev, window=window)
     return score_report(logits, data.labels, data.track_ids, manifest.labels)
 
 

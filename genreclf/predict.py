@@ -23,7 +23,7 @@ from genreclf.loader import Normalizer
 from genreclf.models.files import find_model, is_run_id, parse_run_key
 from genreclf.registry import read_champion
 from genreclf.storage import Store
-from genreclf.training import load_model, predict_logits, resolve_device
+from genreclf.training import eval_window, load_model, predict_logits, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +91,7 @@ class Predictor:
         self.feat = FeatureConfig(**bundle["feature_config"])
         self.seg = SegmentConfig(**bundle["segment_config"])
         self.run_id: str = bundle.get("run_id", "")
+        self.window = eval_window(bundle.get("train_config", {}), bundle["feature_config"])
 
     def predict_audio(self, y: np.ndarray, *, source: str = "<audio>") -> Prediction:
         """Score mono audio at the model's sample rate (samples,)."""
@@ -99,7 +100,7 @@ class Predictor:
         except AudioError as e:
             raise AudioError(f"{source}: {e}") from None
         mel = log_mel_batch(windows, cfg=self.feat)  # (windows, n_mels, frames)
-        logits = predict_logits(self.model, mel, self.norm, device=self.device)  # (windows, num_classes)
+        logits = predict_logits(self.model, mel, self.norm, device=self.device, window=self.window)  # (windows, C)
         window_p = torch.softmax(torch.from_numpy(logits), dim=1).numpy()
         file_p = torch.softmax(torch.from_numpy(logits.mean(axis=0)), dim=0).numpy()
         return Prediction(source, self.labels, file_p, window_p, offsets)

@@ -43,6 +43,9 @@ class TrainConfig:
     schedule: str = "onecycle"  # or "cosine"
     crop_s: float = 3.0
     crops_per_segment: int = 1  # random crops of each training segment an epoch sees
+    # Score a segment as the mean logits of crop-long windows (half-overlapping), as the model saw in training;
+    # False: the whole segment at once.
+    eval_crops: bool = True
     label_smoothing: float = 0.1
     dropout: float = 0.3
     specaugment: bool = True
@@ -169,34 +172,74 @@ def _seed_epoch(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(s)
 
 
-def _eval_logits(model: nn.Module, x: torch.Tensor, norm: Normalizer, device: torch.device) -> torch.Tensor:
-    """Logits of one batch of whole segments (model in eval mode, under inference_mode): (B, 1, M, T) -> (B, C)."""
+def eval_window(train_config: dict[str, Any], feature_config: dict[str, Any]) -> int | None:
+    """Frames of the windows a model's segments are scored in (its training crop), or None for whole segments."""
+    if not train_config.get("eval_crops", False):  # models saved before windows were scored whole
+        return None
+    return max(1, round(train_config["crop_s"] * feature_config["sample_rate"] / feature_config["hop_length"]))
+
+
+def window_starts(frames: int, window: int) -> list[int]:
+    """Starts of half-overlapping windows over `frames`, the last one ending at the end."""
+    if window >= frames:
+        return [0]
+    starts = list(range(0, frames - window + 1, max(1, window // 2)))
+    if starts[-1] + window < frames:
+        starts.append(frames - window)
+    return starts
+
+
+def _eval_logits(
+    model: nn.Module, x: torch.Tensor, norm: Normalizer, device: torch.device, window: int | None = None
+) -> torch.Tensor:
+    """Logits of one batch of whole segments (model in eval mode, under inference_mode): (B, 1, M, T) -> (B, C).
+    With `window`, each segment's logits are the mean over its windows (`window_starts`)."""
+    x = norm.apply(x.to(device, non_blocking=True))
+    starts = [0]
+    if window:
+        starts = window_starts(x.shape[-1], window)
+        x = torch.stack([x[..., s : s + window] for s in starts], 1).flatten(0, 1)  # (B * windows, 1, M, window)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-        return model(norm.apply(x.to(device, non_blocking=True))).float()  # (batch, num_classes)
+        logits = model(x).float()  # (B * windows, num_classes)
+    return logits.view(-1, len(starts), logits.shape[-1]).mean(1)  # (B, num_classes)
 
 
 @torch.inference_mode()
 def predict_logits(
-    model: nn.Module, mel: np.ndarray, norm: Normalizer, *, device: torch.device, batch_size: int = 64
+    model: nn.Module,
+    mel: np.ndarray,
+    norm: Normalizer,
+    *,
+    device: torch.device,
+    window: int | None = None,
+    batch_size: int = 64,
 ) -> np.ndarray:
-    """Logits of whole segments: (n, n_mels, frames) -> (n, num_classes) float32."""
+    """Logits of whole segments, each the mean over its windows when `window` is given:
+    (n, n_mels, frames) -> (n, num_classes) float32."""
     model.eval()
+    if window:  # about batch_size windows a forward pass
+        batch_size = max(1, batch_size // len(window_starts(mel.shape[-1], window)))
     out = []
     for i in range(0, len(mel), batch_size):
         x = torch.from_numpy(np.asarray(mel[i : i + batch_size], dtype=np.float32))[:, None]  # (batch, 1, M, T)
-        out.append(_eval_logits(model, x, norm, device).cpu().numpy())
+        out.append(_eval_logits(model, x, norm, device, window).cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
 
 @torch.inference_mode()
 def stream_accuracy(
-    model: nn.Module, loader: DataLoader[tuple[torch.Tensor, int]], norm: Normalizer, *, device: torch.device
+    model: nn.Module,
+    loader: DataLoader[tuple[torch.Tensor, int]],
+    norm: Normalizer,
+    *,
+    device: torch.device,
+    window: int | None = None,
 ) -> float:
     """Accuracy per segment over a loader of whole segments ((B, 1, n_mels, frames), labels (B,))."""
     model.eval()
     correct, seen = 0, 0
     for x, y in loader:
-        correct += int((_eval_logits(model, x, norm, device).argmax(1).cpu() == y).sum())
+        correct += int((_eval_logits(model, x, norm, device, window).argmax(1).cpu() == y).sum())
         seen += len(y)
     return correct / seen if seen else 0.0
 
@@ -380,7 +423,7 @@ def fit(
                 f"workers read fewer of the {n_train} training segments; lower batch_size or num_workers"
             )
         seg_seen += seen
-        val_acc = stream_accuracy(model, val_loader, norm, device=device)
+        val_acc = stream_accuracy(model, val_loader, norm, device=device, window=crop if cfg.eval_crops else None)
         improved = val_acc > state["best_acc"]
         metrics = {"epoch": epoch, "train_loss": loss, "val_accuracy": val_acc, "lr": float(sched.get_last_lr()[0])}
         state["history"].append(metrics)

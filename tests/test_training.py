@@ -319,3 +319,24 @@ def test_random_gain_shifts_every_band_of_a_crop_alike(tmp_path, monkeypatch) ->
     per_crop = shift.flatten(1)
     assert torch.allclose(per_crop, per_crop[:, :1].expand_as(per_crop), atol=1e-4)
     assert per_crop[:, 0].abs().max() <= 6.0 * np.log(10) / 10 + 1e-5 and per_crop[:, 0].abs().max() > 0.05
+
+
+def test_a_segment_scored_in_windows_is_the_mean_of_its_windows_logits(tmp_path) -> None:
+    store = Store.open(str(tmp_path / "store"))
+    manifest = make_tiny_dataset(store)
+    fit(store, manifest, dataclasses.replace(CFG, epochs=1), run_id="w")
+    model, bundle = load_model(store, "runs/w/model.safetensors", torch.device("cpu"))
+    norm = loader.Normalizer.from_dict(bundle["normalizer"])
+    window = training.eval_window(bundle["train_config"], bundle["feature_config"])
+    assert window == CFG.crop_frames(sample_rate=FEAT.sample_rate, hop_length=FEAT.hop_length) == 52
+    mel = loader.load_split(store, manifest, "val").mel  # (6, 16, 87): windows at 0 and 26, then 35 (the end)
+    assert training.window_starts(87, 52) == [0, 26, 35] and training.window_starts(40, 52) == [0]
+    got = training.predict_logits(model, mel, norm, device=torch.device("cpu"), window=window, batch_size=5)
+    by_hand = np.stack([
+        training.predict_logits(model, np.ascontiguousarray(mel[:, :, s : s + 52]), norm, device=torch.device("cpu"))
+        for s in (0, 26, 35)
+    ]).mean(0)  # fmt: skip
+    np.testing.assert_allclose(got, by_hand, rtol=1e-5, atol=1e-5)
+    whole = training.predict_logits(model, mel, norm, device=torch.device("cpu"))
+    assert not np.allclose(got, whole)
+    assert training.eval_window({"crop_s": 0.3}, bundle["feature_config"]) is None  # a model saved before windows
