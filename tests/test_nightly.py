@@ -23,7 +23,8 @@ def test_nightly_warm_start_fine_tunes_the_champion_on_the_grown_dataset(tmp_pat
         for f in sorted((more / genre).iterdir())[:6]:
             shutil.copy(f, root / genre / f.name)
     store_url = str(tmp_path / "store")
-    dataset, training = DatasetParams.small(), TrainParams.small().model_copy(update={"epochs": 2, "model": "small_cnn"})
+    dataset = DatasetParams.small()
+    training = TrainParams.small().model_copy(update={"epochs": 2, "model": "small_cnn"})
     params = {"catalog_dir": str(root), "storage_url": store_url, "dataset": dataset, "training": training}
 
     first = nightly_retrain(**params, warm_start=True)  # no champion yet: from scratch
