@@ -226,10 +226,11 @@ def evaluate_run(
     """
     model_key = find_model(store, run_id)  # refuses a run id that is not one path component
     dev = str(resolve_device(device))
-    name = store.read_json(run_config_key(run_id))["train"]["model"]
+    train_config = store.read_json(run_config_key(run_id))["train"]
+    name = train_config["model"]
     models = {name: evaluate_model(store, model_key, manifest, device=dev)}
-    if baselines:
-        models.update(evaluate_baselines(store, manifest))
+    if baselines:  # with the run's seed: the run's figures and the baselines' vary together across seeds
+        models.update(evaluate_baselines(store, manifest, seed=train_config.get("seed", 0)))
     png_uri = store.write_bytes(
         confusion_key(run_id),
         confusion_png(models[name]["track"]["confusion"], manifest.labels, f"{name}, per track\nrun {run_id}"),

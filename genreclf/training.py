@@ -43,7 +43,7 @@ class TrainConfig:
     schedule: str = "onecycle"  # or "cosine"
     crop_s: float = 3.0
     crops_per_segment: int = 1  # random crops of each training segment an epoch sees
-    # Score a segment as the mean logits of crop-long windows (half-overlapping), as the model saw in training;
+    # Score a segment as the mean logits of crop-long windows, as the model saw in training;
     # False: the whole segment at once.
     eval_crops: bool = True
     label_smoothing: float = 0.1
@@ -180,10 +180,10 @@ def eval_window(train_config: dict[str, Any], feature_config: dict[str, Any]) ->
 
 
 def window_starts(frames: int, window: int) -> list[int]:
-    """Starts of half-overlapping windows over `frames`, the last one ending at the end."""
+    """Starts of back-to-back windows over `frames`, the last one ending at the end (so it may overlap)."""
     if window >= frames:
         return [0]
-    starts = list(range(0, frames - window + 1, max(1, window // 2)))
+    starts = list(range(0, frames - window + 1, window))
     if starts[-1] + window < frames:
         starts.append(frames - window)
     return starts
