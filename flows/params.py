@@ -91,12 +91,16 @@ TRAIN_CHECKS: dict[str, FieldInfo] = {
     "weight_decay": Field(ge=0),
     "schedule": Field(description="onecycle or cosine"),
     "crop_s": Field(gt=0, description="seconds per random training crop"),
+    "crops_per_segment": Field(ge=1, description="random crops of each training segment an epoch sees"),
+    "eval_crops": Field(description="score segments as the mean of crop-long windows (else whole)"),
+    "gain_db": Field(ge=0, description="random gain of each training crop, +-dB; 0 turns it off"),
+    "init_from": Field(description="a finished run whose model starts this one (fine-tuning); empty: random"),
     "label_smoothing": Field(ge=0, lt=1),
     "dropout": Field(ge=0, lt=1),
     "freq_mask": Field(ge=0, description="widest SpecAugment frequency mask, in mel bands"),
     "time_mask": Field(ge=0, description="widest SpecAugment time mask, in frames"),
     "mixup_alpha": Field(ge=0, description="0 turns mixup off"),
-    "patience": Field(gt=0, description="epochs without a better validation accuracy before stopping"),
+    "patience": Field(gt=0, description="epochs without a better validation accuracy before stopping; empty: none"),
     "num_workers": Field(ge=0),
     "device": Field(description="cpu, cuda, cuda:1; empty: GENRECLF_DEVICE, else CUDA when there is one"),
     "max_steps_per_epoch": Field(gt=0, description="cap for smoke runs; empty: no cap"),
@@ -152,4 +156,4 @@ class TrainParams(_TrainFields):
     @classmethod
     def small(cls) -> TrainParams:
         """A few epochs on 2-second crops: minutes on a laptop CPU."""
-        return cls(epochs=8, batch_size=16, crop_s=2.0, lr=3e-3, patience=8)
+        return cls(epochs=8, batch_size=16, crop_s=2.0, crops_per_segment=1, lr=3e-3, patience=8)
