@@ -5,11 +5,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pytest
 import soundfile as sf
 
 from genreclf.cli import main
 from genreclf.demo import make_demo_catalog
+from genreclf.keys import CHAMPION_KEY, splits_key
 from genreclf.models.baselines import knn_k
 from genreclf.storage import Store
 from genreclf.training import TrainConfig, fit
@@ -107,3 +109,24 @@ def test_knn_k_is_55_unless_classes_are_smaller() -> None:
     assert knn_k(10_000, 10) == 55
     assert knn_k(72, 4) == 18
     assert knn_k(3, 5) == 1
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("prefect_server")
+def test_run_takes_a_split_file_naming_wav_files_and_a_seed(tmp_path: Path, capsys) -> None:
+    root = make_demo_catalog(tmp_path / "catalog", tracks_per_genre=3, seconds=4.0)
+    lines = ["path,split"]  # the published-list style: .wav names for files shipped as .wav, .flac and .ogg
+    for genre in sorted(p.name for p in root.iterdir()):
+        for f, split in zip(sorted((root / genre).iterdir()), ("train", "val", "test"), strict=True):
+            lines.append(f"{genre}/{f.stem}.wav,{split}")
+    split_file = tmp_path / "split.csv"
+    split_file.write_text("\n".join(lines) + "\n")
+    store_url = str(tmp_path / "store")
+    argv = ["run", "--catalog", str(root), "--small", "--epochs", "1", "--model", "small_cnn", "--store", store_url]
+    assert main([*argv, "--split-file", str(split_file), "--seed", "2"]) == 0
+    store = Store.open(store_url)
+    champion = store.read_json(CHAMPION_KEY)
+    assert store.read_json(f"runs/{champion['run_id']}/config.json")["train"]["seed"] == 2
+    splits = pl.read_parquet(store.path(splits_key(champion["dataset_id"])))
+    assert splits.height == 12 and splits["split"].to_list().count("test") == 4  # every file matched its .wav name
+    assert "Test accuracy" in capsys.readouterr().out

@@ -84,11 +84,11 @@ def test_a_field_added_to_a_config_is_a_parameter_and_configs_that_disagree_are_
 def test_presets_checks_and_copies_keep_working() -> None:
     small = TrainParams.small().model_copy(update={"epochs": 6, "device": "cpu"})
     assert small.config() == dataclasses.replace(
-        TrainConfig(), epochs=6, batch_size=16, crop_s=2.0, lr=3e-3, patience=8, device="cpu"
+        TrainConfig(), epochs=6, batch_size=16, crop_s=2.0, crops_per_segment=1, lr=3e-3, patience=8, device="cpu"
     )
     seg, feat = DatasetParams.small().segment_config(), DatasetParams.small().feature_config()
     assert (seg.window_s, seg.hop_s, feat.n_mels, feat.n_fft, feat.hop_length) == (3.0, 1.5, 64, 1024, 512)
-    for bad in ({"epochs": 0}, {"label_smoothing": 1.0}, {"max_steps_per_epoch": 0}):
+    for bad in ({"epochs": 0}, {"label_smoothing": 1.0}, {"max_steps_per_epoch": 0}, {"crops_per_segment": 0}):
         with pytest.raises(ValidationError):
             TrainParams(**bad)
     for bad in ({"min_fill": 2.0}, {"sample_rate": 0}, {"fmax": -1.0}):

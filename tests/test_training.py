@@ -19,7 +19,9 @@ from genreclf.training import TrainConfig, fit, load_model, run_id_for, spec_aug
 from tests.test_model_files import plant_pickle
 from tests.tiny import FEAT, SEG, make_tiny_dataset
 
-CFG = TrainConfig(model="small_cnn", epochs=4, batch_size=8, lr=3e-3, crop_s=0.3, patience=10, seed=3)
+CFG = TrainConfig(
+    model="small_cnn", epochs=4, batch_size=8, lr=3e-3, crop_s=0.3, crops_per_segment=1, patience=10, seed=3
+)
 
 
 def test_fit_learns_a_separable_tiny_dataset(tmp_path) -> None:
