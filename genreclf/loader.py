@@ -196,11 +196,7 @@ class StreamingSegments(IterableDataset[tuple[torch.Tensor, int]]):
         return units[reader::readers]
 
     def _window_starts(self, frames: int) -> list[int]:
-        crop = self.crop_frames or frames
-        starts = list(range(0, frames - crop + 1, crop))
-        if starts[-1] + crop < frames:
-            starts.append(frames - crop)
-        return starts
+        return window_starts(frames, self.crop_frames or frames)
 
     def _read(self) -> Iterator[tuple[np.ndarray, int]]:
         files: dict[str, pq.ParquetFile] = {}
@@ -245,6 +241,16 @@ class StreamingSegments(IterableDataset[tuple[torch.Tensor, int]]):
             for s in starts:
                 x = np.ascontiguousarray(mel[:, s : s + width], dtype=np.float32)
                 yield torch.from_numpy(x)[None], label  # (1, n_mels, frames)
+
+
+def window_starts(frames: int, window: int) -> list[int]:
+    """Starts of back-to-back windows over `frames`, the last one ending at the end (so it may overlap)."""
+    if window >= frames:
+        return [0]
+    starts = list(range(0, frames - window + 1, window))
+    if starts[-1] + window < frames:
+        starts.append(frames - window)
+    return starts
 
 
 def _shuffled(

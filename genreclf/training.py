@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 
 from genreclf.errors import ConfigError, DataError, ModelError
 from genreclf.keys import checkpoint_key, run_config_key
-from genreclf.loader import Normalizer, StreamingSegments
+from genreclf.loader import Normalizer, StreamingSegments, window_starts
 from genreclf.manifest import Manifest
 from genreclf.models import create_model
 from genreclf.models.files import check_run_id, read_model, weights_key, write_model
@@ -70,7 +70,12 @@ class TrainConfig:
     shuffle_buffer: int = 256
 
     def crop_frames(self, *, sample_rate: int, hop_length: int) -> int:
-        return max(1, round(self.crop_s * sample_rate / hop_length))
+        return crop_frames(self.crop_s, sample_rate=sample_rate, hop_length=hop_length)
+
+
+def crop_frames(crop_s: float, *, sample_rate: int, hop_length: int) -> int:
+    """Spectrogram frames of a crop of `crop_s` seconds."""
+    return max(1, round(crop_s * sample_rate / hop_length))
 
 
 def run_id_for(dataset_id: str, cfg: TrainConfig) -> str:
@@ -180,17 +185,8 @@ def eval_window(train_config: dict[str, Any], feature_config: dict[str, Any]) ->
     """Frames of the windows a model's segments are scored in (its training crop), or None for whole segments."""
     if not train_config.get("eval_crops", False):  # models saved before windows were scored whole
         return None
-    return max(1, round(train_config["crop_s"] * feature_config["sample_rate"] / feature_config["hop_length"]))
-
-
-def window_starts(frames: int, window: int) -> list[int]:
-    """Starts of back-to-back windows over `frames`, the last one ending at the end (so it may overlap)."""
-    if window >= frames:
-        return [0]
-    starts = list(range(0, frames - window + 1, window))
-    if starts[-1] + window < frames:
-        starts.append(frames - window)
-    return starts
+    fc = feature_config
+    return crop_frames(train_config["crop_s"], sample_rate=fc["sample_rate"], hop_length=fc["hop_length"])
 
 
 def _eval_logits(
@@ -374,8 +370,8 @@ def fit(
         norm = _fit_normalizer(store, manifest, cfg, device)
 
     model = _seeded_model(cfg, len(manifest.labels))
-    if cfg.init_from and ckpt is None:
-        _warm_start(model, store, cfg.init_from, cfg, manifest.labels)
+    if ckpt is None:  # a resumed run has its own weights
+        _warm_start(model, store, cfg, manifest.labels)
     model = model.to(device)
     if cfg.channels_last and device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
@@ -473,9 +469,12 @@ def _seeded_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
     return create_model(cfg.model, num_classes=num_classes, dropout=cfg.dropout)
 
 
-def _warm_start(model: nn.Module, store: Store, run_id: str, cfg: TrainConfig, labels: list[str]) -> None:
-    """Start `model` from run `run_id`'s weights. The classifier's rows follow the genres by name: a genre the old
-    model knew keeps its row, a new genre keeps its fresh random one."""
+def _warm_start(model: nn.Module, store: Store, cfg: TrainConfig, labels: list[str]) -> None:
+    """Start `model` from the weights of run `cfg.init_from`. The classifier's rows follow the genres by name: a genre
+    the old model knew keeps its row, a new genre keeps its fresh random one."""
+    run_id = cfg.init_from
+    if run_id is None:
+        return
     state, bundle = read_model(store, weights_key(run_id))
     if bundle["model"] != cfg.model:
         raise ConfigError(f"init_from={run_id!r} is a {bundle['model']} model; this run trains {cfg.model}")

@@ -285,7 +285,7 @@ def test_a_warm_started_run_starts_from_the_old_weights_and_keeps_classifier_row
     grown = dataclasses.replace(old, dataset_id="grown", labels=["genre2", "genre0", "genre1", "genre9"])
     cfg = dataclasses.replace(CFG, init_from="old")
     new_model = training._seeded_model(cfg, 4)
-    training._warm_start(new_model, store, "old", cfg, grown.labels)
+    training._warm_start(new_model, store, cfg, grown.labels)
     a, b = old_model.state_dict(), new_model.state_dict()
     head = training._head_prefix(new_model)
     assert all(torch.equal(a[k], b[k]) for k in a if not k.startswith(head))
@@ -293,8 +293,8 @@ def test_a_warm_started_run_starts_from_the_old_weights_and_keeps_classifier_row
         assert torch.equal(b[k][0], a[k][2]) and torch.equal(b[k][1], a[k][0]) and torch.equal(b[k][2], a[k][1])
         assert not torch.equal(b[k][3], torch.zeros_like(b[k][3]))  # the new genre keeps its random row
     with pytest.raises(ConfigError, match="init_from='old' is a small_cnn model; this run trains resnet18"):
-        training._warm_start(training._seeded_model(dataclasses.replace(cfg, model="resnet18"), 4), store, "old",
-                             dataclasses.replace(cfg, model="resnet18"), grown.labels)  # fmt: skip
+        resnet = dataclasses.replace(cfg, model="resnet18")
+        training._warm_start(training._seeded_model(resnet, 4), store, resnet, grown.labels)
     # fit with init_from (at a learning rate too small to move it): it scores what the old model scored
     cold = fit(store, old, dataclasses.replace(CFG, epochs=1, lr=1e-9), run_id="cold")
     warm = fit(store, old, dataclasses.replace(CFG, init_from="old", epochs=1, lr=1e-9), run_id="warm")
@@ -332,8 +332,8 @@ def test_a_segment_scored_in_windows_is_the_mean_of_its_windows_logits(tmp_path)
     window = training.eval_window(bundle["train_config"], bundle["feature_config"])
     assert window == CFG.crop_frames(sample_rate=FEAT.sample_rate, hop_length=FEAT.hop_length) == 52
     mel = loader.load_split(store, manifest, "val").mel  # (6, 16, 87): windows at 0, then 35 (ending at the end)
-    assert training.window_starts(87, 52) == [0, 35] and training.window_starts(40, 52) == [0]
-    assert training.window_starts(104, 52) == [0, 52]
+    assert loader.window_starts(87, 52) == [0, 35] and loader.window_starts(40, 52) == [0]
+    assert loader.window_starts(104, 52) == [0, 52]
     got = training.predict_logits(model, mel, norm, device=torch.device("cpu"), window=window, batch_size=5)
     by_hand = np.stack([
         training.predict_logits(model, np.ascontiguousarray(mel[:, :, s : s + 52]), norm, device=torch.device("cpu"))
