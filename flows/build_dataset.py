@@ -41,7 +41,7 @@ def compute_shards(storage_url: str, plan: DatasetPlan) -> list[ShardEntry]:
         build_shard.submit(storage_url, s.key, s.tracks, plan.labels, plan.seg, plan.feat, index=i)
         for i, s in enumerate(plan.shards)
     ]
-    progress = Progress(len(futures), f"shards written ({len(futures)})")
+    progress = Progress(len(futures), "shards written")
     entries = []
     for f in futures:
         entries.append(f.result())

@@ -1,4 +1,4 @@
-"""The `genreclf` command: demo, run, predict, status."""
+"""The `genreclf` command: demo, run, predict, status, server, and Spotify's ingest and login."""
 
 from __future__ import annotations
 
@@ -50,6 +50,7 @@ def _print_summary(out: PipelineResult, seconds: float) -> None:
 
 
 def _run_pipeline(catalog_dir: Path, args: argparse.Namespace) -> int:
+    from genreclf.console import live_stages
     from genreclf.training import resolve_device
 
     resolve_device(args.device)  # a device this machine lacks fails at once, before any flow starts
@@ -65,9 +66,37 @@ def _run_pipeline(catalog_dir: Path, args: argparse.Namespace) -> int:
     updates = {k: v for k, v in options.items() if v is not None}
     training = training.model_copy(update=updates)
     t0 = time.perf_counter()
-    out = pipeline(str(catalog_dir), storage_url=args.store, dataset=dataset, training=training)
+    with live_stages(verbose=args.verbose):
+        out = pipeline(str(catalog_dir), storage_url=args.store, dataset=dataset, training=training)
     _print_summary(out, time.perf_counter() - t0)
     return 0
+
+
+def _demo_store(args: argparse.Namespace) -> tuple[str, bool]:
+    """The store the demo writes to, and whether it is the default one `status` and `predict` read.
+
+    The default store, unless it already holds a champion of another catalog: the demo must not replace a real
+    model with one that tells drones from chirps.
+    """
+    from genreclf import demo, manifest, registry
+    from genreclf.settings import get_settings
+    from genreclf.storage import Store
+
+    default = get_settings().storage_url
+    if args.store:
+        return args.store, Store.open(args.store).url == Store.open(default).url
+    champion = registry.read_champion(Store.open(default))
+    if champion is None:
+        return default, True
+    try:
+        labels = manifest.read_manifest(Store.open(default), champion["dataset_id"]).labels
+    except GenreclfError:
+        labels = []
+    if sorted(labels) == sorted(demo.GENRES):
+        return default, True
+    own = str(Path(args.dir) / "store")
+    print(f"{Store.open(default).url} holds a champion of another catalog; the demo keeps its own store in {own}")
+    return own, False
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -75,9 +104,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     root = make_demo_catalog(Path(args.dir) / "catalog", tracks_per_genre=args.tracks)
     print(f"Synthesized a demo catalog in {root}")
-    args.store = args.store or str(Path(args.dir) / "store")
+    args.store, is_default = _demo_store(args)
     args.small = True
-    return _run_pipeline(root, args)
+    code = _run_pipeline(root, args)
+    example = sorted((root / "chirp").iterdir())[0]
+    store_opt = "" if is_default else f" --store {args.store}"
+    print("\nNext:")
+    print(f"  genreclf status{store_opt}")
+    print(f"  genreclf predict {example}{store_opt}")
+    print("  genreclf run --catalog YOUR_FOLDER   (laid out YOUR_FOLDER/<genre>/<audio files>)")
+    return code
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -162,18 +198,39 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    "(default 0; the split does not depend on it)")  # fmt: skip
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="genreclf", description="Music-genre classifiers from music catalogs.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="show debug logs")
-    sub = parser.add_subparsers(dest="command", required=True)
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows an option's default where it has a real one (not None or False, which the help text words itself)."""
 
-    p = sub.add_parser("demo", help="synthesize a small folder catalog and run the whole pipeline on it")
-    p.add_argument("--dir", default="genreclf-demo", help="where the demo catalog and store go")
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default in (None, False) or action.default is argparse.SUPPRESS:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from genreclf import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="genreclf",
+        description="Music-genre classifiers from music catalogs. Start with `genreclf demo`.",
+        formatter_class=_HelpFormatter,
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="show debug logs and Prefect's engine lines")
+    parser.add_argument("--version", action="version", version=f"genreclf {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".",
+                              formatter_class=_HelpFormatter)  # fmt: skip
+
+    p = command("demo", "synthesize a small folder catalog and run the whole pipeline on it")
+    p.add_argument("--dir", default="genreclf-demo", help="where the demo catalog goes (and its store, when the "
+                   "default store already holds a champion of another catalog)")  # fmt: skip
     p.add_argument("--tracks", type=int, default=10, help="tracks per genre")
     _add_run_options(p)
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("run", help="run the whole pipeline on a folder catalog ROOT/<genre>/<file>")
+    p = command("run", "run the whole pipeline on a folder catalog ROOT/<genre>/<file>")
     p.add_argument("--catalog", required=True, help="folder laid out ROOT/<genre>/<audio file>")
     p.add_argument("--small", action="store_true", help="3 s windows, 64 mels, 8 epochs: a CPU-sized run")
     p.add_argument("--split-file", help="a predefined split, PATH,SPLIT per line (e.g. GTZAN's artist-filtered "
@@ -181,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(p)
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("predict", help="print the top genres of audio files with the champion (or --model)")
+    p = command("predict", "print the top genres of audio files with the champion (or --model)")
     p.add_argument(
         "inputs",
         nargs="+",
@@ -195,14 +252,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help=DEVICE_HELP)
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("status", help="print the latest catalog, dataset and champion")
+    p = command("status", "print the latest catalog, dataset and champion")
     p.add_argument("--store", help="storage root (default $GENRECLF_STORAGE_URL or ./genreclf-data)")
     p.set_defaults(func=cmd_status)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     logging.getLogger("genreclf").setLevel(logging.DEBUG if args.verbose else logging.INFO)
     try:

@@ -109,7 +109,7 @@ def acquire_tracks(storage_url: str, rows: list[CatalogRow], seg: SegmentConfig)
         logger.info("acquiring %d tracks; global limits in use: %s", len(rows), [n for n in limits if n] or "none")
     futures = acquire_one.map(storage_url, rows, unmapped(seg), unmapped(yt), unmapped(limits))
     results: list[TrackResult] = []
-    progress = Progress(len(rows), f"tracks acquired ({len(rows)})")
+    progress = Progress(len(rows), "tracks acquired")
     for row, future in zip(rows, futures, strict=True):
         future.wait()
         progress.advance()

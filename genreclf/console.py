@@ -1,0 +1,96 @@
+"""The CLI's terminal: one live progress line per stage, log lines above it, Prefect's engine chatter kept out."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
+from genreclf import progress
+
+
+def _package_dir(name: str) -> str | None:
+    import importlib.util
+
+    spec = importlib.util.find_spec(name)
+    return str(Path(spec.origin).parent) + os.sep if spec and spec.origin else None
+
+
+class EngineChatter(logging.Filter):
+    """Drops the INFO lines Prefect's engine writes itself ("Finished in state Completed()", "Beginning flow run").
+
+    Flows log through the same run loggers, so the engine's lines are told apart by where they were written: inside
+    the prefect package. Warnings and errors always pass.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.prefect_dir = _package_dir("prefect")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING or not record.name.startswith("prefect"):
+            return True
+        return self.prefect_dir is None or not record.pathname.startswith(self.prefect_dir)
+
+
+class StageDisplay(logging.Handler):
+    """A logging handler that draws `genreclf.progress` steps as bars and prints every other record above them."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        super().__init__()
+        self.bars = Progress(
+            TextColumn("{task.description:<22}"),
+            BarColumn(bar_width=28),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[detail]}"),
+            console=console or Console(stderr=True),
+        )
+        self.tasks: dict[str, TaskID] = {}
+        self.setFormatter(logging.Formatter("%(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            step = getattr(record, "step", None)
+            if isinstance(step, progress.Step):
+                self._draw(step)
+                return
+            warn = record.levelno >= logging.WARNING
+            style = "red" if record.levelno >= logging.ERROR else "yellow" if warn else None
+            text = f"{record.levelname.lower()}: {self.format(record)}" if warn else self.format(record)
+            self.bars.console.print(text, style=style, markup=False, highlight=False, soft_wrap=True)
+        except Exception:
+            self.handleError(record)
+
+    def _draw(self, step: progress.Step) -> None:
+        task = self.tasks.get(step.stage)
+        if task is None or (step.done == 0 and self.bars.tasks[task].finished):  # a stage run again: a new bar
+            task = self.tasks[step.stage] = self.bars.add_task(step.stage, total=step.total, detail="")
+        self.bars.update(task, completed=step.done, total=step.total, detail=step.detail)
+
+
+@contextmanager
+def live_stages(*, verbose: bool) -> Iterator[StageDisplay]:
+    """Route log records to a `StageDisplay` for the duration: library INFO lines, flows' own lines, progress bars;
+    Prefect's engine lines only with `verbose`."""
+    display = StageDisplay()
+    if not verbose:
+        display.addFilter(EngineChatter())
+    root = logging.getLogger()
+    steps = logging.getLogger(progress.LOGGER_NAME)
+    saved = (root.handlers[:], steps.level, steps.propagate)
+    root.handlers = [display]
+    steps.setLevel(logging.DEBUG)
+    steps.propagate = False  # steps go to the display only, never to Prefect's API log handler
+    steps.addHandler(display)
+    try:
+        with display.bars:
+            yield display
+    finally:
+        steps.removeHandler(display)
+        root.handlers, (steps.level, steps.propagate) = saved[0], saved[1:]

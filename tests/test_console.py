@@ -1,0 +1,82 @@
+"""The CLI's terminal: progress steps become bars, Prefect's engine lines stay out unless verbose."""
+
+from __future__ import annotations
+
+import io
+import logging
+
+from rich.console import Console
+
+from genreclf import console, progress
+
+
+def _record(name: str, level: int, pathname: str, msg: str = "m") -> logging.LogRecord:
+    return logging.LogRecord(name, level, pathname, 1, msg, None, None)
+
+
+def test_engine_lines_are_dropped_and_flow_lines_kept() -> None:
+    chatter = console.EngineChatter()
+    assert chatter.prefect_dir is not None
+    engine = chatter.prefect_dir + "flow_engine.py"
+    assert not chatter.filter(_record("prefect.task_runs", logging.INFO, engine, "Finished in state Completed()"))
+    assert chatter.filter(_record("prefect.task_runs", logging.WARNING, engine, "Task run failed"))
+    assert chatter.filter(_record("prefect.flow_runs", logging.INFO, "/repo/flows/train.py", "training resnet18"))
+    assert chatter.filter(_record("genreclf.training", logging.INFO, "/repo/genreclf/training.py", "epoch 1"))
+
+
+def test_steps_draw_one_bar_per_stage_and_lines_print_above(monkeypatch) -> None:
+    out = io.StringIO()
+    monkeypatch.setattr(console, "Console", lambda stderr: Console(file=out, width=100, force_terminal=False))
+    with console.live_stages(verbose=False) as display:
+        for i in range(3):
+            progress.report("tracks acquired", i + 1, 3)
+        progress.report("epochs of run r", 1, 2, "loss 0.500, val accuracy 0.750")
+        logging.getLogger("genreclf.test").warning("a track was quarantined")
+        bars = {t.description: t for t in display.bars.tasks}
+    assert bars["tracks acquired"].completed == 3 and bars["tracks acquired"].total == 3
+    assert bars["epochs of run r"].fields["detail"] == "loss 0.500, val accuracy 0.750"
+    text = out.getvalue()
+    assert "warning: a track was quarantined" in text
+    assert "tracks acquired" in text and "3/3" in text
+    assert logging.getLogger(progress.LOGGER_NAME).propagate  # restored after the display
+
+
+def test_a_stage_run_again_gets_a_new_bar(monkeypatch) -> None:
+    monkeypatch.setattr(console, "Console", lambda stderr: Console(file=io.StringIO(), force_terminal=False))
+    with console.live_stages(verbose=False) as display:
+        progress.report("shards written", 1, 1)
+        progress.report("shards written", 0, 2)
+        assert [t.total for t in display.bars.tasks] == [1, 2]
+
+
+def test_steps_cost_nothing_without_a_display() -> None:
+    seen: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = seen.append  # type: ignore[method-assign]
+    logger = logging.getLogger(progress.LOGGER_NAME)
+    logger.addHandler(handler)
+    try:
+        logging.getLogger("genreclf").setLevel(logging.INFO)
+        progress.report("tracks acquired", 1, 10)
+    finally:
+        logger.removeHandler(handler)
+    assert seen == []
+
+
+def test_demo_uses_the_default_store_unless_it_holds_another_catalogs_champion(tmp_path, monkeypatch) -> None:
+    import argparse
+
+    from genreclf import cli
+    from genreclf.keys import CHAMPION_KEY
+    from genreclf.storage import Store
+
+    default = tmp_path / "genreclf-data"
+    monkeypatch.setenv("GENRECLF_STORAGE_URL", str(default))
+    args = argparse.Namespace(store=None, dir=str(tmp_path / "genreclf-demo"))
+    assert cli._demo_store(args) == (str(default), True)  # empty: the demo's champion lands where status looks
+
+    Store.open(str(default)).write_json(CHAMPION_KEY, {"run_id": "real", "dataset_id": "not-a-demo"})
+    assert cli._demo_store(args) == (str(tmp_path / "genreclf-demo" / "store"), False)
+
+    args.store = str(default)  # asked for explicitly: the user's choice
+    assert cli._demo_store(args) == (str(default), True)
