@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import time
 from pathlib import Path
@@ -14,12 +13,6 @@ from genreclf.errors import GenreclfError
 
 if TYPE_CHECKING:
     from flows.pipeline import PipelineResult
-
-
-def _prefect_env() -> None:
-    """Library logs reach Prefect's run logs; no telemetry leaves the machine unless the user asks."""
-    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "genreclf")
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
 def _print_summary(out: PipelineResult, seconds: float) -> None:
@@ -54,7 +47,6 @@ def _run_pipeline(catalog_dir: Path, args: argparse.Namespace) -> int:
     from genreclf.training import resolve_device
 
     resolve_device(args.device)  # a device this machine lacks fails at once, before any flow starts
-    _prefect_env()
     from flows.params import DatasetParams, TrainParams
     from flows.pipeline import pipeline
 
@@ -185,6 +177,30 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_server(args: argparse.Namespace) -> int:
+    from genreclf import prefect_setup
+
+    if args.action == "start":
+        server = prefect_setup.server_start(port=args.port, timeout_s=args.timeout)
+        print(f"Prefect server at {server.url} (pid {server.pid}, log {server.log}); "
+              f"UI {server.url.removesuffix('/api')}")  # fmt: skip
+        print("genreclf commands and flows run from Python use it while it runs; `genreclf server stop` stops it")
+        return 0
+    if args.action == "stop":
+        stopped = prefect_setup.server_stop()
+        print(f"stopped the Prefect server at {stopped.url} (pid {stopped.pid})" if stopped
+              else "no server recorded (none started with `genreclf server start`)")  # fmt: skip
+        return 0
+    status = prefect_setup.server_status()
+    if status is None:
+        print("no server recorded; `genreclf server start` starts one")
+        return 1
+    state = ("healthy" if status.healthy else "running but not answering" if status.running
+             else "not running (a stale record; `genreclf server start` replaces it)")  # fmt: skip
+    print(f"{status.server.url} (pid {status.server.pid}): {state}; log {status.server.log}")
+    return 0 if status.healthy else 1
+
+
 DEVICE_HELP = "cpu, cuda, cuda:1 or mps (default $GENRECLF_DEVICE, else CUDA when there is one)"
 
 
@@ -255,6 +271,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("status", "print the latest catalog, dataset and champion")
     p.add_argument("--store", help="storage root (default $GENRECLF_STORAGE_URL or ./genreclf-data)")
     p.set_defaults(func=cmd_status)
+
+    p = command("server", "start, stop or check a local Prefect server that later runs reuse (no start-up per run)")
+    p.add_argument("action", choices=["start", "stop", "status"])
+    p.add_argument("--port", type=int, default=4200, help="port on 127.0.0.1 (start)")
+    p.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for it to answer (start)")
+    p.set_defaults(func=cmd_server)
     return parser
 
 
@@ -270,6 +292,13 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args))
     except GenreclfError as e:
         print(f"genreclf: error: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:  # Prefect's temporary server did not start in time: one line, not 40 of traceback
+        from genreclf.prefect_setup import explain_startup_failure
+
+        if (line := explain_startup_failure(e)) is None:
+            raise
+        print(f"genreclf: error: {line}", file=sys.stderr)
         return 2
 
 

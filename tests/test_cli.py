@@ -1,5 +1,6 @@
 """The `genreclf` command: errors are clear and fast; status reads the store."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -103,6 +104,27 @@ def test_the_console_script_is_installed() -> None:
     exe = Path(sys.executable).with_name("genreclf")
     proc = subprocess.run([str(exe), "--help"], capture_output=True, text=True, check=False)
     assert proc.returncode == 0 and "demo" in proc.stdout and "run" in proc.stdout
+
+
+def test_bare_genreclf_prints_help_and_version_answers(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 0
+    assert "usage: genreclf" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.startswith("genreclf ")
+
+
+def test_prefect_that_does_not_start_in_time_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    root = make_demo_catalog(tmp_path / "catalog", tracks_per_genre=3, seconds=1.0)
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_API_URL": "",
+           "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "0"}  # fmt: skip
+    env.pop("PREFECT_API_URL")
+    exe = Path(sys.executable).with_name("genreclf")
+    proc = subprocess.run([str(exe), "run", "--catalog", str(root), "--store", str(tmp_path / "store")],
+                          capture_output=True, text=True, env=env, timeout=120, check=False)  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "genreclf: error:" in proc.stderr and "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS" in proc.stderr
 
 
 def test_knn_k_is_55_unless_classes_are_smaller() -> None:

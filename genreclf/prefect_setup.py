@@ -1,0 +1,336 @@
+"""How genreclf runs Prefect: its settings for our flows, and the local server `genreclf server` keeps running.
+
+`flows/__init__.py` calls `configure_prefect()` before any flow module imports Prefect. This module reads and sets
+only Prefect's own PREFECT_* variables (GENRECLF_* ones live in settings.py) and never imports Prefect, so the
+library stays importable without it.
+
+The local server's record (PID, URL) is `$PREFECT_HOME/genreclf-server.json` and its log
+`$PREFECT_HOME/genreclf-server.log` (PREFECT_HOME defaults to ~/.prefect, where the server keeps its SQLite
+database): a different PREFECT_HOME, as in the tests, never finds another home's server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Mapping, MutableMapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from types import MappingProxyType
+
+from genreclf.errors import GenreclfError
+
+log = logging.getLogger(__name__)
+
+# Prefect's own setting (prefect/settings/models/server/ephemeral.py, default 20 s). A cold start on a busy 2-core
+# laptop took ~25 s, so the default failed the first `genreclf demo`; a user's value wins over ours.
+STARTUP_TIMEOUT_VAR = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
+DEFAULT_STARTUP_TIMEOUT_S = 120
+PREFECT_DEFAULTS: Mapping[str, str] = MappingProxyType(
+    {
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",  # no telemetry leaves the machine unless the user asks
+        "PREFECT_LOGGING_EXTRA_LOGGERS": "genreclf",  # library logs (epochs, shards) reach the run logs
+        STARTUP_TIMEOUT_VAR: str(DEFAULT_STARTUP_TIMEOUT_S),
+    }
+)
+DEFAULT_PORT = 4200
+_HEALTH_TIMEOUT_S = 2.0  # only asked of a recorded server whose process is running
+# The start of the RuntimeError SubprocessASGIServer.start raises (prefect/server/api/server.py).
+_EPHEMERAL_TIMEOUT = "Timed out while attempting to connect to ephemeral Prefect API server"
+
+
+class ServerError(GenreclfError):
+    """The local Prefect server cannot be started, reached or stopped."""
+
+
+@dataclass(frozen=True)
+class LocalServer:
+    """A Prefect server started by `genreclf server start`, as recorded in its state file."""
+
+    url: str  # the API URL, what PREFECT_API_URL takes; the UI is the same address without /api
+    pid: int
+    log: Path
+
+
+@dataclass(frozen=True)
+class ServerStatus:
+    server: LocalServer
+    running: bool  # the recorded process is still there
+    healthy: bool  # it answers GET {url}/health
+
+
+# ---- settings ----------------------------------------------------------------------------------------------------
+def configure_prefect(environ: MutableMapping[str, str] | None = None) -> dict[str, str]:
+    """Set Prefect's settings for genreclf where the user has not set them, and return those it set.
+
+    No telemetry, `genreclf` logs in Prefect's run logs (its logger at INFO when unset), a 120 s wait for the
+    temporary server, and PREFECT_API_URL at the server `genreclf server start` left running, when it answers.
+    `environ` defaults to os.environ; with os.environ and Prefect already imported, Prefect's settings (built once,
+    at import) are rebuilt so the new values still apply.
+    """
+    env = os.environ if environ is None else environ
+    added = {name: value for name, value in PREFECT_DEFAULTS.items() if name not in env}
+    if "PREFECT_API_URL" not in env and (url := running_server_url(env)):
+        added["PREFECT_API_URL"] = url
+    env.update(added)
+    library = logging.getLogger("genreclf")
+    if library.level == logging.NOTSET:
+        # In a worker's flow process nothing sets it: it would inherit root's WARNING and drop every INFO log.
+        library.setLevel(logging.INFO)
+    if env is os.environ and added:
+        _update_imported_prefect(added)
+    return added
+
+
+def _update_imported_prefect(added: Mapping[str, str]) -> None:
+    """Make variables set after `import prefect` count: Prefect reads its settings and sets up logging at import."""
+    context = sys.modules.get("prefect.context")
+    if context is not None and hasattr(context, "GLOBAL_SETTINGS_CONTEXT"):
+        context.refresh_global_settings_context()
+    logging_config = sys.modules.get("prefect.logging.configuration")
+    if "PREFECT_LOGGING_EXTRA_LOGGERS" in added and getattr(logging_config, "PROCESS_LOGGING_CONFIG", None):
+        # What setup_logging gives each extra logger, had the variable been set in time: the API handler.
+        library = logging.getLogger("genreclf")
+        for handler in logging.getLogger("prefect.extra").handlers:
+            if handler not in library.handlers:
+                library.addHandler(handler)
+
+
+def running_server_url(environ: Mapping[str, str] | None = None) -> str | None:
+    """The API URL of the server `genreclf server start` recorded, if it answers; None otherwise."""
+    env = os.environ if environ is None else environ
+    try:
+        server = _read_state(_home(env))
+    except ServerError as e:  # `import flows` must not fail on it: `genreclf server status` says what to do
+        log.debug("%s; Prefect starts a temporary server", e)
+        return None
+    if server is None:
+        return None
+    # The process check costs no network; a live server gets a few seconds, as a busy laptop can be slow to answer.
+    if _is_ours(server.pid) and _healthy(server.url, timeout_s=_HEALTH_TIMEOUT_S):
+        return server.url
+    log.debug("the Prefect server recorded at %s does not answer; Prefect starts a temporary one", server.url)
+    return None
+
+
+def explain_startup_failure(exc: BaseException) -> str | None:
+    """One line telling the user what to do when `exc` (or what caused it) is Prefect's temporary server failing
+    to start; None for any other error."""
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        message = str(e)
+        if isinstance(e, RuntimeError) and message.startswith(_EPHEMERAL_TIMEOUT):
+            if "exited with code" in message:  # it crashed: waiting longer will not help, a server's log will
+                return (
+                    "Prefect's temporary API server exited while starting. Run `genreclf server start` (it shows "
+                    "the server's log if it fails too) and keep it running; later runs use it."
+                )
+            waited = os.environ.get(STARTUP_TIMEOUT_VAR, "20")
+            return (
+                f"Prefect's temporary API server did not start within {waited} s. Run `genreclf server start` once "
+                f"and keep it running (later runs use it, and skip the start-up), or wait longer: "
+                f"export {STARTUP_TIMEOUT_VAR}=300"
+            )
+        e = e.__cause__ or e.__context__
+    return None
+
+
+# ---- the local server --------------------------------------------------------------------------------------------
+def server_start(*, port: int = DEFAULT_PORT, timeout_s: float = 180.0) -> LocalServer:
+    """Start `prefect server start` on 127.0.0.1:`port` in the background (own session, log in PREFECT_HOME),
+    wait until it answers, and record it; a recorded server that is still running is returned as it is."""
+    home = _home(os.environ)
+    current = _read_state(home)
+    if current is not None:
+        if _is_ours(current.pid):
+            _wait_healthy(current, timeout_s)
+            return current
+        _state_path(home).unlink(missing_ok=True)  # its process is gone: a stale record
+    _check_port_free(port)
+    home.mkdir(parents=True, exist_ok=True)
+    url = f"http://127.0.0.1:{port}/api"
+    env = {**os.environ, "PREFECT_API_URL": url}  # the UI it serves talks to this server, not the user's default
+    env.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    log_path = home / "genreclf-server.log"
+    command = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+    # posix_spawn, not Popen: the server outlives this call, and a Popen dropped while its child runs warns.
+    # setsid: its own session and process group, so Ctrl-C in the terminal does not reach it and stop can
+    # signal the whole group.
+    pid = os.posix_spawn(
+        sys.executable,
+        command,
+        env,
+        file_actions=[
+            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_OPEN, 1, str(log_path), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600),
+            (os.POSIX_SPAWN_DUP2, 1, 2),
+        ],
+        setsid=True,
+    )
+    server = LocalServer(url=url, pid=pid, log=log_path)
+    _write_state(home, server)
+    try:
+        _wait_healthy(server, timeout_s)
+    except BaseException:  # Ctrl-C included: the server is in its own session and would outlive us
+        _terminate(server.pid)
+        _state_path(home).unlink(missing_ok=True)
+        raise
+    return server
+
+
+def server_stop(*, timeout_s: float = 15.0) -> LocalServer | None:
+    """Stop the recorded server (SIGTERM, then SIGKILL after `timeout_s`) and forget it; None when none is recorded.
+    A recorded process that is gone, or whose PID now belongs to another program, is only forgotten."""
+    home = _home(os.environ)
+    server = _read_state(home)
+    if server is None:
+        return None
+    if _is_ours(server.pid):
+        _terminate(server.pid, timeout_s)
+    _state_path(home).unlink(missing_ok=True)
+    return server
+
+
+def server_status() -> ServerStatus | None:
+    """The recorded server, whether its process runs and whether it answers; None when none is recorded."""
+    server = _read_state(_home(os.environ))
+    if server is None:
+        return None
+    running = _is_ours(server.pid)
+    return ServerStatus(server=server, running=running, healthy=running and _healthy(server.url, _HEALTH_TIMEOUT_S))
+
+
+def _home(env: Mapping[str, str]) -> Path:
+    return Path(env.get("PREFECT_HOME") or "~/.prefect").expanduser()
+
+
+def _state_path(home: Path) -> Path:
+    return home / "genreclf-server.json"
+
+
+def _read_state(home: Path) -> LocalServer | None:
+    path = _state_path(home)
+    try:
+        raw = json.loads(path.read_text())
+        return LocalServer(url=str(raw["url"]), pid=int(raw["pid"]), log=Path(raw["log"]))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ServerError(f"{path}: unreadable ({e}); delete it and run `genreclf server start` again") from None
+
+
+def _write_state(home: Path, server: LocalServer) -> None:
+    path = _state_path(home)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({**asdict(server), "log": str(server.log)}, indent=2))
+    tmp.replace(path)
+
+
+def _healthy(api_url: str, timeout_s: float) -> bool:
+    # Imported here, not at the top: `import flows` pays for http.client only when a server is recorded.
+    import http.client
+    import urllib.request
+
+    # No proxies: an http_proxy in the environment must not take a request for 127.0.0.1 elsewhere.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(f"{api_url}/health", timeout=timeout_s) as response:
+            return bool(response.status == 200)
+    except (OSError, ValueError, http.client.HTTPException):
+        return False
+
+
+def _wait_healthy(server: LocalServer, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not _healthy(server.url, timeout_s=2.0):
+        if not _alive(server.pid):
+            raise ServerError(
+                f"the Prefect server exited while starting; its log ({server.log}) ends with:\n{_tail(server.log)}"
+            )
+        if time.monotonic() > deadline:
+            raise ServerError(
+                f"the Prefect server (pid {server.pid}) did not answer at {server.url} within {timeout_s:.0f} s; "
+                f"see {server.log}, and try `genreclf server start --timeout 600` on a busy machine"
+            )
+        time.sleep(0.5)
+
+
+def _check_port_free(port: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Prefect and uvicorn bind it
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError as e:
+            raise ServerError(
+                f"127.0.0.1:{port} is in use ({e.strerror}). If a Prefect server runs there, use it: "
+                f"export PREFECT_API_URL=http://127.0.0.1:{port}/api; otherwise pick another port (--port)"
+            ) from None
+
+
+def _alive(pid: int) -> bool:
+    with contextlib.suppress(ChildProcessError):  # our own child (tests, a failed start): reap it when it exited
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, but another user's
+        return True
+    return True
+
+
+def _is_ours(pid: int) -> bool:
+    """Whether `pid` is still the server we started: alive, leading its own process group (start_new_session) and,
+    where /proc tells, running prefect. A PID reused by another program fails this and is never signalled."""
+    if not _alive(pid):
+        return False
+    try:
+        if os.getpgid(pid) != pid:
+            return False
+        return b"prefect" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except ProcessLookupError:
+        return False
+    except FileNotFoundError:  # no /proc (macOS): the group check has to do
+        return True
+
+
+def _terminate(pid: int, timeout_s: float = 15.0) -> None:
+    """SIGTERM the server's process group (it and anything it forked), then SIGKILL what is left after `timeout_s`."""
+    for sig, wait_s in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            if not _group_alive(pid):
+                return
+            time.sleep(0.1)
+    raise ServerError(f"the Prefect server (process group {pid}) is still there after SIGKILL; stop it by hand")
+
+
+def _group_alive(pgid: int) -> bool:
+    _alive(pgid)  # reaps the leader if it is our exited child, so a zombie does not count
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
