@@ -6,8 +6,9 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
 from genreclf.evaluation import Report, report_markdown, save_report
-from genreclf.keys import run_config_key
+from genreclf.keys import confusion_key, run_config_key
 from genreclf.models.files import check_run_id
+from genreclf.plots import markdown_image
 from genreclf.storage import Store
 from tasks.predict import evaluate_ood
 from tasks.training import evaluate_run, promote_if_better
@@ -49,7 +50,13 @@ def evaluate(
         key="confusion-matrix",
         description="rows: true genre, columns: predicted genre (per track)",
     )  # fmt: skip
-    create_link_artifact(report["confusion_png"], link_text="confusion matrix (PNG)", key="confusion-png")
+    create_markdown_artifact(  # inline: the UI cannot open the store's file:// or s3:// URI
+        f"# Confusion matrix of `{run_id}`\n\n"
+        f"{markdown_image(store.read_bytes(confusion_key(run_id)), f'confusion matrix of {run_id}')}\n\n"
+        f"Rows: true genre, columns: predicted, per track on the test split. PNG: {report['confusion_png']}\n",
+        key="confusion-png",
+        description=f"{report['model']} confusion matrix (per track)",
+    )
     create_link_artifact(report["model_uri"], link_text="model weights", key="model")
     save_report(store, report)
     return report

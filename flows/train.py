@@ -11,6 +11,7 @@ from flows import events
 from flows.params import TrainParams
 from genreclf.manifest import read_manifest
 from genreclf.models.files import check_run_id
+from genreclf.plots import markdown_image, training_curves_png
 from genreclf.storage import Store
 from genreclf.training import run_id_for
 from tasks.training import fit_model
@@ -43,6 +44,13 @@ def train(
         key="training-run",
         description=f"training of {run_id}",
     )
+    if result.history:
+        curves = training_curves_png(result.history, title=f"{params.model}, run {run_id}")
+        create_markdown_artifact(
+            f"# Training curves of `{run_id}`\n\n{markdown_image(curves, f'training curves of {run_id}')}\n",
+            key="training-curves",
+            description=f"train loss and validation accuracy per epoch of {run_id}",
+        )
     logger.info("device: %s; config: %s", result.device, dataclasses.asdict(params.config()))
     if trained_now:
         events.model_trained(run_id, dataset_id=manifest.dataset_id, storage_url=store.url)

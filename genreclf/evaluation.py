@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import logging
 from typing import NotRequired
 
@@ -16,6 +15,7 @@ from genreclf.loader import Normalizer, load_split
 from genreclf.manifest import Manifest
 from genreclf.models.baselines import BASELINES, class_probabilities, create_baseline, summary_features
 from genreclf.models.files import find_model
+from genreclf.plots import confusion_png
 from genreclf.storage import Store
 from genreclf.training import eval_window, load_model, predict_logits, resolve_device
 
@@ -145,31 +145,6 @@ def evaluate_baselines(store: Store, manifest: Manifest, *, seed: int = 0, split
         proba = class_probabilities(model, x_test, len(manifest.labels))
         out[name] = score_report(proba, test.labels, test.track_ids, manifest.labels)
     return out
-
-
-def confusion_png(confusion: list[list[int]], labels: list[str], title: str) -> bytes:
-    """The confusion matrix as a PNG (rows: true genre, columns: predicted)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    cm = np.asarray(confusion)
-    size = 1.5 + 0.6 * len(labels)
-    fig, ax = plt.subplots(figsize=(size, size))
-    ax.imshow(cm, cmap="Blues")
-    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
-    ax.set_yticks(range(len(labels)), labels)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title, fontsize=10)
-    for (i, j), v in np.ndenumerate(cm):
-        ax.text(j, i, str(v), ha="center", va="center", color="white" if v > cm.max() / 2 else "black")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    return buf.getvalue()
 
 
 def report_markdown(report: Report) -> str:
