@@ -9,6 +9,7 @@ import json
 import logging
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -149,7 +150,9 @@ def _decode_soundfile(source: Path | bytes, *, sr: int, max_seconds: float | Non
 def decode(source: str | Path | bytes, *, sr: int, max_seconds: float | None = None, name: str = "") -> np.ndarray:
     """Decode a file path or encoded bytes to mono float32 at `sr` Hz -> (samples,).
 
-    `name` labels the input in errors when `source` is bytes.
+    Anything ffmpeg reads: an audio file, or an audio or video container (mp4, mkv, mov, webm, ...), of which the
+    first audio stream is decoded; one without an audio stream raises AudioError. `name` labels the input in
+    errors (default: the path, or `<bytes>`).
     """
     label = name or (str(source) if not isinstance(source, bytes) else "<bytes>")
     if isinstance(source, bytes):
@@ -171,22 +174,55 @@ def decode(source: str | Path | bytes, *, sr: int, max_seconds: float | None = N
             y = _decode_soundfile(path, sr=sr, max_seconds=max_seconds, label=label)
             if y is not None:
                 return y
-    cmd = [_ffmpeg(), "-nostdin", "-hide_banner", "-v", "error", "-i", inp]
-    if max_seconds:
-        cmd += ["-t", str(max_seconds)]
-    # -rematrix_maxval 1: downmix to the mean of the channels (ffmpeg's default mix is 3 dB hotter for stereo)
-    cmd += ["-map", "0:a:0", "-ac", "1", "-rematrix_maxval", "1.0", "-ar", str(sr), "-f", "f32le", "pipe:1"]
-    proc = subprocess.run(cmd, input=data, capture_output=True, check=False)
+    if data is not None and _is_quicktime(data):
+        # MP4/MOV/M4A keep their index (moov) after the media unless written for streaming: from a pipe, which
+        # cannot seek, ffmpeg decodes nothing and still exits 0. Give it a file.
+        with tempfile.NamedTemporaryFile(prefix="genreclf-decode-") as tmp:
+            tmp.write(data)
+            tmp.flush()
+            proc = _run_ffmpeg(tmp.name, None, sr=sr, max_seconds=max_seconds)
+            proc.stderr = proc.stderr.replace(tmp.name.encode(), label.encode())
+    else:
+        proc = _run_ffmpeg(inp, data, sr=sr, max_seconds=max_seconds)
     if proc.returncode != 0:
+        if _no_audio_stream(proc):
+            # A video without a sound track, an image, a subtitle file: the container opened, nothing to hear.
+            raise AudioError(
+                f"{label}: no audio stream (a video without sound, an image or a page?); use a file with a sound "
+                "track, or remove this one"
+            )
         err = proc.stderr.decode(errors="replace").strip().splitlines()
-        if any("matches no streams" in line for line in err):
-            raise AudioError(f"{label}: no audio stream (is it a video without sound, an image or a page?)")
         detail = err[-1] if err else f"ffmpeg exited with {proc.returncode}"
         raise AudioError(f"{label}: cannot decode ({detail}); check that it is a complete audio file")
     y = np.frombuffer(proc.stdout, dtype=np.float32)
     if y.size == 0:
         raise AudioError(f"{label}: decoded to no samples (truncated or empty audio)")
     return y.copy()
+
+
+def _run_ffmpeg(
+    inp: str, data: bytes | None, *, sr: int, max_seconds: float | None
+) -> subprocess.CompletedProcess[bytes]:
+    """ffmpeg decoding the first audio stream of `inp` (a path, or `pipe:0` fed `data`) to mono f32le at `sr`."""
+    cmd = [_ffmpeg(), "-nostdin", "-hide_banner", "-v", "error", "-i", inp]
+    if max_seconds:
+        cmd += ["-t", str(max_seconds)]
+    # -map 0:a:0: the first audio stream only, so a video's pictures are never decoded.
+    # -rematrix_maxval 1: downmix to the mean of the channels (ffmpeg's default mix is 3 dB hotter for stereo)
+    cmd += ["-map", "0:a:0", "-ac", "1", "-rematrix_maxval", "1.0", "-ar", str(sr), "-f", "f32le", "pipe:1"]
+    return subprocess.run(cmd, input=data, capture_output=True, check=False)
+
+
+# The first box of an ISO base media file (mp4, m4a, m4b, mov, 3gp): `ftyp`, or in old QuickTime files another.
+_QUICKTIME_BOXES = (b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot")
+
+
+def _is_quicktime(data: bytes) -> bool:
+    return data[4:8] in _QUICKTIME_BOXES
+
+
+def _no_audio_stream(proc: subprocess.CompletedProcess[bytes]) -> bool:
+    return b"matches no streams" in proc.stderr
 
 
 def encode_flac(y: np.ndarray, *, sr: int) -> bytes:

@@ -277,6 +277,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=4200, help="port on 127.0.0.1 (start)")
     p.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for it to answer (start)")
     p.set_defaults(func=cmd_server)
+
+    from genreclf.cli_spotify import add_parsers as add_spotify_parsers
+
+    add_spotify_parsers(sub)
     return parser
 
 

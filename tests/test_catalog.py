@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +27,7 @@ from genreclf.catalog import (
 )
 from genreclf.errors import DataError, SourceError, StorageError
 from genreclf.keys import CATALOG_LATEST, catalog_key
-from genreclf.sources.local import scan_folder, track_id_for
+from genreclf.sources.local import AUDIO_EXTENSIONS, scan_folder, summarize_ignored, track_id_for
 from genreclf.storage import Store
 
 SR = 22_050
@@ -143,6 +145,118 @@ def test_scan_genre_folder_without_audio_names_it(tone: np.ndarray, tmp_path: Pa
     with pytest.raises(SourceError, match="no audio files") as e:
         scan_folder(root)
     assert str(root / "blues") in str(e.value)
+    assert "it holds only files that are not audio: blues/cover.jpg; add some or remove the folder" in str(e.value)
+
+
+def ffmpeg_media(path: Path, tone: np.ndarray, *, audio: list[str] | None, video: bool) -> Path:
+    """A second of `tone` encoded with `audio` (None: no sound track), beside a 16x16 red picture if `video`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    wav = path.with_name(path.name + ".src.wav")
+    sf.write(wav, tone, SR, subtype="FLOAT")
+    cmd = ["ffmpeg", "-nostdin", "-v", "error", "-y"]
+    if audio is not None:
+        cmd += ["-i", str(wav)]
+    if video:
+        cmd += ["-f", "lavfi", "-i", "color=c=red:s=16x16:r=5:d=1", "-c:v", "mpeg4"]
+    cmd += [*(audio or []), "-shortest", str(path)] if audio is not None else [str(path)]
+    subprocess.run(cmd, check=True)
+    wav.unlink()
+    return path
+
+
+def make_media_folder(root: Path, tone: np.ndarray) -> Path:
+    """Video and audio containers beside files that are not audio, and one video without a sound track."""
+    # Each at its own level: the same recording twice would be kept once (and the other quarantined as a duplicate).
+    ffmpeg_media(root / "jazz" / "concert.mp4", tone * 0.9, audio=["-c:a", "aac", "-b:a", "64k"], video=True)
+    ffmpeg_media(root / "jazz" / "session.mkv", tone * 0.8, audio=["-c:a", "libopus", "-b:a", "48k"], video=True)
+    ffmpeg_media(root / "jazz" / "take.wav", tone * 0.7, audio=[], video=False)
+    ffmpeg_media(root / "rock" / "story.m4b", tone * 0.6, audio=["-c:a", "aac", "-f", "ipod"], video=False)
+    ffmpeg_media(root / "rock" / "live.MOV", tone * 0.5, audio=["-c:a", "aac"], video=True)
+    ffmpeg_media(root / "rock" / "silent.mp4", tone, audio=None, video=True)
+    (root / "jazz" / "cover.jpg").write_bytes(b"\xff\xd8\xff")
+    (root / "jazz" / "notes.txt").write_text("not audio")
+    (root / "rock" / "album.cue").write_text('FILE "live.MOV" WAVE')
+    (root / "rock" / ".DS_Store").write_bytes(b"\0")  # hidden: not worth a word
+    (root / "README.txt").write_text("my music")
+    return root
+
+
+def test_scan_takes_every_container_and_names_what_it_ignores_in_one_line(
+    tone: np.ndarray, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    root = make_media_folder(tmp_path / "music", tone)
+
+    with caplog.at_level(logging.INFO, logger="genreclf.sources.local"):
+        scan = scan_folder(root, hash_cache=None)
+
+    refs = sorted(scan.tracks["source_ref"])
+    assert refs == ["jazz/concert.mp4", "jazz/session.mkv", "jazz/take.wav", "rock/live.MOV", "rock/silent.mp4",
+                    "rock/story.m4b"]  # fmt: skip
+    assert scan.skipped == []  # nothing for the quarantine table: these are not catalog entries
+    assert scan.ignored == ["README.txt", "jazz/cover.jpg", "jazz/notes.txt", "rock/album.cue"]
+    line = (
+        "ignored 3 files that are not audio: jazz/cover.jpg, jazz/notes.txt, rock/album.cue; "
+        "and 1 file outside the genre folders: README.txt"
+    )
+    assert scan.ignored_summary == line
+    said = [r.getMessage() for r in caplog.records if "ignored" in r.getMessage()]
+    assert said == [f"{root}: {line}"]
+
+
+def test_scan_of_a_folder_of_audio_only_says_nothing_about_ignored_files(tone: np.ndarray, tmp_path: Path) -> None:
+    root = tmp_path / "music"
+    ffmpeg_media(root / "jazz" / "take.wav", tone, audio=[], video=False)
+
+    scan = scan_folder(root, hash_cache=None)
+
+    assert scan.ignored == [] and scan.ignored_summary is None
+
+
+def test_ignored_summary_names_a_few_and_counts_the_rest() -> None:
+    paths = [f"g{i % 3}/cover{i}.jpg" for i in range(30)] + [f"g1/notes{i}.txt" for i in range(10)] + ["x"]
+
+    line = summarize_ignored(paths)
+
+    assert line == (
+        "ignored 40 files that are not audio: g0/cover0.jpg, g1/cover1.jpg, g2/cover2.jpg, g0/cover3.jpg, "
+        "g1/cover4.jpg and 35 more (30 .jpg, 10 .txt in all); and 1 file outside the genre folders: x"
+    )
+    assert summarize_ignored(["a/one.txt"]) == "ignored 1 file that is not audio: a/one.txt"
+    assert summarize_ignored([]) is None
+
+
+def test_predict_and_split_files_share_the_extension_list() -> None:
+    # genreclf.predict and genreclf.splits import this name: video containers with a sound track are audio here.
+    assert {".mp4", ".mkv", ".mov", ".m4b", ".webm", ".m4v", ".avi", ".3gp", ".wma", ".ac3", ".mka"} <= AUDIO_EXTENSIONS
+    assert not {".jpg", ".png", ".txt", ".cue", ".pdf", ".nfo", ".m3u"} & AUDIO_EXTENSIONS
+
+
+def test_build_decodes_video_sound_tracks_and_quarantines_a_silent_video(tone: np.ndarray, tmp_path: Path) -> None:
+    from genreclf.acquire import acquire_track
+    from genreclf.audio import SegmentConfig
+    from genreclf.catalog import read_skipped
+    from genreclf.dataset import usable_tracks
+
+    root = make_media_folder(tmp_path / "music", tone)
+    store = Store.open(str(tmp_path / "store"))
+    scan = scan_folder(root, hash_cache=None)
+    version = write_catalog(store, scan.tracks, skipped=scan.skipped)
+    rows = rows_of(read_catalog(store, version))
+    seg = SegmentConfig(window_s=0.5, hop_s=0.5)
+
+    results = {r["source_ref"]: acquire_track(store, r, cfg=seg, scratch_dir=tmp_path / "scratch") for r in rows}
+
+    bad = {ref: (r.stage, r.reason) for ref, r in results.items() if not r.ok}
+    assert list(bad) == ["rock/silent.mp4"]
+    stage, reason = bad["rock/silent.mp4"]
+    assert stage == "decode"
+    assert "(rock/silent.mp4): no audio stream" in reason and "use a file with a sound track" in reason
+    for ref, r in results.items():
+        if ref != "rock/silent.mp4":
+            assert r.duration_s == pytest.approx(1.0, abs=0.1), ref
+    usable, dropped = usable_tracks(rows, list(results.values()))
+    assert len(usable) == 5 and [d.track_id for d in dropped] == [results["rock/silent.mp4"].track_id]
+    assert read_skipped(store, version) == []  # the ignored files stay out of the quarantine table
 
 
 # --- to_table -----------------------------------------------------------------------------------------------

@@ -6,8 +6,9 @@ import hashlib
 import logging
 import os
 import sqlite3
+from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import polars as pl
@@ -17,24 +18,64 @@ from genreclf.errors import SourceError
 
 log = logging.getLogger(__name__)
 
-# What ffmpeg reads that people keep music in; anything else in a genre folder is ignored.
+# What ffmpeg reads that people keep music in: audio files, and audio or video containers (a concert film, a music
+# video, an audiobook) whose first audio stream is decoded. A container without an audio stream is refused when it is
+# decoded (AudioError: quarantined by build-dataset). Anything else in a genre folder is ignored and named once per
+# scan (`FolderScan.ignored`).
 AUDIO_EXTENSIONS = frozenset(
     {
+        # audio
         ".wav",
+        ".wave",
+        ".w64",
         ".flac",
         ".mp3",
+        ".mp2",
         ".ogg",
+        ".oga",
         ".opus",
+        ".spx",
         ".m4a",
+        ".m4b",
         ".aac",
+        ".ac3",
+        ".eac3",
+        ".dts",
         ".wma",
         ".aiff",
         ".aif",
+        ".aifc",
         ".au",
-        ".webm",
+        ".caf",
+        ".ape",
+        ".wv",
+        ".tta",
+        ".mpc",
+        ".amr",
         ".mka",
+        ".weba",
+        # video containers with a sound track
+        ".mp4",
+        ".m4v",
+        ".mov",
+        ".mkv",
+        ".webm",
+        ".avi",
+        ".wmv",
+        ".asf",
+        ".flv",
+        ".3gp",
+        ".3g2",
+        ".mpg",
+        ".mpeg",
+        ".vob",
+        ".ogv",
+        ".mts",
+        ".m2ts",
     }
 )
+# Files named in the one "ignored" log line; the rest are counted.
+IGNORED_SHOWN = 5
 
 
 def track_id_for(relative_path: str) -> str:
@@ -103,12 +144,52 @@ def default_hash_cache() -> Path:
 
 @dataclass
 class FolderScan:
-    """A folder's catalog, and the entries left out of it with why (dangling or looping links, links back
-    into the catalog)."""
+    """A folder's catalog, the entries left out of it with why (dangling or looping links, links back into the
+    catalog), and the files that are not audio.
+
+    `skipped` goes to the store beside the catalog and into build-dataset's quarantine table, one entry each;
+    `ignored` (covers, notes, cue sheets, files outside any genre folder; paths relative to the root) is only
+    counted and named, in one line: `ignored_summary`.
+    """
 
     tracks: pl.DataFrame
     skipped: list[dict[str, str]] = field(default_factory=list)
     hashed: int = 0  # files read to fingerprint them (the others matched the hash cache)
+    ignored: list[str] = field(default_factory=list)
+
+    @property
+    def ignored_summary(self) -> str | None:
+        """One line naming the files left out that are not audio (the first few), or None when there are none."""
+        return summarize_ignored(self.ignored)
+
+
+def _files(n: int) -> str:
+    return f"{n} file{'s' if n != 1 else ''}"
+
+
+def _names(paths: list[str], shown: int) -> str:
+    """The first `shown` paths, then how many more by extension: `a.jpg, b.txt and 7 more (5 .jpg, 4 .txt in all)`."""
+    names = ", ".join(paths[:shown])
+    if len(paths) <= shown:
+        return names
+    by_ext = Counter(PurePosixPath(p).suffix.lower() or "without extension" for p in paths)
+    kinds = ", ".join(f"{c} {ext}" for ext, c in by_ext.most_common())
+    return f"{names} and {len(paths) - shown} more ({kinds} in all)"
+
+
+def summarize_ignored(paths: list[str], *, shown: int = IGNORED_SHOWN) -> str | None:
+    """One line for the files a scan left out (paths relative to the root), or None when there are none:
+    `ignored 3 files that are not audio: jazz/cover.jpg, jazz/notes.txt, rock/live.cue`, then those beside the
+    genre folders, which have no genre. Past `shown` names, the rest are counted by extension."""
+    not_audio = [p for p in paths if "/" in p]
+    outside = [p for p in paths if "/" not in p]
+    parts = []
+    if not_audio:
+        verb = "are" if len(not_audio) != 1 else "is"
+        parts.append(f"{_files(len(not_audio))} that {verb} not audio: {_names(not_audio, shown)}")
+    if outside:
+        parts.append(f"{_files(len(outside))} outside the genre folders: {_names(outside, shown)}")
+    return f"ignored {'; and '.join(parts)}" if parts else None
 
 
 def _inside(path: Path, root: Path) -> bool:
@@ -123,6 +204,10 @@ class _Walker:
         self.root = root
         self.real_root = root.resolve()
         self.skipped: list[dict[str, str]] = []
+        self.ignored: list[str] = []  # files that are not audio, relative to the root
+
+    def ignore(self, path: Path) -> None:
+        self.ignored.append(path.relative_to(self.root).as_posix())
 
     def skip(self, path: Path, reason: str, *, warn: bool) -> None:
         rel = path.relative_to(self.root).as_posix()
@@ -170,10 +255,15 @@ class _Walker:
                     out += self.files(path, seen)
                 elif target.suffix.lower() in AUDIO_EXTENSIONS or path.suffix.lower() in AUDIO_EXTENSIONS:
                     out.append((path, target))
+                elif target.is_file():
+                    self.ignore(path)
             elif entry.is_dir():
                 out += self.files(path, seen)
-            elif entry.is_file() and path.suffix.lower() in AUDIO_EXTENSIONS:
-                out.append((path, path))
+            elif entry.is_file():
+                if path.suffix.lower() in AUDIO_EXTENSIONS:
+                    out.append((path, path))
+                else:
+                    self.ignore(path)
         return out
 
 
@@ -199,6 +289,8 @@ def scan_folder(root: str | Path, *, hash_cache: Path | bool | None = True) -> F
                 continue
         if p.is_dir():
             genre_dirs.append(p)
+        elif p.is_file():
+            walker.ignore(p)  # a file beside the genre folders has no genre
     if not genre_dirs:
         raise SourceError(
             f"{root}: no genre folders; lay the catalog out as ROOT/<genre>/<file> (e.g. {root}/jazz/track.mp3)"
@@ -209,8 +301,10 @@ def scan_folder(root: str | Path, *, hash_cache: Path | bool | None = True) -> F
         for genre_dir in genre_dirs:
             files = walker.files(genre_dir, frozenset({walker.real_root}))
             if not files and not any(s["path"].startswith(genre_dir.name + "/") for s in walker.skipped):
+                others = [p for p in walker.ignored if p.startswith(genre_dir.name + "/")]
+                held = f"; it holds only files that are not audio: {_names(others, IGNORED_SHOWN)}" if others else ""
                 raise SourceError(
-                    f"{genre_dir}: genre folder has no audio files ({', '.join(sorted(AUDIO_EXTENSIONS))}); "
+                    f"{genre_dir}: genre folder has no audio files ({', '.join(sorted(AUDIO_EXTENSIONS))}){held}; "
                     "add some or remove the folder"
                 )
             for path, real in files:
@@ -236,6 +330,8 @@ def scan_folder(root: str | Path, *, hash_cache: Path | bool | None = True) -> F
     finally:
         cache.close()
     log.info("found %d tracks in %d genres under %s (%d files hashed)", len(rows), len(genre_dirs), root, cache.hashed)
+    if walker.ignored:
+        log.info("%s: %s", root, summarize_ignored(walker.ignored))
     schema = pl.Schema(pl.from_arrow(CATALOG_SCHEMA.empty_table()).schema)  # type: ignore[union-attr]
     tracks = pl.DataFrame(rows, schema=schema).select(CATALOG_COLUMNS)
-    return FolderScan(tracks, walker.skipped, cache.hashed)
+    return FolderScan(tracks, walker.skipped, cache.hashed, walker.ignored)
