@@ -13,7 +13,7 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from flows import events
 from flows.params import DatasetParams
 from genreclf import catalog, shards
-from genreclf.dataset import DatasetPlan
+from genreclf.dataset import DatasetPlan, read_plan, write_plan
 from genreclf.manifest import set_latest
 from genreclf.settings import Settings, get_settings
 from genreclf.shards import ShardEntry
@@ -34,9 +34,14 @@ def feature_task_runner(settings: Settings | None = None) -> TaskRunner[Any]:
     return ThreadPoolTaskRunner(max_workers=os.cpu_count() or 2)
 
 
-@flow(name="compute-shards", flow_run_name="compute-shards-{plan.dataset_id}")
-def compute_shards(storage_url: str, plan: DatasetPlan) -> list[ShardEntry]:
-    """Compute the planned log-mel shards (existing ones are reused) on this flow's task runner."""
+@flow(name="compute-shards", flow_run_name="compute-shards-{dataset_id}")
+def compute_shards(storage_url: str, dataset_id: str) -> list[ShardEntry]:
+    """Compute the planned log-mel shards (existing ones are reused) on this flow's task runner.
+
+    Takes the dataset id, not the plan: a subflow's parameters are validated and stored by Prefect, and a plan
+    holds every track's offsets.
+    """
+    plan = read_plan(Store.open(storage_url), dataset_id)
     futures = [
         build_shard.submit(storage_url, s.key, s.tracks, plan.labels, plan.seg, plan.feat, index=i)
         for i, s in enumerate(plan.shards)
@@ -82,7 +87,8 @@ def build_dataset(
     reused = sum(store.exists(s.key) for s in plan.shards)
     logger.info("dataset %s: %d tracks in %d shards (%d already computed), parent %s",
                 plan.dataset_id, len(plan.tracks), len(plan.shards), reused, plan.parent)  # fmt: skip
-    entries = compute_shards.with_options(task_runner=feature_task_runner())(store.url, plan)
+    write_plan(store, plan)
+    entries = compute_shards.with_options(task_runner=feature_task_runner())(store.url, plan.dataset_id)
     manifest = finish_dataset(store.url, plan, entries)
     counts = manifest.counts()
     create_table_artifact(

@@ -20,7 +20,15 @@ from genreclf.audio import SegmentConfig
 from genreclf.catalog import CatalogRow
 from genreclf.errors import ConfigError, DataError, StorageError
 from genreclf.features import FeatureConfig, log_mel_batch
-from genreclf.keys import audio_key, lineage_key, manifest_key, quarantine_key, shard_content_key, splits_key
+from genreclf.keys import (
+    audio_key,
+    lineage_key,
+    manifest_key,
+    plan_key,
+    quarantine_key,
+    shard_content_key,
+    splits_key,
+)
 from genreclf.manifest import Manifest, read_manifest, write_manifest
 from genreclf.shards import SPLITS, SegmentRows, ShardEntry, read_shard_entry, write_shard
 from genreclf.splits import split_source_of, split_tracks
@@ -450,3 +458,19 @@ def finish_dataset(store: Store, plan: DatasetPlan, entries: list[ShardEntry]) -
     )
     write_manifest(store, manifest)
     return manifest
+
+
+def write_plan(store: Store, plan: DatasetPlan) -> str:
+    """Store a plan, so the shard computation is handed a dataset id, not every track's offsets."""
+    return store.write_json(plan_key(plan.dataset_id), dataclasses.asdict(plan))
+
+
+def read_plan(store: Store, dataset_id: str) -> DatasetPlan:
+    """The plan `write_plan` stored for `dataset_id`."""
+    d = json.loads(store.read_bytes(plan_key(dataset_id)))
+    return DatasetPlan(**{
+        **d,
+        "seg": SegmentConfig(**d["seg"]),
+        "feat": FeatureConfig(**d["feat"]),
+        "shards": [ShardPlan(**s) for s in d["shards"]],
+    })  # fmt: skip

@@ -33,6 +33,12 @@ def sidecar_key(track_id: str, content_hash: str | None = None) -> str:
     return audio_key(track_id, content_hash).removesuffix(".flac") + ".json"
 
 
+def failure_key(fingerprint: str) -> str:
+    """Why a track could not be had, keyed on everything its acquisition read (the row and the configs): a rerun
+    with the same inputs does not fetch it again; changed inputs try again."""
+    return f"audio/failed/{fingerprint}.json"
+
+
 # --- datasets and shards ------------------------------------------------------------------------------------
 DATASET_LATEST = "datasets/LATEST"
 
@@ -44,6 +50,11 @@ def dataset_prefix(dataset_id: str) -> str:
 def manifest_key(dataset_id: str) -> str:
     """What a dataset is; written last, and all a reader trusts."""
     return f"{dataset_prefix(dataset_id)}/manifest.json"
+
+
+def plan_key(dataset_id: str) -> str:
+    """What build-dataset planned (tracks, splits, shards): read by the shard computation, not by trainers."""
+    return f"{dataset_prefix(dataset_id)}/plan.json"
 
 
 def splits_key(dataset_id: str) -> str:

@@ -9,9 +9,11 @@ One layer retries each kind of failure:
   that is gone) propagates at once.
 - Nothing below it retries: spotipy's requests session has urllib3 retries off, and yt-dlp's own `retries`,
   `fragment_retries` and `extractor_retries` are 0 (a download retried here resumes its `.part` file).
-- Nothing above it retries the same faults: the Prefect tasks that call the network (acquire-track,
-  crawl-playlist, lookup-artist-genres) have no task retries. What the library gave up on is left for the next
-  run: a track is quarantined as transient and not cached, a playlist is listed under the ingest report's failures.
+- Nothing above it retries the same faults: the Prefect tasks that call the network (crawl-playlist,
+  lookup-artist-genres) have no task retries, and acquire-batch catches a track's transient failure inside the
+  batch (its one retry is for the batch itself failing, e.g. the store unreachable). What the library gave up on
+  is left for the next run: a track is quarantined as transient and not remembered, a playlist is listed under
+  the ingest report's failures.
 - A Retry-After longer than the policy allows is not slept through: `RateLimitedError` says when to come back.
   (A 401 from Spotify gets one token refresh in the client, not counted as an attempt.)
 

@@ -1,8 +1,12 @@
-"""Tasks that bring each catalog track's audio into the store, under global YouTube rate and concurrency limits.
+"""Tasks that bring each catalog track's audio into the store, in batches, under global YouTube limits.
 
-One task run per track: a track that keeps failing transiently fails alone (and is quarantined by
-`acquire_tracks`, not cached, so the next run tries it again), and the Prefect UI shows each track's fate. The task
-has no retries: genreclf.retry already retried each search and download (see its docstring for the layers).
+Acquisition runs as a few task runs of many tracks each (`batches`), not one per track: Prefect's cost per task run
+(states, events, a result) would otherwise outgrow the work at catalog scale. Inside a batch every track is
+acquired on its own: a track that fails transiently after the library's retries (genreclf.retry) is quarantined at
+stage "download" and the batch goes on. Reuse is per track and by content, from the store: a track whose decoded
+audio and segment offsets are stored is not fetched or decoded again (genreclf.acquire.acquire_track), so the
+tasks keep no cache records. A batch that fails for another reason (the store unreachable) is retried once; the
+tracks it had finished are reused.
 
 Limits are Prefect global concurrency limits named by `GENRECLF_YOUTUBE_RATE_LIMIT` (a rate limit: one slot per
 search or download, decaying at requests-per-minute / 60) and `GENRECLF_YOUTUBE_CONCURRENCY_LIMIT` (downloads at
@@ -15,10 +19,10 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 from collections.abc import Iterator
 
-from prefect import get_run_logger, task, unmapped
-from prefect.cache_policies import TASK_SOURCE, Inputs
+from prefect import get_run_logger, task
 from prefect.client.orchestration import get_client
 from prefect.concurrency.sync import concurrency, rate_limit
 from prefect.exceptions import ObjectNotFound
@@ -26,14 +30,13 @@ from prefect.exceptions import ObjectNotFound
 from genreclf.acquire import Gate, TrackResult, acquire_track, is_remote
 from genreclf.audio import SegmentConfig
 from genreclf.catalog import CatalogRow
+from genreclf.errors import TransientSourceError
 from genreclf.settings import Settings, get_settings
 from genreclf.sources.youtube_config import YoutubeConfig
 from genreclf.storage import Store
-from tasks import StoreIdentity
 from tasks.progress import Progress
 
-# Cached on the track's row and configs (and store, and source); not on which limits exist.
-ACQUIRE_CACHE = Inputs(exclude=["limits"]) + TASK_SOURCE + StoreIdentity()
+MAX_BATCH = 256  # tracks per task run at most
 
 
 def network_gate(rate_name: str | None, concurrency_name: str | None) -> Gate:
@@ -52,18 +55,36 @@ def network_gate(rate_name: str | None, concurrency_name: str | None) -> Gate:
     return gate
 
 
-@task(
-    name="acquire-track",
-    task_run_name="acquire-{row[track_id]}",
-    cache_policy=ACQUIRE_CACHE,
-    persist_result=True,
-)
-def acquire_one(
-    storage_url: str, row: CatalogRow, seg: SegmentConfig, yt: YoutubeConfig, limits: tuple[str | None, str | None]
-) -> TrackResult:
-    """Search/download/decode one track into the store; ok with segment offsets, or quarantined with a reason."""
+@task(name="acquire-batch", task_run_name="acquire-batch-{index}", retries=1, retry_delay_seconds=10)
+def acquire_batch(
+    storage_url: str,
+    rows: list[CatalogRow],
+    seg: SegmentConfig,
+    yt: YoutubeConfig,
+    limits: tuple[str | None, str | None],
+    index: int = 0,
+) -> list[TrackResult]:
+    """Search/download/decode each track of a batch into the store: one result per row, in order."""
     store = Store.open(storage_url)
-    return acquire_track(store, row, cfg=seg, yt=yt, gate=network_gate(*limits))
+    gate = network_gate(*limits)
+    results = []
+    for row in rows:
+        try:
+            results.append(acquire_track(store, row, cfg=seg, yt=yt, gate=gate))
+        except TransientSourceError as e:
+            reason = f"track {row['track_id']}: {e} (transient; a rerun tries again)"
+            get_run_logger().warning("quarantined at download: %s", reason)
+            results.append(TrackResult(row["track_id"], False, stage="download", reason=reason))
+    return results
+
+
+def batches(n: int, *, workers: int, max_size: int = MAX_BATCH) -> list[range]:
+    """Split n tracks into batches: about four per worker (so a slow batch does not hold the others up), at most
+    `max_size` tracks each (so a retry or a crash costs little)."""
+    if n == 0:
+        return []
+    size = min(max_size, max(1, math.ceil(n / (4 * workers))))
+    return [range(i, min(n, i + size)) for i in range(0, n, size)]
 
 
 def ensure_limits(settings: Settings) -> tuple[str | None, str | None]:
@@ -95,10 +116,9 @@ def ensure_limits(settings: Settings) -> tuple[str | None, str | None]:
 
 
 def acquire_tracks(storage_url: str, rows: list[CatalogRow], seg: SegmentConfig) -> list[TrackResult]:
-    """Acquire every row concurrently (call inside a flow); one result per row, in order.
+    """Acquire every row, in batches on the flow's task runner (call inside a flow); one result per row, in order.
 
-    A track whose task failed (transient faults the library's retries did not get past) is quarantined at stage
-    "download" with the error; every other failure was already quarantined by the library, with its stage.
+    A batch that still fails after its retry has its tracks quarantined at stage "download" with the error.
     """
     logger = get_run_logger()
     settings = get_settings()
@@ -107,17 +127,22 @@ def acquire_tracks(storage_url: str, rows: list[CatalogRow], seg: SegmentConfig)
     if any(is_remote(row.get("audio_uri")) for row in rows):
         limits = ensure_limits(settings)
         logger.info("acquiring %d tracks; global limits in use: %s", len(rows), [n for n in limits if n] or "none")
-    futures = acquire_one.map(storage_url, rows, unmapped(seg), unmapped(yt), unmapped(limits))
+    parts = batches(len(rows), workers=os.cpu_count() or 2)
+    futures = [
+        acquire_batch.submit(storage_url, rows[part.start : part.stop], seg, yt, limits, index=i)
+        for i, part in enumerate(parts)
+    ]
     results: list[TrackResult] = []
     progress = Progress(len(rows), "tracks acquired")
-    for row, future in zip(rows, futures, strict=True):
+    for i, (part, future) in enumerate(zip(parts, futures, strict=True)):
         future.wait()
-        progress.advance()
+        progress.advance(len(part))
         if future.state.is_completed():
-            results.append(future.result())
+            results.extend(future.result())
             continue
         err = future.state.result(raise_on_failure=False)
-        reason = f"track {row['track_id']}: {err} (transient; a rerun tries again)"
-        logger.warning("quarantined at download: %s", reason)
-        results.append(TrackResult(row["track_id"], False, stage="download", reason=reason))
+        for row in rows[part.start : part.stop]:
+            reason = f"track {row['track_id']}: {err} (its batch failed; a rerun tries again)"
+            results.append(TrackResult(row["track_id"], False, stage="download", reason=reason))
+        logger.warning("quarantined %d tracks at download: batch %d failed: %s", len(part), i, err)
     return results

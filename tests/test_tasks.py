@@ -10,7 +10,7 @@ from genreclf.demo import make_demo_catalog
 from genreclf.features import FeatureConfig
 from genreclf.sources.youtube import YoutubeConfig
 from genreclf.storage import Store
-from tasks.acquire import acquire_one
+from tasks.acquire import acquire_batch, batches
 from tasks.catalog import read_catalog_rows, scan_folder_catalog
 from tasks.dataset import plan_dataset
 
@@ -21,8 +21,9 @@ NO_LIMITS = (None, None)
 
 
 def acquire(store_url: str, rows: list[dict]) -> list:
-    """Each track's task state, as the build-dataset flow runs them (one task per track)."""
-    return [acquire_one(store_url, row, SEG, YT, NO_LIMITS, return_state=True) for row in rows]
+    """Each track's result, from batches of 4 as the build-dataset flow runs them."""
+    parts = [rows[i : i + 4] for i in range(0, len(rows), 4)]
+    return [r for i, part in enumerate(parts) for r in acquire_batch(store_url, part, SEG, YT, NO_LIMITS, index=i)]
 
 
 @pytest.fixture
@@ -38,22 +39,33 @@ def test_scan_folder_task_writes_a_catalog_version(catalog_dir: Path, store_url:
     assert df.height == 13 and sorted(df["genre"].unique()) == ["chirp", "drone", "noise", "pulse"]
 
 
-def test_acquire_quarantines_bad_files_and_is_cached(catalog_dir: Path, store_url: str) -> None:
+def test_acquire_quarantines_bad_files_and_reuses_the_store(catalog_dir: Path, store_url: str) -> None:
     version = scan_folder_catalog(str(catalog_dir), store_url)
     rows = read_catalog_rows(store_url, version)
-    results = [state.result() for state in acquire(store_url, rows)]
+    results = acquire(store_url, rows)
     bad = [r for r in results if not r.ok]
     assert len(bad) == 1 and "empty.wav" in bad[0].reason and "empty" in bad[0].reason
     # 3 s tracks in 2 s windows: the 1 s tail holds half a window (min_fill 0.5), so it is padded and kept
     assert all(r.offsets == [0.0, 2.0] for r in results if r.ok)
-    again = acquire(store_url, rows)
-    assert all(s.name == "Cached" for s in again) and [s.result() for s in again] == results
+    store = Store.open(store_url)
+    written = {r.audio_key: Path(store.path(r.audio_key)).stat().st_mtime_ns for r in results if r.ok}
+    assert acquire(store_url, rows) == results
+    assert {k: Path(store.path(k)).stat().st_mtime_ns for k in written} == written  # reused, not decoded again
+
+
+def test_batches_cover_every_track_once_and_stay_few() -> None:
+    for n in (0, 1, 7, 20, 1280, 100_000):
+        parts = batches(n, workers=2)
+        assert [i for p in parts for i in p] == list(range(n))
+        assert len(parts) <= max(8, -(-n // 256))
+    assert len(batches(20, workers=2)) == 7 and len(batches(1280, workers=2)) == 8
+    assert max(len(p) for p in batches(100_000, workers=2)) == 256
 
 
 def test_plan_task_keeps_every_genre_in_each_split(catalog_dir: Path, store_url: str) -> None:
     version = scan_folder_catalog(str(catalog_dir), store_url)
     rows = read_catalog_rows(store_url, version)
-    results = [state.result() for state in acquire(store_url, rows)]
+    results = acquire(store_url, rows)
     plan = plan_dataset(store_url, version, rows, results, SEG, FeatureConfig(n_mels=16), 0, None, 128.0)
     assert [q["stage"] for q in plan.quarantined] == ["decode"]  # the empty file
     for genre in ("chirp", "drone", "noise", "pulse"):
@@ -62,7 +74,7 @@ def test_plan_task_keeps_every_genre_in_each_split(catalog_dir: Path, store_url:
     assert {t["track_id"] for p in plan.shards for t in p.tracks} == {t["track_id"] for t in plan.tracks}
 
 
-def test_a_wiped_store_is_not_served_from_the_task_cache(catalog_dir: Path, tmp_path: Path) -> None:
+def test_a_wiped_store_is_acquired_again(catalog_dir: Path, tmp_path: Path) -> None:
     import shutil
 
     store_url = str(tmp_path / "wiped")
@@ -72,5 +84,4 @@ def test_a_wiped_store_is_not_served_from_the_task_cache(catalog_dir: Path, tmp_
     shutil.rmtree(store_url)
     Store.open(store_url)  # recreated empty, as a user would after `rm -rf`
     again = acquire(store_url, rows)
-    assert all(s.name == "Completed" for s in again)
-    assert all(Store.open(store_url).exists(s.result().audio_key) for s in again if s.result().ok)
+    assert all(Store.open(store_url).exists(r.audio_key) for r in again if r.ok)
