@@ -9,6 +9,9 @@ artists and duration (genreclf.sources.youtube), and the best one downloaded.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import hashlib
+import json
 import logging
 import shutil
 from collections.abc import Callable, Iterator
@@ -24,7 +27,7 @@ import numpy as np
 from genreclf import audio
 from genreclf.audio import SegmentConfig
 from genreclf.errors import AudioError, SourceError, TransientSourceError
-from genreclf.keys import audio_key, sidecar_key
+from genreclf.keys import audio_key, failure_key, sidecar_key
 from genreclf.storage import Store, filesystem_for
 
 if TYPE_CHECKING:
@@ -37,6 +40,9 @@ log = logging.getLogger(__name__)
 # A context manager entered around every network request (search, download): the Prefect layer passes one that
 # takes a slot of a global rate limit and a concurrency limit. The library itself never waits on anything.
 Gate = Callable[[], AbstractContextManager[object]]
+
+# Part of every remembered failure's key: raise it when a fix may turn failures into tracks, so reruns try again.
+FAILURE_RECORD_VERSION = 1
 
 
 @dataclass
@@ -258,6 +264,10 @@ def acquire_track(
     tid = row["track_id"]
     name = f"track {tid} ({row.get('source_ref') or row.get('title') or row.get('audio_uri') or 'untitled'})"
     scratch = (scratch_dir or _scratch_root()) / tid
+    fkey = failure_key(_inputs_fingerprint(row, cfg, yt))
+    if store.exists(fkey):  # failed before with these very inputs (a 404, no match, a corrupt file)
+        failed = store.read_json(fkey)
+        return TrackResult(tid, False, stage=failed["stage"], reason=failed["reason"])
     try:
         content = content_hash_of(row)
         akey, side_key = audio_key(tid, content), sidecar_key(tid, content)
@@ -304,10 +314,19 @@ def acquire_track(
     except _Failed as e:
         shutil.rmtree(scratch, ignore_errors=True)
         log.warning("quarantined at %s: %s", e.stage, e.reason)
+        store.write_json(fkey, {"track_id": tid, "stage": e.stage, "reason": e.reason,
+                                "failed_at": datetime.now(UTC).isoformat()})  # fmt: skip
         return TrackResult(tid, False, stage=e.stage, reason=e.reason)
     side["segments"][cfg.hash] = offsets.tolist()
     store.write_json(side_key, side)
     return _result(tid, side, akey, offsets.tolist())
+
+
+def _inputs_fingerprint(row: CatalogRow, cfg: SegmentConfig, yt: YoutubeConfig | None) -> str:
+    """A hash of everything acquiring `row` reads besides the network and the store."""
+    inputs = {"version": FAILURE_RECORD_VERSION, "row": row, "seg": dataclasses.asdict(cfg),
+              "yt": dataclasses.asdict(yt) if yt is not None else None}  # fmt: skip
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
 def _result(tid: str, side: dict[str, Any], akey: str, offsets: list[float]) -> TrackResult:
