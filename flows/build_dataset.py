@@ -13,6 +13,8 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from flows import events
 from flows.params import DatasetParams
 from genreclf import catalog, shards
+from genreclf.acquire import TrackResult
+from genreclf.audio import SegmentConfig
 from genreclf.dataset import DatasetPlan, read_plan, write_plan
 from genreclf.manifest import set_latest
 from genreclf.settings import Settings, get_settings
@@ -25,13 +27,24 @@ from tasks.progress import Progress
 
 
 def feature_task_runner(settings: Settings | None = None) -> TaskRunner[Any]:
-    """The Dask cluster at GENRECLF_DASK_ADDRESS when set, else threads on this machine."""
+    """The Dask cluster at GENRECLF_DASK_ADDRESS when set, else threads on this machine: acquisition batches and
+    shards run there."""
     address = (settings or get_settings()).dask_address
     if address:
         from prefect_dask import DaskTaskRunner  # imported here: only a Dask deployment needs it
 
         return DaskTaskRunner(address=address)
     return ThreadPoolTaskRunner(max_workers=os.cpu_count() or 2)
+
+
+@flow(name="acquire-audio", flow_run_name="acquire-audio-{catalog_version}")
+def acquire_audio(storage_url: str, catalog_version: str, seg: SegmentConfig) -> list[TrackResult]:
+    """Bring every track's audio into the store, in batches on this flow's task runner (threads, or Dask).
+
+    Takes the catalog version, not its rows: a subflow's parameters are validated and stored by Prefect.
+    """
+    rows = catalog.rows_of(catalog.read_catalog(Store.open(storage_url), catalog_version))
+    return acquire_tracks(storage_url, rows, seg)
 
 
 @flow(name="compute-shards", flow_run_name="compute-shards-{dataset_id}")
@@ -72,7 +85,7 @@ def build_dataset(
     seg, feat = params.segment_config(), params.feature_config()
 
     rows = read_catalog_rows(store.url, version)
-    results = acquire_tracks(store.url, rows, seg)
+    results = acquire_audio.with_options(task_runner=feature_task_runner())(store.url, version, seg)
     assigned = read_split_file(params.split_file) if params.split_file else None
     plan = plan_dataset(store.url, version, rows, results, seg, feat, params.split_seed, assigned, params.shard_mb)
     report_quarantine(plan, len(rows))
