@@ -116,11 +116,14 @@ def test_prefect_yaml_chain_runs_end_to_end_and_nightly_retrains_nothing_new(
     for flow in chain:
         assert [r["state_type"] for r in runs if r["flow"] == flow] == ["COMPLETED"], (flow, runs)
     keys = artifact_keys(stack)
-    for key in ("spotify-ingest-playlists", "dataset-stats", "training-run", "evaluation-report", "per-genre",
-                "confusion-matrix", "model"):  # fmt: skip
+    for key in ("spotify-ingest-playlists", "dataset-stats", "training-run", "training-curves", "evaluation-report",
+                "per-genre", "confusion-matrix", "confusion-png", "model"):  # fmt: skip
         assert key in keys, (key, keys)
     for progress in (f"progress:tracks acquired ({2 * TRACKS_PER_GENRE})", "progress:shards written (1)"):
         assert progress in keys, (progress, keys)
+    messages = run_log_messages(stack)  # the library's INFO lines reach deployment runs' logs, not only warnings
+    assert any(m.startswith("epoch 1: loss") for m in messages), messages[-30:]
+    assert any(m.startswith("wrote shards/") for m in messages), messages[-30:]
     champ = store.read_json(CHAMPION_KEY)
     report = store.read_json(f"runs/{champ['run_id']}/report.json")
     assert report["models"]["small_cnn"]["track"]["n"] >= 2
@@ -197,6 +200,16 @@ def flow_runs(stack: LocalStack) -> list[dict[str, Any]]:
         for r in runs
         if r["parent_task_run_id"] is None
     ]
+
+
+def run_log_messages(stack: LocalStack) -> list[str]:
+    """Every log message the server holds, oldest first."""
+    messages: list[str] = []
+    with httpx.Client(base_url=stack.api_url, timeout=10) as client:
+        while page := client.post("/logs/filter", json={"sort": "TIMESTAMP_ASC", "limit": 200,
+                                                       "offset": len(messages)}).raise_for_status().json():  # fmt: skip
+            messages += [entry["message"] for entry in page]
+    return messages
 
 
 def artifact_keys(stack: LocalStack) -> set[str]:
