@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -119,17 +120,37 @@ def _clock(seconds: float) -> str:
     return f"{int(seconds // 60)}:{seconds % 60:04.1f}"
 
 
+def _expand_inputs(inputs: list[str]) -> list[str]:
+    """Files and URLs as given; a folder becomes the audio files under it."""
+    from genreclf.predict import audio_files_under
+
+    out: list[str] = []
+    for source in inputs:
+        is_dir = "://" not in source and Path(source).expanduser().is_dir()
+        out += [str(p) for p in audio_files_under(source)] if is_dir else [source]
+    return out
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
+    from rich.console import Console
     from rich.progress import Progress
 
-    from genreclf.predict import open_predictor
+    from genreclf.predict import open_predictor, predict_rows, write_predictions
 
+    inputs = _expand_inputs(args.inputs)
     predictor = open_predictor(args.store, args.model, args.device)
-    print(f"model: {predictor.key} ({len(predictor.labels)} genres) on {predictor.device}")
+    note = f"model: {predictor.key} ({len(predictor.labels)} genres) on {predictor.device}"
+    if args.format:  # machine-readable rows on stdout; everything else on stderr
+        print(note, file=sys.stderr)
+        failed = write_predictions(predict_rows(predictor, inputs), args.format, sys.stdout, labels=predictor.labels)
+        if failed:
+            print(f"{failed} of {len(inputs)} inputs failed", file=sys.stderr)
+        return 1 if failed else 0
+    print(note)
     failed = 0
-    with Progress(transient=True, disable=len(args.inputs) < 2) as progress:
-        bar = progress.add_task("predicting", total=len(args.inputs))
-        for source in args.inputs:
+    with Progress(transient=True, disable=len(inputs) < 2, console=Console(stderr=True)) as progress:
+        bar = progress.add_task("predicting", total=len(inputs))
+        for source in inputs:
             try:
                 pred = predictor.predict_input(source)
             except GenreclfError as e:
@@ -139,16 +160,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 failed += 1
             else:
                 top = ", ".join(f"{g} {p:.2f}" for g, p in pred.top(args.top))
-                progress.console.print(f"{source}: {top}", markup=False, highlight=False, soft_wrap=True)
+                print(f"{source}: {top}", flush=True)
                 if args.timeline:
                     win = predictor.seg.window_s
                     for off, p in zip(pred.offsets_s, pred.window_probabilities, strict=True):
                         i = int(p.argmax())
-                        progress.console.print(f"  {_clock(off)}-{_clock(off + win)}  {pred.labels[i]} {p[i]:.2f}",
-                                               markup=False, highlight=False, soft_wrap=True)  # fmt: skip
+                        print(f"  {_clock(off)}-{_clock(off + win)}  {pred.labels[i]} {p[i]:.2f}", flush=True)
             progress.advance(bar)
     if failed:
-        print(f"{failed} of {len(args.inputs)} inputs failed", file=sys.stderr)
+        print(f"{failed} of {len(inputs)} inputs failed", file=sys.stderr)
     return 1 if failed else 0
 
 
@@ -258,13 +278,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "inputs",
         nargs="+",
-        metavar="FILE_OR_URL",
-        help="audio files (any format ffmpeg reads) or http(s) URLs (direct files, YouTube videos)",
+        metavar="FILE_DIR_OR_URL",
+        help="audio files (any format ffmpeg reads), folders (the audio files under them) or http(s) URLs (direct "
+        "files, YouTube videos)",
     )
     p.add_argument("--model", help="a run id or model URI in the store (default: the champion)")
     p.add_argument("--store", help="storage root (default $GENRECLF_STORAGE_URL or ./genreclf-data)")
     p.add_argument("--top", type=int, default=3, help="genres to show per file")
     p.add_argument("--timeline", action="store_true", help="also print the top genre of every window")
+    p.add_argument("--format", choices=["csv", "json"], help="write a row per input to stdout (path, top genre, its "
+                   "probability, every genre's, error) for scripts, instead of the text lines")  # fmt: skip
     p.add_argument("--device", help=DEVICE_HELP)
     p.set_defaults(func=cmd_predict)
 
@@ -297,6 +320,9 @@ def main(argv: list[str] | None = None) -> int:
     except GenreclfError as e:
         print(f"genreclf: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `genreclf predict DIR | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes stdout
+        return 0
     except Exception as e:  # Prefect's temporary server did not start in time: one line, not 40 of traceback
         from genreclf.prefect_setup import explain_startup_failure
 

@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+import csv
+import json
 import logging
+import os
 import tempfile
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 import numpy as np
 import torch
+from typing_extensions import TypedDict  # typing's is refused by pydantic before 3.12
 
 from genreclf import audio
 from genreclf.acquire import fetch_audio
 from genreclf.audio import SegmentConfig
-from genreclf.catalog import CatalogRow
-from genreclf.errors import AudioError, GenreclfError, ModelError, StorageError
-from genreclf.evaluation import OodScores, SkippedTrack, score_report
+from genreclf.errors import AudioError, ConfigError, GenreclfError, ModelError, SourceError, StorageError
 from genreclf.features import FeatureConfig, log_mel_batch
 from genreclf.keys import CHAMPION_KEY, audio_key
 from genreclf.loader import Normalizer
@@ -24,6 +27,10 @@ from genreclf.models.files import find_model, is_run_id, parse_run_key
 from genreclf.registry import read_champion
 from genreclf.storage import Store
 from genreclf.training import eval_window, load_model, predict_logits, resolve_device
+
+if TYPE_CHECKING:  # not imported to predict: polars and scikit-learn take seconds to import
+    from genreclf.catalog import CatalogRow
+    from genreclf.evaluation import OodScores, SkippedTrack
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +137,90 @@ def open_predictor(storage_url: str | None, model: str | None, device: str | Non
         raise ModelError(f"cannot load the model: {e}") from e
 
 
+def audio_files_under(path: str | Path) -> list[Path]:
+    """The audio files under a folder, recursively, sorted by path: what the folder catalog counts as audio
+    (`sources.local.AUDIO_EXTENSIONS`), leaving out hidden files and folders. Symlinked folders are not followed.
+
+    A SourceError when `path` is not a folder or holds no audio file.
+    """
+    from genreclf.sources.local import AUDIO_EXTENSIONS  # imported here: sources.local imports polars (~0.4 s)
+
+    root = Path(path).expanduser()
+    if not root.is_dir():
+        raise SourceError(f"{root}: not a folder; give a folder of audio files, or the files themselves")
+    found: list[Path] = []
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        names = [f for f in files if not f.startswith(".") and Path(f).suffix.lower() in AUDIO_EXTENSIONS]
+        found += [Path(folder) / f for f in names]
+    if not found:
+        raise SourceError(f"{root}: no audio files in this folder or below ({', '.join(sorted(AUDIO_EXTENSIONS))})")
+    return sorted(found, key=lambda p: p.relative_to(root).parts)
+
+
+class PredictionRow(TypedDict):
+    """One input of a batch: its top genre and every genre's probability (label order), or why it failed.
+
+    The names follow the predict flow's table (`genre`, `probability`, `error`); `path` is the input as given.
+    """
+
+    path: str
+    genre: str | None
+    probability: float | None
+    probabilities: dict[str, float]  # empty when `error` is set
+    error: str | None
+
+
+def prediction_row(pred: Prediction) -> PredictionRow:
+    genre, p = pred.top(1)[0]
+    probs = {g: round(float(q), 6) for g, q in zip(pred.labels, pred.probabilities, strict=True)}
+    return {"path": pred.source, "genre": genre, "probability": round(p, 6), "probabilities": probs, "error": None}
+
+
+def error_row(source: str, error: str) -> PredictionRow:
+    return {"path": source, "genre": None, "probability": None, "probabilities": {}, "error": error}
+
+
+def predict_rows(predictor: Predictor, sources: Iterable[str]) -> Iterator[PredictionRow]:
+    """A row per input, in order; an input that fails (a GenreclfError) is an error row and the batch goes on."""
+    for source in sources:
+        try:
+            yield prediction_row(predictor.predict_input(source))
+        except GenreclfError as e:
+            yield error_row(source, str(e))
+
+
+def write_predictions(
+    rows: Iterable[PredictionRow], fmt: Literal["csv", "json"], out: TextIO, *, labels: Sequence[str]
+) -> int:
+    """Write rows as they come to `out`; returns how many were errors.
+
+    csv: a header `path,genre,probability,p_<label>...,error` (the model's labels in order), then a line per row, its
+    empty cells what an error row lacks. json: an array of the rows, one object a line, `probabilities` an object
+    in label order.
+    """
+    if fmt not in ("csv", "json"):
+        raise ConfigError(f"format {fmt!r} is not one genreclf writes; use csv or json")
+    errors = 0
+    if fmt == "csv":
+        columns = ["path", "genre", "probability", *(f"p_{g}" for g in labels), "error"]
+        writer = csv.DictWriter(out, columns, lineterminator="\n")
+        writer.writeheader()
+    else:
+        out.write("[")
+    for i, row in enumerate(rows):
+        errors += row["error"] is not None
+        if fmt == "csv":
+            flat = {k: v for k, v in row.items() if k != "probabilities"}
+            writer.writerow(flat | {f"p_{g}": p for g, p in row["probabilities"].items()})
+        else:
+            out.write(("," if i else "") + "\n" + json.dumps(row))
+        out.flush()  # a long batch shows its rows as they come, and a crash keeps those written
+    if fmt == "json":
+        out.write("\n]\n")
+    return errors
+
+
 def predict_row(predictor: Predictor, store: Store, row: CatalogRow) -> Prediction:
     """Score a catalog row: its decoded audio in the store when acquired, else its audio URI."""
     name = f"track {row['track_id']} ({row.get('source_ref') or row.get('title')})"
@@ -148,6 +239,8 @@ def evaluate_catalog(predictor: Predictor, store: Store, rows: list[CatalogRow])
 
     Rows whose genre the model does not know, or whose audio is unusable, are listed under `skipped`.
     """
+    from genreclf.evaluation import score_report
+
     label_of = {g: i for i, g in enumerate(predictor.labels)}
     scores, labels, tracks = [], [], []
     skipped: list[SkippedTrack] = []

@@ -87,6 +87,33 @@ def test_predict_runs_on_genreclf_device_or_device_and_refuses_one_this_machine_
     assert main([*predict, "--device", "cpu"]) == 0 and "on cpu" in capsys.readouterr().out
 
 
+def test_predict_a_folder_as_csv_rows_with_errors_as_rows(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import csv
+    import io
+
+    store = Store.open(str(tmp_path / "store"))
+    fit(store, make_tiny_dataset(store), TrainConfig(model="small_cnn", epochs=1, crop_s=0.3, device="cpu"), run_id="r")
+    folder = tmp_path / "songs"
+    (folder / "sub").mkdir(parents=True)
+    noise = np.random.default_rng(0).normal(0, 0.1, SEG.sample_rate).astype(np.float32)
+    sf.write(folder / "a.wav", noise, SEG.sample_rate)
+    sf.write(folder / "sub" / "b.flac", noise, SEG.sample_rate)
+    (folder / "broken.wav").write_bytes(b"RIFF....not audio")
+    (folder / "notes.txt").write_text("not audio")
+
+    rc = main(["predict", str(folder), "--model", "r", "--store", store.url, "--format", "csv"])
+    out, err = capsys.readouterr()
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert rc == 1 and "1 of 3 inputs failed" in err and "model: runs/r" in err  # stdout holds the rows only
+    assert [Path(r["path"]).name for r in rows] == ["a.wav", "broken.wav", "b.flac"]
+    good = [r for r in rows if not r["error"]]
+    assert len(good) == 2 and all(r["genre"] and float(r["probability"]) > 0 for r in good)
+    assert all(abs(sum(float(v) for k, v in r.items() if k.startswith("p_")) - 1) < 1e-4 for r in good)
+    assert "broken.wav" in rows[1]["error"] and rows[1]["genre"] == ""
+
+
 def test_run_with_a_device_this_machine_lacks_fails_before_any_flow_starts(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

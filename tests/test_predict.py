@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,8 +15,15 @@ import pytest
 from flows.params import DatasetParams, TrainParams
 from genreclf.cli import main
 from genreclf.demo import make_demo_catalog
-from genreclf.errors import AudioError, ModelError
-from genreclf.predict import Predictor, evaluate_catalog
+from genreclf.errors import AudioError, ModelError, SourceError
+from genreclf.predict import (
+    Predictor,
+    audio_files_under,
+    error_row,
+    evaluate_catalog,
+    predict_rows,
+    write_predictions,
+)
 from genreclf.sources.local import scan_folder
 from genreclf.storage import Store
 
@@ -70,7 +82,7 @@ def test_cli_predict_prints_top_genres_and_goes_on_after_a_bad_file(
     rc = main(["predict", "--store", trained[0].url, "--timeline", str(bad), str(good)])
     out, err = capsys.readouterr()
     assert rc == 1 and "1 of 2 inputs failed" in err
-    assert f"{bad}: error: {bad}: file is empty" in out
+    assert f"{bad}: error: {bad}: file is empty" in err  # errors on stderr, predictions on stdout
     assert f"{good}: drone" in out and "0:00.0-0:01.5  drone" not in out  # windows are 3 s long
     assert "0:00.0-0:03.0" in out
 
@@ -99,8 +111,6 @@ def test_predict_flow_stores_a_prediction_per_track(trained: tuple[Store, Path])
 def test_cli_predicts_a_url_downloaded_with_yt_dlp(
     trained: tuple[Store, Path], fresh: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import subprocess
-
     from tests.audio_server import AudioServer
 
     mp3 = tmp_path / "drone.mp3"
@@ -110,7 +120,58 @@ def test_cli_predicts_a_url_downloaded_with_yt_dlp(
         url = server.add_file("/drone.mp3", mp3)
         missing = server.url("/missing.mp3")
         rc = main(["predict", "--store", trained[0].url, url, missing])
-    out, _ = capsys.readouterr()
+    out, err = capsys.readouterr()
     assert rc == 1
     assert f"{url}: drone" in out
-    assert f"{missing}: error:" in out and "404" in out
+    assert f"{missing}: error:" in err and "404" in err
+
+
+def test_importing_predict_leaves_out_what_predicting_a_file_does_not_need() -> None:
+    # scikit-learn and polars cost seconds of `genreclf predict`; torchvision is imported when a ResNet is built.
+    code = "import sys, genreclf.cli, genreclf.predict; print(' '.join(sorted(sys.modules)))"
+    got = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    modules = set(got.stdout.split())
+    assert {"genreclf.predict", "torch"} <= modules
+    assert not {"sklearn", "polars", "torchvision", "prefect", "genreclf.evaluation"} & modules
+
+
+def test_audio_files_under_a_folder_are_the_catalogs_audio_sorted_without_hidden(tmp_path: Path) -> None:
+    names = ["b/2.flac", "b/1.MP3", "a.wav", "notes.txt", ".hidden.wav", ".cache/x.wav", "c/d/deep.ogg", "t/a.txt"]
+    for name in names:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    got = [p.relative_to(tmp_path).as_posix() for p in audio_files_under(tmp_path)]
+    assert got == ["a.wav", "b/1.MP3", "b/2.flac", "c/d/deep.ogg"]
+    with pytest.raises(SourceError, match=r"t: no audio files"):
+        audio_files_under(tmp_path / "t")
+    with pytest.raises(SourceError, match="not a folder"):
+        audio_files_under(tmp_path / "a.wav")
+
+
+def test_predictions_are_written_as_csv_and_json_with_errors_as_rows(
+    trained: tuple[Store, Path], fresh: Path, tmp_path: Path
+) -> None:
+    predictor = Predictor(trained[0])
+    bad = tmp_path / "empty.wav"
+    bad.write_bytes(b"")
+    good = fresh / "drone" / "drone-00.wav"
+    rows = list(predict_rows(predictor, [str(good), str(bad)]))
+    error = rows[1]["error"]
+    assert error is not None and error.startswith(f"{bad}: file is empty")
+    assert rows[0]["genre"] == "drone" and rows[1] == error_row(str(bad), error)
+    assert list(rows[0]["probabilities"]) == predictor.labels
+    assert np.isclose(sum(rows[0]["probabilities"].values()), 1.0, atol=1e-5)
+
+    out = io.StringIO()
+    assert write_predictions(iter(rows), "csv", out, labels=predictor.labels) == 1
+    table = list(csv.reader(io.StringIO(out.getvalue())))
+    assert table[0] == ["path", "genre", "probability", *(f"p_{g}" for g in predictor.labels), "error"]
+    assert table[1][:2] == [str(good), "drone"] and float(table[1][2]) == rows[0]["probability"] and table[1][-1] == ""
+    assert table[2] == [str(bad), "", "", *([""] * len(predictor.labels)), error]
+
+    out = io.StringIO()
+    assert write_predictions(rows, "json", out, labels=predictor.labels) == 1
+    assert json.loads(out.getvalue()) == rows
+    out = io.StringIO()
+    write_predictions([], "json", out, labels=predictor.labels)
+    assert json.loads(out.getvalue()) == []
