@@ -1,14 +1,27 @@
-"""Feature throughput per core: the naive path against ours, and shard read speed, on the same audio.
+"""Features end to end, ours against the naive path on the same mp3s; then labelled partial paths, then reading.
 
-    .venv/bin/python benchmarks/features.py [FOLDER] [--files 12] [--seconds 60] [--window-s 30]
+    .venv/bin/python benchmarks/features.py [FOLDER] [--files 12] [--seconds 60] [--window-s 30] [--repeat 3]
+        [--read-segments 1000]
 
-Without FOLDER it writes FILES mp3s of SECONDS each with ffmpeg (a tone, a sweep and pink noise). Everything runs
-on one thread, so the figures are per core:
-- naive: librosa.load + librosa melspectrogram per window + one .npy per window (what the seed did with images);
-- ours: genreclf.audio.decode (libsndfile + soxr, ffmpeg for other formats) + windows + batched torch log-mel +
-  one float16 Parquet shard;
-- ours, features only: FLAC already in the store -> shard (what build-dataset does after acquisition);
-- reading: `StreamingSegments` over shards (train: random 3 s crops through a shuffle buffer; eval: whole).
+Without FOLDER it writes FILES mp3s of SECONDS each with ffmpeg (a tone, a sweep and pink noise; stereo, 44.1 kHz).
+
+End to end is mp3 in, log-mel segments on disk out:
+- naive: `librosa.load(sr=22050)` + librosa melspectrogram per window + one .npy per window, on one thread;
+- ours: what build-dataset does, without Prefect: `acquire_track` per file (content hash of the file, decode and
+  resample, 16-bit FLAC and sidecar into a fresh store, fingerprint, window offsets), then `build_shard` (FLAC
+  read, windows, batched torch log-mel, one float16 Parquet shard);
+- ours, single pass: decode, windows, torch log-mel, one shard, nothing else stored (build-dataset stores the
+  audio first, so this is the feature path without the store, not what a dataset build costs).
+Ours runs on one thread (per core) and on two (tracks acquired two at a time, then two shards built at once, as
+the flow's thread task runner does), always against the one-thread naive path.
+Then partial paths, each labelled and against the naive path's matching part: decode only, log-mel only, features
+from stored audio, getting the audio ready. Then reading shards back with `StreamingSegments`.
+
+Every comparison is interleaved: each round runs every variant once, in an order that rotates, after one warm-up
+round that is not counted. Figures are seconds of audio (reading: segments) per wall-second, best and median over
+`--repeat` rounds, with the ratio of the medians (of the best in brackets); and per CPU-second of this process
+(median), which other work on the machine disturbs less. numpy, torch and numba are held to one thread each; only
+the two-thread variants use a second core. Nothing printed is extrapolated: every figure is a measured run.
 """
 
 from __future__ import annotations
@@ -19,11 +32,18 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMB
     os.environ[_var] = "1"  # per core: before numpy, torch and numba start their pools
 
 import argparse  # noqa: E402
+import hashlib  # noqa: E402
+import shutil  # noqa: E402
+import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from concurrent.futures import ThreadPoolExecutor  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -33,13 +53,13 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from genreclf import audio  # noqa: E402
+from genreclf.acquire import acquire_track  # noqa: E402
 from genreclf.audio import SegmentConfig  # noqa: E402
 from genreclf.dataset import build_shard  # noqa: E402
 from genreclf.features import FeatureConfig, log_mel_batch, log_mel_librosa  # noqa: E402
-from genreclf.keys import audio_key  # noqa: E402
 from genreclf.loader import StreamingSegments  # noqa: E402
 from genreclf.manifest import Manifest, write_manifest  # noqa: E402
-from genreclf.shards import SegmentRows, write_shard  # noqa: E402
+from genreclf.shards import SegmentRows, mel_numpy, write_shard  # noqa: E402
 from genreclf.storage import Store  # noqa: E402
 
 AUDIO = (".mp3", ".wav", ".flac", ".ogg", ".opus", ".m4a", ".au")
@@ -61,9 +81,14 @@ def make_audio(folder: Path, n: int, seconds: float) -> list[Path]:
     return paths
 
 
+# --- the paths measured -------------------------------------------------------------------------------------
+
+
 def naive(paths: list[Path], out: Path, *, seg: SegmentConfig, feat: FeatureConfig) -> int:
+    """mp3 -> librosa.load -> librosa melspectrogram per window -> one .npy per window."""
     import librosa
 
+    out.mkdir(parents=True, exist_ok=True)
     win, n = round(seg.window_s * seg.sample_rate), 0
     for p in paths:
         y, _ = librosa.load(p, sr=seg.sample_rate, mono=True)
@@ -75,114 +100,267 @@ def naive(paths: list[Path], out: Path, *, seg: SegmentConfig, feat: FeatureConf
     return n
 
 
-def ours(paths: list[Path], store: Store, *, seg: SegmentConfig, feat: FeatureConfig) -> int:
-    rows = SegmentRows()
+def catalog_rows(paths: list[Path]) -> list[dict[str, Any]]:
+    """Rows as a folder catalog gives them (its scan hashes each file; acquisition hashes it again to check)."""
+    rows = []
     for p in paths:
-        windows, offsets = audio.segment(audio.decode(p, sr=seg.sample_rate), cfg=seg)
-        mel = log_mel_batch(windows, cfg=feat).astype(np.float16)  # (n, n_mels, frames)
-        for j, (off, m) in enumerate(zip(offsets, mel, strict=True)):
-            rows.segment_id.append(f"{p.stem}-{j:04d}")
-            rows.track_id.append(p.stem)
-            rows.artist_id.append(None)
-            rows.genre.append("g")
-            rows.label.append(0)
-            rows.split.append("train")
-            rows.offset_s.append(float(off))
-            rows.mel.append(m)
-    write_shard(store, "bench/ours.parquet", rows, feature_hash=feat.hash)
-    return len(rows)
+        digest = hashlib.sha256(p.read_bytes()).hexdigest()
+        rows.append({"track_id": p.stem, "audio_uri": str(p), "content_hash": digest, "genre": "g"})
+    return rows
 
 
-def timed(fn, *args, **kw) -> tuple[float, int]:  # type: ignore[no-untyped-def]
-    t0 = time.perf_counter()
-    n = fn(*args, **kw)
-    return time.perf_counter() - t0, n
+def acquire(rows: list[dict[str, Any]], store: Store, scratch: Path, *, seg: SegmentConfig, workers: int) -> list[Any]:
+    """`acquire_track` of every row, `workers` at a time -> the planned tracks for `build_shard`."""
+
+    def one(row: dict[str, Any]) -> dict[str, Any]:
+        r = acquire_track(store, row, cfg=seg, scratch_dir=scratch)  # type: ignore[arg-type]
+        if not r.ok:
+            raise SystemExit(f"{row['audio_uri']}: {r.reason}")
+        return {"track_id": r.track_id, "artist_id": None, "isrc": None, "genre": "g", "split": "train",
+                "offsets": r.offsets, "audio_key": r.audio_key, "audio_hash": r.audio_hash}  # fmt: skip
+
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(one, rows))
+
+
+def shards(tracks: list[Any], store: Store, *, seg: SegmentConfig, feat: FeatureConfig, workers: int) -> int:
+    """`build_shard` over the tracks, as `workers` shards built at once -> segments written."""
+    groups = [tracks[i::workers] for i in range(workers)]
+
+    def one(i: int) -> int:
+        return build_shard(store, f"bench/part-{i}.parquet", groups[i], labels=["g"], seg=seg, feat=feat)["rows"]
+
+    with ThreadPoolExecutor(workers) as pool:
+        return sum(pool.map(one, range(workers)))
+
+
+def ours(rows: list[dict[str, Any]], root: Path, *, seg: SegmentConfig, feat: FeatureConfig, workers: int) -> int:
+    """mp3 -> `acquire_track` (FLAC + sidecar in a fresh store) -> `build_shard` (log-mel Parquet shards)."""
+    store = Store.open(str(root / "store"))
+    tracks = acquire(rows, store, root / "scratch", seg=seg, workers=workers)
+    return shards(tracks, store, seg=seg, feat=feat, workers=workers)
+
+
+def single_pass(paths: list[Path], root: Path, *, seg: SegmentConfig, feat: FeatureConfig, workers: int) -> int:
+    """mp3 -> `audio.decode` -> windows -> torch log-mel -> shards, `workers` shards at once; no FLAC, sidecar or
+    fingerprint (build-dataset does not run this way: it stores the audio first, see `ours`)."""
+    store = Store.open(str(root / "store"))
+
+    def one(i: int) -> int:
+        rows = SegmentRows()
+        for p in paths[i::workers]:
+            windows, offsets = audio.segment(audio.decode(p, sr=seg.sample_rate), cfg=seg)
+            mel = log_mel_batch(windows, cfg=feat).astype(np.float16)  # (n, n_mels, frames)
+            for j, (off, m) in enumerate(zip(offsets, mel, strict=True)):
+                rows.segment_id.append(f"{p.stem}-{j:04d}")
+                rows.track_id.append(p.stem)
+                rows.artist_id.append(None)
+                rows.genre.append("g")
+                rows.label.append(0)
+                rows.split.append("train")
+                rows.offset_s.append(float(off))
+                rows.mel.append(m)
+        return write_shard(store, f"bench/single-pass-{i}.parquet", rows, feature_hash=feat.hash)["rows"]
+
+    with ThreadPoolExecutor(workers) as pool:
+        return sum(pool.map(one, range(workers)))
+
+
+# --- timing -------------------------------------------------------------------------------------------------
+
+Variant = Callable[[Path], object]
+
+
+@dataclass
+class Runs:
+    """Wall and CPU seconds (all threads of this process) of each timed run of one variant."""
+
+    wall: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+
+
+def interleaved(variants: dict[str, Variant], *, repeat: int, scratch: Path) -> dict[str, Runs]:
+    """Time each variant: one warm-up round (not kept), then `repeat` rounds, each variant once per round in an
+    order that rotates, each run in a fresh folder (removed after, outside the timing)."""
+    names = list(variants)
+    runs = {n: Runs() for n in names}
+    for r in range(repeat + 1):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            folder = Path(tempfile.mkdtemp(dir=scratch))
+            t0, c0 = time.perf_counter(), time.process_time()
+            variants[name](folder)
+            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+            shutil.rmtree(folder)
+            if r:
+                runs[name].wall.append(wall)
+                runs[name].cpu.append(cpu)
+    return runs
+
+
+def report(title: str, unit: str, amount: float, runs: dict[str, Runs], base: str) -> None:
+    """Per variant: `amount` per wall-second (min, median), the ratio to `base` of the median and of the best
+    wall times, and `amount` per CPU-second (median) with its ratio: the work, whatever else the machine ran."""
+    n = len(runs[base].wall)
+    print(f"\n{title}\n  [{unit} per wall-second, best and median of {n} interleaved runs; per CPU-second, median]")
+    width = max(len(name) for name in runs)
+    b = runs[base]
+    for name, r in runs.items():
+        wall = f"wall best {amount / min(r.wall):6.0f}  median {amount / statistics.median(r.wall):6.0f}"
+        cpu = f"cpu {amount / statistics.median(r.cpu):7.0f}"
+        if name == base:
+            print(f"  {name:{width}s}  {wall}  {' ' * 20}  {cpu}")
+            continue
+        vs = f"{statistics.median(b.wall) / statistics.median(r.wall):4.2f}x ({min(b.wall) / min(r.wall):4.2f}x best)"
+        cpu_vs = f"{statistics.median(b.cpu) / statistics.median(r.cpu):4.2f}x"
+        print(f"  {name:{width}s}  {wall}  {vs}  {cpu} {cpu_vs}")
+
+
+# --- main ---------------------------------------------------------------------------------------------------
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("folder", nargs="?", help="audio files to use (default: generate with ffmpeg)")
+    p.add_argument("folder", nargs="?", help="audio files to use (default: generate mp3s with ffmpeg)")
     p.add_argument("--files", type=int, default=12)
     p.add_argument("--seconds", type=float, default=60.0)
     p.add_argument("--window-s", type=float, default=30.0)
+    p.add_argument("--repeat", type=int, default=3, help="timed rounds after the warm-up round")
     p.add_argument("--read-segments", type=int, default=1_000, help="segments in the shards read back")
     args = p.parse_args()
     torch.set_num_threads(1)
     seg = SegmentConfig(window_s=args.window_s, hop_s=args.window_s, silence_db=-120.0)
     feat = FeatureConfig()
-    tmp = Path(tempfile.mkdtemp(prefix="genreclf-bench-"))
+    with tempfile.TemporaryDirectory(prefix="genreclf-bench-") as tmp:
+        run(args, Path(tmp), seg=seg, feat=feat)
+    return 0
+
+
+def run(args: argparse.Namespace, tmp: Path, *, seg: SegmentConfig, feat: FeatureConfig) -> None:
+    import librosa
+
     if args.folder:
         paths = sorted(q for q in Path(args.folder).rglob("*") if q.suffix.lower() in AUDIO)[: args.files]
     else:
         paths = make_audio(tmp, args.files, args.seconds)
     if not paths:
         raise SystemExit(f"no audio files in {args.folder}")
-    seconds = sum(len(audio.decode(q, sr=seg.sample_rate)) for q in paths) / seg.sample_rate
-    print(f"{len(paths)} files, {seconds:.0f} s of audio; {seg.window_s:g} s windows, {feat.n_mels} mels, "
-          f"n_fft {feat.n_fft}, hop {feat.hop_length}; 1 thread")  # fmt: skip
+    decoded = [audio.decode(q, sr=seg.sample_rate) for q in paths]
+    seconds = sum(len(y) for y in decoded) / seg.sample_rate
+    rows = catalog_rows(paths)
+    n_seg = sum(len(audio.segment_offsets(len(y), cfg=seg)) for y in decoded)
+    print(f"{len(paths)} files, {seconds:.0f} s of audio, {n_seg} segments; {seg.window_s:g} s windows, "
+          f"{feat.n_mels} mels, n_fft {feat.n_fft}, hop {feat.hop_length}; {os.cpu_count()} cores, "
+          f"load average {os.getloadavg()[0]:.1f} at the start")  # fmt: skip
+    scratch = tmp / "runs"
+    scratch.mkdir()
+    rep = args.repeat
 
-    # Warm both paths (librosa's numba compile, torch's first FFT plan) outside the timings.
-    naive(paths[:1], tmp, seg=seg, feat=feat)
-    store = Store.open(str(tmp / "store"))
-    ours(paths[:1], store, seg=seg, feat=feat)
-
-    (tmp / "npy").mkdir()
-    t_naive, n_naive = timed(naive, paths, tmp / "npy", seg=seg, feat=feat)
-    t_ours, n_ours = timed(ours, paths, store, seg=seg, feat=feat)
-    tracks = []
-    for q in paths:
-        y = audio.decode(q, sr=seg.sample_rate)
-        store.write_bytes(audio_key(q.stem), audio.encode_flac(y, sr=seg.sample_rate))
-        offsets = [o / seg.sample_rate for o in audio.segment_offsets(len(y), cfg=seg)]
-        tracks.append({"track_id": q.stem, "artist_id": None, "genre": "g", "split": "train", "offsets": offsets})
-    t_feat, _ = timed(build_shard, store, "bench/features.parquet", tracks, labels=["g"], seg=seg, feat=feat)
-    npy_mb = sum(f.stat().st_size for f in (tmp / "npy").iterdir()) / 2**20
-    shard_mb = store.fs.get_file_info(store.path("bench/ours.parquet")).size / 2**20
-
-    print(f"naive  librosa.load + melspectrogram + .npy : {seconds / t_naive:7.0f} s of audio / s / core "
-          f"({n_naive} segments, {npy_mb:.1f} MB of float32 .npy)")  # fmt: skip
-    print(f"ours   decode + torch log-mel batch + shard : {seconds / t_ours:7.0f} s of audio / s / core "
-          f"({n_ours} segments, {shard_mb:.1f} MB of float16 Parquet)  {t_naive / t_ours:.1f}x naive "
-          f"(goal >= 2x and >= 300x real time)")  # fmt: skip
-    print(
-        f"ours   features only (FLAC in store -> shard): {seconds / t_feat:6.0f} s of audio / s / core  "
-        f"{t_naive / t_feat:.1f}x naive (build-dataset's feature stage: audio was decoded once, at acquisition)"
+    naive_e2e = "naive: librosa.load + melspectrogram + .npy, 1 thread"
+    pipeline, direct = "ours: acquire_track + build_shard", "ours, single pass: decode + log-mel + shard, no FLAC"
+    runs = interleaved(
+        {
+            naive_e2e: lambda d: naive(paths, d, seg=seg, feat=feat),
+            f"{pipeline}, 1 thread": lambda d: ours(rows, d, seg=seg, feat=feat, workers=1),
+            f"{pipeline}, 2 threads": lambda d: ours(rows, d, seg=seg, feat=feat, workers=2),
+            f"{direct}, 1 thread": lambda d: single_pass(paths, d, seg=seg, feat=feat, workers=1),
+            f"{direct}, 2 threads": lambda d: single_pass(paths, d, seg=seg, feat=feat, workers=2),
+        },
+        repeat=rep,
+        scratch=scratch,
     )
+    report("END TO END  mp3 -> decode -> segment -> log-mel -> segments on disk", "s of audio", seconds, runs,
+           naive_e2e)  # fmt: skip
 
-    # Reading: real spectrograms, repeated to `--read-segments`, in shards of ~128 MB.
-    source = store.read_parquet("bench/ours.parquet")
-    rows = SegmentRows()
-    from genreclf.shards import mel_numpy
+    # --- partial paths: each a part of the above, against the naive path's same part -------------------------
+    win = round(seg.window_s * seg.sample_rate)
+    windows = [w for y in decoded for w in audio.segment(y, cfg=seg)[0]]
+    store = Store.open(str(tmp / "store"))
+    tracks = acquire(rows, store, tmp / "scratch", seg=seg, workers=1)
+    naive_dec = "naive: librosa.load"
+    runs = interleaved(
+        {
+            naive_dec: lambda d: [librosa.load(q, sr=seg.sample_rate) for q in paths],
+            "ours: audio.decode (libsndfile + soxr)": lambda d: [audio.decode(q, sr=seg.sample_rate) for q in paths],
+        },
+        repeat=rep,
+        scratch=scratch,
+    )
+    report("partial: decode + resample only (mp3 -> mono float32 at 22,050 Hz)", "s of audio", seconds, runs,
+           naive_dec)  # fmt: skip
+    naive_mel = "naive: librosa melspectrogram per window"
+    runs = interleaved(
+        {
+            naive_mel: lambda d: [log_mel_librosa(w, cfg=feat) for w in windows],
+            "ours: torch log_mel_batch": lambda d: log_mel_batch(np.stack(windows), cfg=feat),
+        },
+        repeat=rep,
+        scratch=scratch,
+    )
+    report("partial: log-mel only (windows in memory)", "s of audio", len(windows) * win / seg.sample_rate, runs,
+           naive_mel)  # fmt: skip
+    naive_feat = "naive: melspectrogram + .npy per window"
+    runs = interleaved(
+        {
+            naive_feat: lambda d: [
+                np.save(d / f"{i}.npy", log_mel_librosa(w, cfg=feat)) for i, w in enumerate(windows)
+            ],
+            "ours: build_shard, FLAC in the store -> shard": lambda d: build_shard(
+                store, f"bench/{d.name}.parquet", tracks, labels=["g"], seg=seg, feat=feat
+            ),
+        },
+        repeat=rep,
+        scratch=scratch,
+    )
+    report("partial: features only (naive from decoded audio in memory; ours reads the stored FLAC)",
+           "s of audio", seconds, runs, naive_feat)  # fmt: skip
+    runs = interleaved(
+        {
+            naive_dec: lambda d: [librosa.load(q, sr=seg.sample_rate) for q in paths],
+            "ours: acquire_track (decode, 16-bit FLAC + sidecar stored, fingerprint, offsets)": lambda d: acquire(
+                rows, Store.open(str(d / "store")), d / "scratch", seg=seg, workers=1
+            ),
+        },
+        repeat=rep,
+        scratch=scratch,
+    )
+    report("partial: getting the audio ready (naive: librosa.load; ours: acquisition into the store)",
+           "s of audio", seconds, runs, naive_dec)  # fmt: skip
 
-    mels = mel_numpy(source)
+    # --- reading: real spectrograms, repeated to `--read-segments`, in shards of ~128 MB ---------------------
+    build_shard(store, "bench/read-source.parquet", tracks, labels=["g"], seg=seg, feat=feat)
+    mels = mel_numpy(store.read_parquet("bench/read-source.parquet"))
+    read_rows = SegmentRows()
     for i in range(args.read_segments):
-        rows.segment_id.append(f"s{i}")
-        rows.track_id.append(f"t{i // 10}")
-        rows.artist_id.append(None)
-        rows.genre.append("g")
-        rows.label.append(0)
-        rows.split.append("train")
-        rows.offset_s.append(0.0)
-        rows.mel.append(mels[i % len(mels)])
+        read_rows.segment_id.append(f"s{i}")
+        read_rows.track_id.append(f"t{i // 10}")
+        read_rows.artist_id.append(None)
+        read_rows.genre.append("g")
+        read_rows.label.append(0)
+        read_rows.split.append("train")
+        read_rows.offset_s.append(0.0)
+        read_rows.mel.append(mels[i % len(mels)])
     per_shard = max(1, (128 << 20) // mels[0].nbytes)
     entries = []
-    for k in range(0, len(rows), per_shard):
-        part = SegmentRows(*(getattr(rows, f)[k : k + per_shard] for f in SegmentRows.__dataclass_fields__))
+    for k in range(0, len(read_rows), per_shard):
+        part = SegmentRows(*(getattr(read_rows, f)[k : k + per_shard] for f in SegmentRows.__dataclass_fields__))
         entries.append(write_shard(store, f"datasets/read/shards/part-{k:05d}.parquet", part, feature_hash=feat.hash))
     manifest = Manifest("read", "bench", feat.__dict__.copy(), feat.hash, seg.__dict__.copy(), ["g"], 0, entries)
     write_manifest(store, manifest, make_latest=False)
     crop = feat.frames(round(3.0 * seg.sample_rate))
-    for label, ds in [
-        (f"train, random {crop}-frame crops, shuffle buffer 256",
-         StreamingSegments(store, manifest, "train", crop_frames=crop, shuffle_buffer=256)),
-        ("eval, whole segments", StreamingSegments(store, manifest, "train", train=False)),
-    ]:  # fmt: skip
-        t0 = time.perf_counter()
-        n = sum(1 for _ in ds)
-        rate = n / (time.perf_counter() - t0)
-        print(f"read   StreamingSegments {label}: {rate:6.0f} segments / s / core "
-              f"(x16 cores = {16 * rate:,.0f}/s; goal 2,000/s)")  # fmt: skip
-    return 0
+    train = f"train: random {crop}-frame crops, shuffle buffer 256"
+    runs = interleaved(
+        {
+            train: lambda d: sum(
+                1 for _ in StreamingSegments(store, manifest, "train", crop_frames=crop, shuffle_buffer=256)
+            ),
+            "eval: whole segments": lambda d: sum(1 for _ in StreamingSegments(store, manifest, "train", train=False)),
+        },
+        repeat=rep,
+        scratch=scratch,
+    )
+    report(f"reading: StreamingSegments over {len(entries)} shard(s), one process", "segments",
+           args.read_segments, runs, train)  # fmt: skip
+    print(f"\nload average {os.getloadavg()[0]:.1f} at the end (other work on this machine slows both sides alike)")
 
 
 if __name__ == "__main__":

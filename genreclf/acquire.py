@@ -287,8 +287,9 @@ def acquire_track(
                 y, _ = audio.read_flac(store.read_bytes(akey))
         else:
             y, prov = _acquire_audio(row, name, cfg=cfg, yt=yt, scratch=scratch, gate=gate or contextlib.nullcontext)
-            flac = audio.encode_flac(y, sr=cfg.sample_rate)
-            y, _ = audio.read_flac(flac)  # what later stages read, so its fingerprint is what they see
+            with _stage("decode", name):
+                # y becomes what later stages read from the FLAC (16-bit), so its fingerprint is what they see
+                flac, y = audio.encode_flac_with_samples(y, sr=cfg.sample_rate)
             store.write_bytes(akey, flac)
             side = {
                 "track_id": tid,
@@ -305,7 +306,7 @@ def acquire_track(
             shutil.rmtree(scratch, ignore_errors=True)
         try:
             with _stage("segment", name):
-                _, offsets = audio.segment(y, cfg=cfg)
+                offsets = [start / cfg.sample_rate for start in audio.usable_starts(y, cfg=cfg)]
         except _Failed as e:
             # The audio is stored: remember why it is unusable under this config, so a rerun fetches nothing.
             side.setdefault("unusable", {})[cfg.hash] = [e.stage, e.reason]
@@ -317,9 +318,9 @@ def acquire_track(
         store.write_json(fkey, {"track_id": tid, "stage": e.stage, "reason": e.reason,
                                 "failed_at": datetime.now(UTC).isoformat()})  # fmt: skip
         return TrackResult(tid, False, stage=e.stage, reason=e.reason)
-    side["segments"][cfg.hash] = offsets.tolist()
+    side["segments"][cfg.hash] = offsets
     store.write_json(side_key, side)
-    return _result(tid, side, akey, offsets.tolist())
+    return _result(tid, side, akey, offsets)
 
 
 def _inputs_fingerprint(row: CatalogRow, cfg: SegmentConfig, yt: YoutubeConfig | None) -> str:

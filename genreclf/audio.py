@@ -99,6 +99,28 @@ def _head(source: Path | bytes) -> bytes:
         return fh.read(4096)
 
 
+# Up to this many channels `channel_mean` adds columns in numpy's own order; from 8 on, numpy sums pairwise.
+_SEQUENTIAL_MEAN_MAX = 7
+
+
+def channel_mean(block: np.ndarray) -> np.ndarray:
+    """Mean of the channels of (frames, channels) float32 -> (frames,), bit for bit `block.mean(axis=1)`.
+
+    numpy reduces a short inner axis one frame at a time: on stereo that was ~40 % of decoding an mp3. Adding whole
+    columns in the same order (from +0.0, then dividing by the count) gives the same samples, hence the same
+    fingerprints, at ~1/10 of the cost (tests/test_audio.py checks the bits).
+    """
+    n = block.shape[1]
+    if n > _SEQUENTIAL_MEAN_MAX:
+        return block.mean(axis=1)
+    out = block[:, 0] + np.float32(0.0)  # a new array; +0.0 turns -0.0 into +0.0, as numpy's sum from 0 does
+    for c in range(1, n):
+        out += block[:, c]
+    if n > 1:
+        out /= np.float32(n)
+    return out
+
+
 def _decode_soundfile(source: Path | bytes, *, sr: int, max_seconds: float | None, label: str) -> np.ndarray | None:
     """Mono float32 at `sr` via libsndfile and soxr (channel mean, as ffmpeg's path); None when it cannot read it.
 
@@ -126,7 +148,7 @@ def _decode_soundfile(source: Path | bytes, *, sr: int, max_seconds: float | Non
                 if not len(block):
                     break
                 got += len(block)
-                mono = block.mean(axis=1)  # (frames,)
+                mono = channel_mean(block)  # (frames,)
                 parts.append(stream.resample_chunk(mono) if stream else mono)
         except (sf.LibsndfileError, RuntimeError) as e:
             if got == 0 and not declared:
@@ -225,10 +247,46 @@ def _no_audio_stream(proc: subprocess.CompletedProcess[bytes]) -> bool:
     return b"matches no streams" in proc.stderr
 
 
+# libsndfile's float -> 16-bit FLAC conversion: scale by 2**15, round half to even, clip to int16; reading scales
+# back by 2**-15. `pcm16` and `from_pcm16` do the same in numpy (tests/test_audio.py checks both against libsndfile).
+PCM16_SCALE = 32_768.0
+
+
+def pcm16(y: np.ndarray) -> np.ndarray:
+    """Float samples -> (samples,) int16, exactly what libsndfile stores for them in a 16-bit FLAC (clipped to
+    full scale). Raises AudioError on NaN, which has no 16-bit value."""
+    s = np.asarray(y) * PCM16_SCALE  # in the input's precision (float32 or float64), as libsndfile's write
+    if np.isnan(s).any():
+        raise AudioError("decoded audio holds NaN samples; the file is corrupt or its decoder failed")
+    np.rint(s, out=s)
+    np.clip(s, -PCM16_SCALE, PCM16_SCALE - 1, out=s)
+    return s.astype(np.int16)
+
+
+def from_pcm16(q: np.ndarray) -> np.ndarray:
+    """16-bit samples -> (samples,) float32, as `read_flac` gives them (q / 32768, exact)."""
+    return np.multiply(q, np.float32(1.0 / PCM16_SCALE), dtype=np.float32)
+
+
 def encode_flac(y: np.ndarray, *, sr: int) -> bytes:
-    """Encode mono float audio as 16-bit FLAC (lossless for what the features see)."""
+    """Encode mono float audio as 16-bit FLAC (lossless for what the features see; clipped to full scale)."""
+    return _flac_bytes(pcm16(y), sr=sr)
+
+
+def encode_flac_with_samples(y: np.ndarray, *, sr: int) -> tuple[bytes, np.ndarray]:
+    """Encode as `encode_flac` -> (FLAC bytes, (samples,) float32 that `read_flac` gives back for them).
+
+    The samples come from the 16-bit values themselves, not from decoding the FLAC again: the same bits
+    (tests/test_audio.py), without a decoder pass.
+    """
+    q = pcm16(y)
+    return _flac_bytes(q, sr=sr), from_pcm16(q)
+
+
+def _flac_bytes(q: np.ndarray, *, sr: int) -> bytes:
+    # int16 in, so libsndfile converts nothing; the bytes are those its float path wrote for the same samples
     buf = io.BytesIO()
-    sf.write(buf, np.clip(y, -1.0, 1.0), sr, format="FLAC", subtype="PCM_16")
+    sf.write(buf, q, sr, format="FLAC", subtype="PCM_16")
     return buf.getvalue()
 
 
@@ -241,7 +299,7 @@ def read_flac(data: bytes) -> tuple[np.ndarray, int]:
 def pcm_sha256(y: np.ndarray) -> str:
     """sha256 of decoded samples (float32): two files holding the same recording, whatever their container or
     name, give the same hash once decoded the same way."""
-    return hashlib.sha256(np.ascontiguousarray(y, dtype=np.float32).tobytes()).hexdigest()
+    return hashlib.sha256(np.ascontiguousarray(y, dtype=np.float32).data).hexdigest()  # .data: no bytes copy
 
 
 def rms_db(x: np.ndarray) -> float:
@@ -267,26 +325,34 @@ def segment_offsets(n_samples: int, *, cfg: SegmentConfig) -> list[int]:
     return offsets
 
 
-def segment(y: np.ndarray, *, cfg: SegmentConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Cut a track into windows -> (windows (n, window samples) float32, offsets in seconds (n,)).
+def usable_starts(y: np.ndarray, *, cfg: SegmentConfig) -> list[int]:
+    """Start samples of the windows of `y` that are kept: `segment_offsets`, less the silent ones.
 
-    Silent windows are dropped. Raises AudioError when nothing usable is left (too short or silent).
+    Raises AudioError when nothing usable is left (too short or silent). Acquisition needs only these; `segment`
+    cuts the windows too.
     """
     win = round(cfg.window_s * cfg.sample_rate)
-    windows, offsets = [], []
-    for start in segment_offsets(len(y), cfg=cfg):
-        w = y[start : start + win]
-        if rms_db(w) < cfg.silence_db:
-            continue
-        if len(w) < win:
-            w = np.pad(w, (0, win - len(w)))
-        windows.append(w)
-        offsets.append(start / cfg.sample_rate)
-    if not windows:
+    starts = [s for s in segment_offsets(len(y), cfg=cfg) if rms_db(y[s : s + win]) >= cfg.silence_db]
+    if not starts:
         seconds = len(y) / cfg.sample_rate
         if seconds < cfg.min_fill * cfg.window_s:
             raise AudioError(
                 f"too short: {seconds:.1f} s of audio, a window needs at least {cfg.min_fill * cfg.window_s:.1f} s"
             )
         raise AudioError(f"silent: every window is below {cfg.silence_db:.0f} dBFS")
-    return np.stack(windows).astype(np.float32, copy=False), np.asarray(offsets, dtype=np.float64)
+    return starts
+
+
+def segment(y: np.ndarray, *, cfg: SegmentConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Cut a track into windows -> (windows (n, window samples) float32, offsets in seconds (n,)).
+
+    Silent windows are dropped, the tail is zero-padded. Raises AudioError when nothing usable is left (too short
+    or silent).
+    """
+    win = round(cfg.window_s * cfg.sample_rate)
+    starts = usable_starts(y, cfg=cfg)
+    windows = np.zeros((len(starts), win), dtype=np.float32)
+    for i, start in enumerate(starts):
+        w = y[start : start + win]
+        windows[i, : len(w)] = w
+    return windows, np.asarray(starts, dtype=np.float64) / cfg.sample_rate

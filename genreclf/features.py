@@ -78,9 +78,10 @@ def log_mel_batch(windows: np.ndarray | torch.Tensor, *, cfg: FeatureConfig, chu
                 pad_mode="constant",
                 return_complex=True,
             )  # (chunk, freqs, frames)
-            power = spec.real.square() + spec.imag.square()
+            power = spec.real.square()  # (chunk, freqs, frames); in place below: one temporary, not three
+            power.addcmul_(spec.imag, spec.imag)
             mel = torch.matmul(fb, power)  # (chunk, n_mels, frames)
-            out.append(torch.log(mel + cfg.log_offset))
+            out.append(mel.add_(cfg.log_offset).log_())
     return torch.cat(out).numpy()
 
 

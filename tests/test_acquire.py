@@ -182,6 +182,27 @@ def test_good_tracks_go_through_and_bad_ones_are_quarantined_with_reasons(
     assert recut.ok and recut.offsets == [0.0, 1.0] and server.requests == requests
 
 
+def test_stored_audio_and_fingerprint_are_those_the_flac_round_trip_gave(tmp_path: Path) -> None:
+    # Acquisition no longer decodes its own FLAC to fingerprint it: the fingerprint, the stored bytes and the
+    # windows must be what decoding, writing with libsndfile and reading back gave (stores made before match).
+    import io
+
+    import soundfile as sf
+
+    src = make_audio(tmp_path / "noise.mp3", source="anoisesrc=color=pink:amplitude=0.4:sample_rate=44100:duration=4")
+    y = audio.decode(src, sr=SEG.sample_rate)
+    buf = io.BytesIO()
+    sf.write(buf, np.clip(y, -1.0, 1.0), SEG.sample_rate, format="FLAC", subtype="PCM_16")
+    before, _ = audio.read_flac(buf.getvalue())
+    store = Store.open(str(tmp_path / "store"))
+
+    r = acquire_track(store, row("noise", str(src)), cfg=SEG, scratch_dir=tmp_path / "scratch")
+
+    assert r.ok and r.audio_hash == audio.pcm_sha256(before)
+    assert store.read_bytes(r.audio_key) == buf.getvalue()
+    assert r.offsets == audio.segment(before, cfg=SEG)[1].tolist() == [0.0, 1.0, 2.0, 3.0]
+
+
 def test_a_result_without_duration_is_checked_once_decoded(
     server: AudioServer, yt: YoutubeConfig, tmp_path: Path
 ) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from genreclf import audio
 from genreclf.audio import SegmentConfig, decode, encode_flac, read_flac, segment, segment_offsets
 from genreclf.errors import AudioError, ConfigError
 
@@ -371,6 +373,106 @@ def test_flac_clips_out_of_range_samples() -> None:
     back, _ = read_flac(encode_flac(y, sr=SR))
 
     np.testing.assert_allclose(back[:3], [32_767 / 32_768, -1.0, 0.25], atol=1e-6)
+
+
+def _libsndfile_flac(y: np.ndarray) -> bytes:
+    """What `encode_flac` wrote before it quantized in numpy: libsndfile's own float -> 16-bit conversion."""
+    buf = io.BytesIO()
+    sf.write(buf, np.clip(y, -1.0, 1.0), SR, format="FLAC", subtype="PCM_16")
+    return buf.getvalue()
+
+
+def _rounding_edges(dtype: type[np.floating[Any]], rng: np.random.Generator) -> np.ndarray:
+    """Every 16-bit step, every half step between them (ties), their float neighbours, out-of-range and odd values."""
+    k = np.arange(-32_769, 32_769, dtype=np.float64)
+    steps = np.concatenate([k / 32_768, (k + 0.5) / 32_768, (k + 0.5) / 32_767]).astype(dtype)
+    odd = np.array([1.0, -1.0, 0.0, -0.0, 1.5, -1.5, 1e30, -1e30, np.inf, -np.inf, 1e-40, -1e-40], dtype)
+    return np.concatenate([
+        steps, np.nextafter(steps, dtype(2)), np.nextafter(steps, dtype(-2)),
+        rng.uniform(-1.2, 1.2, 100_000).astype(dtype), odd,
+    ])  # fmt: skip
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_flac_bytes_and_samples_are_those_libsndfile_gives(
+    dtype: type[np.floating[Any]], rng: np.random.Generator
+) -> None:
+    # Identity by content: acquisition fingerprints the samples of `encode_flac_with_samples` instead of decoding
+    # the FLAC again; they must be the bits a later read of the stored FLAC gives, and the FLAC bytes the same as
+    # libsndfile's float path wrote (stores made before keep their fingerprints and bytes).
+    y = _rounding_edges(dtype, rng)
+    old = _libsndfile_flac(y)
+
+    flac, samples = audio.encode_flac_with_samples(y, sr=SR)
+
+    assert flac == old == encode_flac(y, sr=SR)
+    back, _ = read_flac(flac)
+    assert samples.dtype == back.dtype == np.float32
+    np.testing.assert_array_equal(samples.view(np.uint32), back.view(np.uint32))
+    assert audio.pcm_sha256(samples) == audio.pcm_sha256(back)
+
+
+def test_every_16_bit_value_reads_back_as_from_pcm16_gives_it() -> None:
+    q = np.arange(-32_768, 32_768, dtype=np.int16)
+    buf = io.BytesIO()
+    sf.write(buf, q, SR, format="FLAC", subtype="PCM_16")
+
+    back, _ = read_flac(buf.getvalue())
+
+    np.testing.assert_array_equal(back.view(np.uint32), audio.from_pcm16(q).view(np.uint32))
+    np.testing.assert_array_equal(audio.pcm16(back), q)
+
+
+def test_pcm16_refuses_nan() -> None:
+    with pytest.raises(AudioError, match="NaN"):
+        audio.pcm16(np.array([0.1, np.nan], np.float32))
+
+
+@pytest.mark.parametrize("channels", range(1, 10))
+def test_channel_mean_is_numpys_mean_bit_for_bit(channels: int, rng: np.random.Generator) -> None:
+    # The downmix decides the decoded samples, hence fingerprints: it must not change with the faster loop.
+    x = (rng.standard_normal((50_000, channels)) * 10.0 ** rng.integers(-8, 3, (50_000, channels))).astype(np.float32)
+    x[rng.random(x.shape) < 0.2] = 0.0
+    x[rng.random(x.shape) < 0.2] = -0.0
+    x[:64] = -0.0
+
+    got = audio.channel_mean(x)
+
+    np.testing.assert_array_equal(got.view(np.uint32), x.mean(axis=1).view(np.uint32))
+
+
+def _decode_as_before(path: Path, sr: int) -> np.ndarray:
+    """The in-process decode as it was first written: blocks, numpy's channel mean, streaming soxr."""
+    import soxr
+
+    parts = []
+    with sf.SoundFile(path) as f:
+        stream = soxr.ResampleStream(f.samplerate, sr, 1, dtype="float32", quality="HQ")
+        while len(block := f.read(1 << 16, dtype="float32", always_2d=True)):
+            parts.append(stream.resample_chunk(block.mean(axis=1)))
+        parts.append(stream.resample_chunk(np.zeros(0, np.float32), last=True))
+    return np.concatenate(parts)
+
+
+@pytest.mark.parametrize(("name", "channels"), [("stereo.mp3", 2), ("surround.wav", 6), ("mono.ogg", 1)])
+def test_decode_gives_the_samples_it_always_gave(name: str, channels: int, tmp_path: Path) -> None:
+    path = tmp_path / name
+    ffmpeg("-f", "lavfi", "-i", "anoisesrc=color=pink:amplitude=0.3:sample_rate=44100:duration=4", "-ac",
+           str(channels), str(path))  # fmt: skip
+
+    y = decode(path, sr=SR)
+
+    np.testing.assert_array_equal(y.view(np.uint32), _decode_as_before(path, SR).view(np.uint32))
+
+
+def test_usable_starts_are_the_offsets_segment_keeps(tone: np.ndarray) -> None:
+    y = np.concatenate([tone, np.zeros(SR, np.float32), tone, tone[: SR // 3]])
+
+    _, offsets = segment(y, cfg=SEG)
+    starts = audio.usable_starts(y, cfg=SEG)
+
+    assert [s / SR for s in starts] == offsets.tolist()
+    assert len(starts) < len(segment_offsets(len(y), cfg=SEG))  # the silent second dropped its windows
 
 
 # --- SegmentConfig.hash -------------------------------------------------------------------------------------
