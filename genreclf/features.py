@@ -34,14 +34,38 @@ class FeatureConfig:
         return 1 + n_samples // self.hop_length
 
 
+# Slaney's mel scale (librosa's default, htk=False): linear below 1 kHz, logarithmic above.
+_F_SP = 200.0 / 3  # Hz per mel below 1 kHz
+_MIN_LOG_HZ = 1000.0
+_MIN_LOG_MEL = _MIN_LOG_HZ / _F_SP
+_LOGSTEP = np.log(6.4) / 27.0
+
+
+def _hz_to_mel(hz: float) -> float:
+    return _MIN_LOG_MEL + float(np.log(hz / _MIN_LOG_HZ)) / _LOGSTEP if hz >= _MIN_LOG_HZ else hz / _F_SP
+
+
+def _mel_to_hz(mels: np.ndarray) -> np.ndarray:
+    hz = _F_SP * mels
+    log_t = mels >= _MIN_LOG_MEL
+    hz[log_t] = _MIN_LOG_HZ * np.exp(_LOGSTEP * (mels[log_t] - _MIN_LOG_MEL))
+    return hz
+
+
 @lru_cache(maxsize=8)
 def mel_filters(cfg: FeatureConfig) -> np.ndarray:
-    """Slaney mel filterbank (librosa's) -> (n_mels, 1 + n_fft // 2) float32."""
-    import librosa  # imported here: training and the GPU image need features' config, not librosa
-
-    return librosa.filters.mel(
-        sr=cfg.sample_rate, n_fft=cfg.n_fft, n_mels=cfg.n_mels, fmin=cfg.fmin, fmax=cfg.fmax
-    ).astype(np.float32)
+    """Slaney mel filterbank -> (n_mels, 1 + n_fft // 2) float32; equal to `librosa.filters.mel` (tested), written
+    in numpy so that predicting does not import librosa (scipy and numba: about a second)."""
+    fmax = cfg.sample_rate / 2 if cfg.fmax is None else cfg.fmax
+    fft_hz = np.fft.rfftfreq(n=cfg.n_fft, d=1.0 / cfg.sample_rate)
+    mel_hz = _mel_to_hz(np.linspace(_hz_to_mel(cfg.fmin), _hz_to_mel(fmax), cfg.n_mels + 2))
+    widths = np.diff(mel_hz)
+    ramps = np.subtract.outer(mel_hz, fft_hz)
+    weights = np.zeros((cfg.n_mels, len(fft_hz)), dtype=np.float32)
+    for i in range(cfg.n_mels):  # triangles: up from band i, down to band i + 2
+        weights[i] = np.maximum(0, np.minimum(-ramps[i] / widths[i], ramps[i + 2] / widths[i + 1]))
+    weights *= (2.0 / (mel_hz[2 : cfg.n_mels + 2] - mel_hz[: cfg.n_mels]))[:, np.newaxis]  # equal area per band
+    return weights
 
 
 @lru_cache(maxsize=8)

@@ -111,3 +111,18 @@ def test_feature_config_hash_is_stable() -> None:
 )
 def test_feature_config_hash_changes_with_every_field(change: dict[str, Any]) -> None:
     assert dataclasses.replace(FeatureConfig(), **change).hash != FeatureConfig().hash
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        FeatureConfig(),
+        FeatureConfig(n_mels=64, n_fft=1024),
+        FeatureConfig(n_mels=40, fmin=30.0, fmax=8000.0, sample_rate=16_000, n_fft=512),
+    ],
+)
+def test_mel_filters_equal_librosas_bit_for_bit(cfg: FeatureConfig) -> None:
+    import librosa
+
+    want = librosa.filters.mel(sr=cfg.sample_rate, n_fft=cfg.n_fft, n_mels=cfg.n_mels, fmin=cfg.fmin, fmax=cfg.fmax)
+    assert np.array_equal(mel_filters(cfg), want) and mel_filters(cfg).dtype == np.float32
