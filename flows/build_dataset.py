@@ -37,6 +37,17 @@ def feature_task_runner(settings: Settings | None = None) -> TaskRunner[Any]:
     return ThreadPoolTaskRunner(max_workers=os.cpu_count() or 2)
 
 
+def feature_workers(settings: Settings | None = None) -> int:
+    """Tasks `feature_task_runner` runs at once: the Dask cluster's threads, or this machine's cores."""
+    address = (settings or get_settings()).dask_address
+    if address:
+        from distributed import Client
+
+        with Client(address, timeout=30) as client:
+            return max(1, sum(client.nthreads().values()))
+    return os.cpu_count() or 2
+
+
 @flow(name="acquire-audio", flow_run_name="acquire-audio-{catalog_version}")
 def acquire_audio(storage_url: str, catalog_version: str, seg: SegmentConfig) -> list[TrackResult]:
     """Bring every track's audio into the store, in batches on this flow's task runner (threads, or Dask).
@@ -44,7 +55,7 @@ def acquire_audio(storage_url: str, catalog_version: str, seg: SegmentConfig) ->
     Takes the catalog version, not its rows: a subflow's parameters are validated and stored by Prefect.
     """
     rows = catalog.rows_of(catalog.read_catalog(Store.open(storage_url), catalog_version))
-    return acquire_tracks(storage_url, rows, seg)
+    return acquire_tracks(storage_url, rows, seg, workers=feature_workers())
 
 
 @flow(name="compute-shards", flow_run_name="compute-shards-{dataset_id}")

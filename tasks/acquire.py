@@ -115,8 +115,11 @@ def ensure_limits(settings: Settings) -> tuple[str | None, str | None]:
     return names[0], names[1]
 
 
-def acquire_tracks(storage_url: str, rows: list[CatalogRow], seg: SegmentConfig) -> list[TrackResult]:
+def acquire_tracks(
+    storage_url: str, rows: list[CatalogRow], seg: SegmentConfig, *, workers: int | None = None
+) -> list[TrackResult]:
     """Acquire every row, in batches on the flow's task runner (call inside a flow); one result per row, in order.
+    `workers`: how many tasks the runner runs at once (default: this machine's cores).
 
     A batch that still fails after its retry has its tracks quarantined at stage "download" with the error.
     """
@@ -127,7 +130,7 @@ def acquire_tracks(storage_url: str, rows: list[CatalogRow], seg: SegmentConfig)
     if any(is_remote(row.get("audio_uri")) for row in rows):
         limits = ensure_limits(settings)
         logger.info("acquiring %d tracks; global limits in use: %s", len(rows), [n for n in limits if n] or "none")
-    parts = batches(len(rows), workers=os.cpu_count() or 2)
+    parts = batches(len(rows), workers=workers or os.cpu_count() or 2)
     futures = [
         acquire_batch.submit(storage_url, rows[part.start : part.stop], seg, yt, limits, index=i)
         for i, part in enumerate(parts)
