@@ -19,15 +19,10 @@ import argparse
 import contextlib
 import os
 import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,56 +30,13 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from scale import prefect_server  # noqa: E402  (benchmarks/scale.py, beside this script)
+
 CONFIGS = ("dask-1", "dask-2", "threads")
-SERVER_START_TIMEOUT_S = 120.0
 
 
 def log(message: str) -> None:
     print(f"[dask_scaling {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
-            return bool(r.status == 200)
-    except OSError:
-        return False
-
-
-@contextlib.contextmanager
-def prefect_server(home: Path) -> Iterator[str]:
-    """`prefect server start` on a free loopback port; its API URL. Stopped (by its PID) on exit."""
-    url = f"http://127.0.0.1:{free_port()}/api"
-    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_API_URL": url, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-    port = url.rsplit(":", 1)[1].split("/")[0]
-    cmd = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", port]
-    with (home / "server.log").open("ab") as out:
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True, cwd=home)  # fmt: skip
-    try:
-        start = time.monotonic()
-        while not healthy(url):
-            if proc.poll() is not None or time.monotonic() - start > SERVER_START_TIMEOUT_S:
-                tail = (home / "server.log").read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"the Prefect server did not answer {url}/health:\n{tail}")
-            time.sleep(0.5)
-        log(f"Prefect server (pid {proc.pid}) at {url} answered after {time.monotonic() - start:.0f} s")
-        yield url
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        log(f"stopped the Prefect server (pid {proc.pid})")
 
 
 def warm_worker() -> int:
@@ -169,8 +121,8 @@ def main() -> None:
         PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW="ignore", GENRECLF_CACHE_DIR=str(tmp / "cache"),
     )  # fmt: skip
     try:
-        with prefect_server(home) as url:
-            os.environ["PREFECT_API_URL"] = url  # before Prefect is imported (run_once imports it)
+        with prefect_server(home) as server:
+            os.environ["PREFECT_API_URL"] = server.url  # before Prefect is imported (run_once imports it)
             from flows.params import DatasetParams
             from genreclf.demo import make_demo_catalog
             from genreclf.sources.local import scan_folder
