@@ -36,6 +36,8 @@ PREFECT_DEFAULTS: Mapping[str, str] = MappingProxyType(
     {
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",  # no telemetry leaves the machine unless the user asks
         "PREFECT_LOGGING_EXTRA_LOGGERS": "genreclf",  # library logs (epochs, shards) reach the run logs
+        # ...and, logged outside any flow run (the library called from Python), stay local without a warning each
+        "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
         STARTUP_TIMEOUT_VAR: str(DEFAULT_STARTUP_TIMEOUT_S),
     }
 )

@@ -79,12 +79,13 @@ def _free_port() -> int:
 def test_defaults_fill_only_what_the_user_left_unset(tmp_path: Path, library_logger: logging.Logger) -> None:
     env = {"PREFECT_HOME": str(tmp_path), "PREFECT_SERVER_ANALYTICS_ENABLED": "true", STARTUP_TIMEOUT_VAR: "7"}
     added = configure_prefect(env)
-    assert added == {"PREFECT_LOGGING_EXTRA_LOGGERS": "genreclf"}
+    assert added == {"PREFECT_LOGGING_EXTRA_LOGGERS": "genreclf", "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore"}
     assert env["PREFECT_SERVER_ANALYTICS_ENABLED"] == "true"
     assert env[STARTUP_TIMEOUT_VAR] == "7"
     assert "PREFECT_API_URL" not in env  # no server recorded in this home
 
-    env = {"PREFECT_HOME": str(tmp_path), "PREFECT_LOGGING_EXTRA_LOGGERS": "genreclf,urllib3"}
+    env = {"PREFECT_HOME": str(tmp_path), "PREFECT_LOGGING_EXTRA_LOGGERS": "genreclf,urllib3",
+           "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "warn"}  # fmt: skip
     assert configure_prefect(env) == {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", STARTUP_TIMEOUT_VAR: "120"}
     assert env["PREFECT_LOGGING_EXTRA_LOGGERS"] == "genreclf,urllib3"
     assert configure_prefect(env) == {}  # idempotent
