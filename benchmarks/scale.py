@@ -124,7 +124,8 @@ def child(way: str, store_url: str, version: str, result_path: Path) -> None:
     start = time.perf_counter()
     build = build_with_flow if way == "flow" else build_with_library
     dataset_id = build(store_url, version)
-    result = {"dataset_id": dataset_id, "call_s": time.perf_counter() - start}
+    result = {"dataset_id": dataset_id, "call_s": time.perf_counter() - start,
+              "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}  # fmt: skip  (Linux: KiB)
     result_path.write_text(json.dumps(result))
 
 
@@ -250,6 +251,7 @@ class Run:
     dataset_id: str
     server_cpu_s: float = 0.0
     grew: dict[str, int] | None = None  # what the server's database gained
+    peak_mb: float = float("nan")  # the child process's peak resident memory
     error: str | None = None  # the process failed: its last error line
 
 
@@ -304,7 +306,8 @@ def measure(way: str, n: int, catalog_dir: Path, server: Server, env: dict[str, 
             before = settled_snapshot(server.db)
             server_cpu = process_cpu_s(server.proc.pid)
         wall, cpu, result = run_child(way, version, store_dir, env, scratch)
-        run = Run(wall, cpu, result["call_s"], result["dataset_id"], error=result.get("error"))
+        run = Run(wall, cpu, result["call_s"], result["dataset_id"], error=result.get("error"),
+                  peak_mb=result.get("peak_mb", float("nan")))  # fmt: skip
         if way == "flow":
             after = settled_snapshot(server.db)
             run.server_cpu_s = process_cpu_s(server.proc.pid) - server_cpu
@@ -395,7 +398,8 @@ def print_table(results: dict[int, dict[str, list[Run]]], *, cores: int, repeat:
     if partial:
         print("* the flow run failed: what it cost and left in the server up to its failure")
     print()
-    print("per size, flow process CPU / library process CPU, and what else the flow run left in the server:")
+    print("per size, flow process CPU / library process CPU, peak memory (RSS) of each process, and what else the "
+          "flow run left in the server:")  # fmt: skip
     for n, by_way in results.items():
         flow = [r for r in by_way["flow"] if not r.error]
         lib = [r for r in by_way["library"] if not r.error]
@@ -405,6 +409,8 @@ def print_table(results: dict[int, dict[str, list[Run]]], *, cores: int, repeat:
         print(
             f"  {n:>6,} tracks: CPU {med([r.cpu_s for r in counted], '.1f', 0, ' s' + mark)} / "
             f"{med([r.cpu_s for r in lib], '.1f', 0, ' s')}; "
+            f"peak {med([r.peak_mb for r in flow], '.0f', 0, ' MB')} / "
+            f"{med([r.peak_mb for r in lib], '.0f', 0, ' MB')}; "
             f"flow runs {med([g.get('flow_run', 0) for g in grew], '.0f', 0, mark)}, "
             f"log rows {med([g.get('log', 0) for g in grew], ',.0f', 0, mark)}, "
             f"artifacts {med([g.get('artifact', 0) for g in grew], '.0f', 0, mark)}"
