@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import resource
 import sys
 import tempfile
 import time
@@ -97,6 +98,8 @@ def main() -> None:
     print(f"rerun (snapshots unchanged): {cached_s:5.2f} s  {args.playlists / cached_s:9,.0f} playlists/s")
     print(f"artist genres ({len(genres)} lookups): {artists_s:5.2f} s  {len(genres) / artists_s:6,.0f} artists/s")
     print(f"labels + catalog write ({summary.tracks:,} tracks): {catalog_s:5.2f} s")
+    # The whole process, the stand-in's own copy of every playlist included (it serves them from memory).
+    print(f"peak memory (RSS) of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB")
 
 
 if __name__ == "__main__":
