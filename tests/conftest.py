@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +23,9 @@ for _var in [v for v in os.environ if v.startswith("GENRECLF_")]:
     os.environ.pop(_var)
 # Per-user caches (file hashes, download scratch) in a temporary folder, never the user's ~/.cache.
 os.environ["GENRECLF_CACHE_DIR"] = tempfile.mkdtemp(prefix="genreclf-cache-")
+# Both folders go when the session ends (servers and workers the tests start are stopped before that).
+for _folder in (_PREFECT_HOME, os.environ["GENRECLF_CACHE_DIR"]):
+    atexit.register(shutil.rmtree, _folder, ignore_errors=True)
 
 SR = 22_050
 
