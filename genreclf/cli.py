@@ -110,9 +110,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from genreclf.sources.local import scan_folder
+    from genreclf.sources import local
 
-    scan_folder(args.catalog)  # fail in a second, before any server starts, if the folder is not a catalog
+    # Fail in a second, before any server starts, if the folder is not a catalog; quietly, as the flow's own scan
+    # (which finds the file hashes this one cached) says what it found.
+    scan_log = logging.getLogger(local.__name__)
+    level = scan_log.level
+    scan_log.setLevel(logging.WARNING)
+    try:
+        local.scan_folder(args.catalog)
+    finally:
+        scan_log.setLevel(level)
     return _run_pipeline(Path(args.catalog), args)
 
 
