@@ -65,7 +65,11 @@ def compute_shards(storage_url: str, dataset_id: str) -> list[ShardEntry]:
     Takes the dataset id, not the plan: a subflow's parameters are validated and stored by Prefect, and a plan
     holds every track's offsets.
     """
-    plan = read_plan(Store.open(storage_url), dataset_id)
+    return build_shards(storage_url, read_plan(Store.open(storage_url), dataset_id))
+
+
+def build_shards(storage_url: str, plan: DatasetPlan) -> list[ShardEntry]:
+    """The plan's shards as tasks on the current flow's task runner (call inside a flow), in plan order."""
     futures = [
         build_shard.submit(storage_url, s.key, s.tracks, plan.labels, plan.seg, plan.feat, index=i)
         for i, s in enumerate(plan.shards)
@@ -95,8 +99,14 @@ def build_dataset(
     version = catalog.resolve_version(store, catalog_version)
     seg, feat = params.segment_config(), params.feature_config()
 
+    # On a Dask cluster the tasks run in subflows with the Dask runner; otherwise on this flow's own threads, as a
+    # subflow would only add its own start and end (about a second each against a server).
+    on_dask = bool(get_settings().dask_address)
     rows = read_catalog_rows(store.url, version)
-    results = acquire_audio.with_options(task_runner=feature_task_runner())(store.url, version, seg)
+    if on_dask:
+        results = acquire_audio.with_options(task_runner=feature_task_runner())(store.url, version, seg)
+    else:
+        results = acquire_tracks(store.url, rows, seg)
     assigned = read_split_file(params.split_file) if params.split_file else None
     plan = plan_dataset(store.url, version, rows, results, seg, feat, params.split_seed, assigned, params.shard_mb)
     report_quarantine(plan, len(rows))
@@ -112,7 +122,10 @@ def build_dataset(
     logger.info("dataset %s: %d tracks in %d shards (%d already computed), parent %s",
                 plan.dataset_id, len(plan.tracks), len(plan.shards), reused, plan.parent)  # fmt: skip
     write_plan(store, plan)
-    entries = compute_shards.with_options(task_runner=feature_task_runner())(store.url, plan.dataset_id)
+    if on_dask:
+        entries = compute_shards.with_options(task_runner=feature_task_runner())(store.url, plan.dataset_id)
+    else:
+        entries = build_shards(store.url, plan)
     manifest = finish_dataset(store.url, plan, entries)
     counts = manifest.counts()
     create_table_artifact(
