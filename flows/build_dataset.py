@@ -121,8 +121,8 @@ def build_dataset(
     reused = sum(store.exists(s.key) for s in plan.shards)
     logger.info("dataset %s: %d tracks in %d shards (%d already computed), parent %s",
                 plan.dataset_id, len(plan.tracks), len(plan.shards), reused, plan.parent)  # fmt: skip
-    write_plan(store, plan)
     if on_dask:
+        write_plan(store, plan)  # the subflow reads it, rather than taking every track's offsets as parameters
         entries = compute_shards.with_options(task_runner=feature_task_runner())(store.url, plan.dataset_id)
     else:
         entries = build_shards(store.url, plan)

@@ -75,20 +75,21 @@ def _demo_store(args: argparse.Namespace) -> tuple[str, bool]:
     from genreclf.settings import get_settings
     from genreclf.storage import Store
 
-    default = get_settings().storage_url
+    configured = get_settings().storage_url
+    default = Store.open(configured)
     if args.store:
-        return args.store, Store.open(args.store).url == Store.open(default).url
-    champion = registry.read_champion(Store.open(default))
+        return args.store, Store.open(args.store).url == default.url
+    champion = registry.read_champion(default)
     if champion is None:
-        return default, True
+        return configured, True
     try:
-        labels = manifest.read_manifest(Store.open(default), champion["dataset_id"]).labels
+        labels = manifest.read_manifest(default, champion["dataset_id"]).labels
     except GenreclfError:
         labels = []
     if sorted(labels) == sorted(demo.GENRES):
-        return default, True
+        return configured, True
     own = str(Path(args.dir) / "store")
-    print(f"{Store.open(default).url} holds a champion of another catalog; the demo keeps its own store in {own}")
+    print(f"{default.url} holds a champion of another catalog; the demo keeps its own store in {own}")
     return own, False
 
 

@@ -330,8 +330,9 @@ def scan_folder(root: str | Path, *, hash_cache: Path | bool | None = True) -> F
     finally:
         cache.close()
     log.info("found %d tracks in %d genres under %s (%d files hashed)", len(rows), len(genre_dirs), root, cache.hashed)
-    if walker.ignored:
-        log.info("%s: %s", root, summarize_ignored(walker.ignored))
     schema = pl.Schema(pl.from_arrow(CATALOG_SCHEMA.empty_table()).schema)  # type: ignore[union-attr]
     tracks = pl.DataFrame(rows, schema=schema).select(CATALOG_COLUMNS)
-    return FolderScan(tracks, walker.skipped, cache.hashed, walker.ignored)
+    scan = FolderScan(tracks, walker.skipped, cache.hashed, walker.ignored)
+    if scan.ignored_summary:
+        log.info("%s: %s", root, scan.ignored_summary)
+    return scan
