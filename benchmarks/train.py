@@ -1,6 +1,6 @@
 """Training throughput (segments/s) of the real training path, against the naive path, in one run.
 
-    python benchmarks/train.py [--model resnet18] [--segments 512] [--steps 30] [--batch 32] [--workers 4]
+    python benchmarks/train.py [--model resnet18] [--segments 512] [--steps 30] [--batch 32] [--workers 4] [--repeats 3]
 
 Builds a synthetic dataset of 30 s log-mel segments (128 mels x 1292 frames, float16 shards in a temporary local
 store), then trains for a fixed number of steps on 3 s random crops streamed from the shards, as `fit` does:
@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -73,6 +74,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=30, help="training steps per measured run")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1))
+    p.add_argument("--repeats", type=int, default=3, help="interleaved measured runs of each path")
     p.add_argument("--device", default=None)
     args = p.parse_args()
 
@@ -96,16 +98,23 @@ def main() -> None:
         }
         # Warm-up (cuDNN autotuning, allocator) so neither measured run pays it.
         fit(store, manifest, dataclasses.replace(base, max_steps_per_epoch=3), run_id="warmup")
-        rates = {}
-        for label, cfg in runs.items():
-            result = fit(store, manifest, cfg, run_id=label)
-            rates[label] = result.segments_per_s
-            print(f"{label:>6}: {result.segments_per_s:8.1f} segments/s ({args.steps} steps of {args.batch})")
+        rates: dict[str, list[float]] = {label: [] for label in runs}
+        for r in range(args.repeats):  # interleaved, so drift on a shared machine hits both paths alike
+            for label, cfg in runs.items():
+                result = fit(store, manifest, cfg, run_id=f"{label}-{r}")
+                rates[label].append(result.segments_per_s)
+                rate = result.segments_per_s
+                print(f"{label:>6} #{r + 1}: {rate:8.1f} segments/s ({args.steps} steps of {args.batch})")
+    best = {label: max(v) for label, v in rates.items()}
+    median = {label: statistics.median(v) for label, v in rates.items()}
+    for label in runs:
+        print(f"{label:>6}: best {best[label]:8.1f}, median {median[label]:8.1f} segments/s over {args.repeats} runs")
     if device.type == "cuda":
-        print(f"speed-up ours/naive: {rates['ours'] / rates['naive']:.2f}x")
+        print(f"speed-up ours/naive: best {best['ours'] / best['naive']:.2f}x, "
+              f"median {median['ours'] / median['naive']:.2f}x")
     else:  # AMP, channels-last and loader workers apply on CUDA only: on a CPU the two runs train identically
         print(f"on {device.type} the two paths are the same (genreclf's GPU settings do not apply); their ratio, "
-              f"{rates['ours'] / rates['naive']:.2f}x, is run-to-run noise, not a speed-up")
+              f"{median['ours'] / median['naive']:.2f}x (median), is run-to-run noise, not a speed-up")
 
 
 if __name__ == "__main__":

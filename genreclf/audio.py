@@ -12,11 +12,14 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import soundfile as sf
 
 from genreclf.errors import AudioError, ConfigError
+
+if TYPE_CHECKING:  # imported where used, so training and the GPU benchmark need no libsndfile
+    import soundfile as sf
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +130,7 @@ def _decode_soundfile(source: Path | bytes, *, sr: int, max_seconds: float | Non
     Decodes in blocks: each block is averaged to mono and fed to a streaming resampler. Raises AudioError when the
     file holds fewer frames than its header declares (a copy or download cut short).
     """
+    import soundfile as sf
     import soxr  # librosa's resampler
 
     try:
@@ -285,6 +289,8 @@ def encode_flac_with_samples(y: np.ndarray, *, sr: int) -> tuple[bytes, np.ndarr
 
 def _flac_bytes(q: np.ndarray, *, sr: int) -> bytes:
     # int16 in, so libsndfile converts nothing; the bytes are those its float path wrote for the same samples
+    import soundfile as sf
+
     buf = io.BytesIO()
     sf.write(buf, q, sr, format="FLAC", subtype="PCM_16")
     return buf.getvalue()
@@ -292,6 +298,8 @@ def _flac_bytes(q: np.ndarray, *, sr: int) -> bytes:
 
 def read_flac(data: bytes) -> tuple[np.ndarray, int]:
     """Read FLAC bytes written by `encode_flac` -> ((samples,) float32, sample rate)."""
+    import soundfile as sf
+
     y, sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=False)
     return y, int(sr)
 
