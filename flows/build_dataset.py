@@ -12,7 +12,7 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from flows import events
 from flows.params import DatasetParams
-from genreclf import catalog, shards
+from genreclf import catalog, overrides, shards
 from genreclf.acquire import TrackResult
 from genreclf.audio import SegmentConfig
 from genreclf.dataset import DatasetPlan, read_plan, write_plan
@@ -97,6 +97,7 @@ def build_dataset(
     if swept := store.sweep_temp():  # what writes killed mid-way left behind (an hour old or more)
         logger.info("removed %d temporary files of interrupted writes from %s", swept, store.url)
     version = catalog.resolve_version(store, catalog_version)
+    version = overrides.apply_overrides(store, version)  # the verdicts users accepted from label audits
     seg, feat = params.segment_config(), params.feature_config()
 
     # On a Dask cluster the tasks run in subflows with the Dask runner; otherwise on this flow's own threads, as a

@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field, create_model
 from pydantic.fields import FieldInfo
 
 from genreclf.audio import SegmentConfig
+from genreclf.audit import AuditConfig
 from genreclf.dataset import plan_dataset
 from genreclf.features import FeatureConfig
 from genreclf.training import TrainConfig
@@ -157,3 +158,24 @@ class TrainParams(_TrainFields):
     def small(cls) -> TrainParams:
         """A few epochs on 2-second crops: minutes on a laptop CPU."""
         return cls(epochs=8, batch_size=16, crop_s=2.0, crops_per_segment=1, lr=3e-3, patience=8)
+
+
+AUDIT_CHECKS: dict[str, FieldInfo] = {
+    "folds": Field(ge=2, description="k of the out-of-fold predictions (no track is scored by a model that saw it)"),
+    "repeats": Field(ge=1, description="k-fold runs with different fold assignments, averaged"),
+    "seed": Field(description="seed of the fold assignments"),
+    "crop_s": Field(gt=0, description="seconds per crop the summary features are taken over"),
+    "regularization": Field(gt=0, description="inverse L2 strength of the logistic regression"),
+    "min_similarity": Field(ge=0, le=1, description="near-duplicates: how alike two recordings must be"),
+    "min_overlap_s": Field(gt=0, description="near-duplicates: seconds of audio they must share"),
+    "outlier_fraction": Field(ge=0, lt=1, description="fraction of tracks flagged as outliers"),
+}
+
+_AuditFields: Any = derived_model("AuditFields", AuditConfig, checks=AUDIT_CHECKS)
+
+
+class AuditParams(_AuditFields):
+    """How the label audit judges tracks: the fields of genreclf.audit.AuditConfig."""
+
+    def config(self) -> AuditConfig:
+        return build(AuditConfig, self)

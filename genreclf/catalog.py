@@ -89,23 +89,37 @@ def version_of(table: pa.Table) -> str:
     return h.hexdigest()[:16]
 
 
-def write_catalog(store: Store, df: pl.DataFrame, *, skipped: list[dict[str, str]] | None = None) -> str:
+BASE_VERSION_META = b"genreclf.base_version"
+
+
+def write_catalog(
+    store: Store, df: pl.DataFrame, *, skipped: list[dict[str, str]] | None = None, base: str | None = None
+) -> str:
     """Write the catalog as a new version (never overwriting another one), point LATEST at it, return the version.
 
     `skipped` lists what the source left out of it ({path, reason}: a dangling link, a loop); build-dataset shows
-    it in its quarantine table at stage "scan".
+    it in its quarantine table at stage "scan". `base` is the version this one was derived from (by applying label
+    overrides), recorded in the file's metadata.
     """
     table = to_table(df)
     version = version_of(table)
     key = catalog_key(version)
     if not store.exists(key):
         meta = {b"genreclf.created_at": datetime.now(UTC).isoformat().encode()}
+        if base:
+            meta[BASE_VERSION_META] = base.encode()
         store.write_parquet(key, table.replace_schema_metadata(meta))
         log.info("wrote catalog %s (%d tracks) to %s", version, table.num_rows, store.uri(key))
     if skipped or store.exists(skipped_key(version)):
         store.write_json(skipped_key(version), [{"stage": "scan", **s} for s in skipped or []])
     store.write_text(CATALOG_LATEST, version)
     return version
+
+
+def base_version(store: Store, version: str) -> str:
+    """The version a derived catalog was made from (see `write_catalog`), or `version` itself."""
+    meta = store.read_parquet(catalog_key(version)).schema.metadata or {}
+    return meta[BASE_VERSION_META].decode() if BASE_VERSION_META in meta else version
 
 
 def read_skipped(store: Store, version: str) -> list[dict[str, str]]:

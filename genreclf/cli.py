@@ -1,4 +1,4 @@
-"""The `genreclf` command: demo, run, predict, status, server, and Spotify's ingest and login."""
+"""The `genreclf` command: demo, run, predict, status, server, the label audit, and Spotify's ingest and login."""
 
 from __future__ import annotations
 
@@ -310,8 +310,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for it to answer (start)")
     p.set_defaults(func=cmd_server)
 
+    from genreclf.cli_audit import add_parser as add_audit_parser
     from genreclf.cli_spotify import add_parsers as add_spotify_parsers
 
+    add_audit_parser(sub)
     add_spotify_parsers(sub)
     return parser
 

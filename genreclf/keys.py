@@ -114,6 +114,32 @@ def predictions_key(run_id: str, catalog_version: str) -> str:
     return f"predictions/{run_id}/{catalog_version}.parquet"
 
 
+# --- label audits and the overrides users accept from them -------------------------------------------------
+
+
+def audit_prefix(audit_id: str) -> str:
+    """An audit of a dataset's labels; its id is a hash of the dataset id and the audit's config."""
+    return f"audits/{audit_id}"
+
+
+def audit_report_key(audit_id: str) -> str:
+    """Every track's audit row (given and suggested label, quality, issue, reason), worst first."""
+    return f"{audit_prefix(audit_id)}/report.parquet"
+
+
+def audit_summary_key(audit_id: str) -> str:
+    """What an audit read and found (dataset, config, counts, timings): written last, and all a reader trusts."""
+    return f"{audit_prefix(audit_id)}/audit.json"
+
+
+LABEL_OVERRIDES_LATEST = "labels/LATEST"
+
+
+def label_overrides_key(version: str) -> str:
+    """One version of the label overrides: every correction accepted so far (versions are never overwritten)."""
+    return f"labels/{version}/overrides.json"
+
+
 # --- the Spotify source ------------------------------------------------------------------------------------
 # Artist id -> name, genres and when fetched, kept across runs so that each artist is asked for once.
 ARTIST_CACHE_KEY = "spotify/artists.parquet"

@@ -112,3 +112,14 @@ def read_manifest(store: Store, dataset_id: str = "latest") -> Manifest:
     for name in _DERIVED:
         data.pop(name, None)
     return Manifest(**data)
+
+
+def datasets_of_catalog(store: Store, catalog_version: str) -> list[Manifest]:
+    """The completed datasets built from a catalog version, newest first."""
+    found = [
+        read_manifest(store, key.split("/")[1])
+        for key in store.keys("datasets/")
+        if key.endswith("/manifest.json") and key.count("/") == 2
+    ]
+    mine = [m for m in found if m.catalog_version == catalog_version]
+    return sorted(mine, key=lambda m: m.created_at, reverse=True)

@@ -1,7 +1,8 @@
 """Operating genreclf end to end: a real Prefect server, process workers for the cpu and gpu pools, SeaweedFS as the
 S3 store, every deployment of prefect.yaml, the Spotify stand-in and a loopback audio server. One
-`prefect deployment run ingest-spotify/...` starts the chain ingest -> build-dataset -> train -> evaluate through the
-deployment triggers; then the nightly deployment, with nothing new, trains nothing."""
+`prefect deployment run ingest-spotify/...` starts the chain ingest -> build-dataset -> train -> evaluate, and the
+label audit beside training, through the deployment triggers; then the nightly deployment, with nothing new, trains
+nothing."""
 
 from __future__ import annotations
 
@@ -107,7 +108,7 @@ def test_prefect_yaml_chain_runs_end_to_end_and_nightly_retrains_nothing_new(
     run(stack, "ingest-spotify/ingest-spotify")
     # The chain is done when each of its flows has a finished run: champion.json is written mid-way through
     # evaluate, so waiting for it raced the evaluate run's final state.
-    chain = ("ingest-spotify", "build-dataset", "train", "evaluate")
+    chain = ("ingest-spotify", "build-dataset", "train", "evaluate", "audit")
     runs = wait_for(lambda: chain_finished(stack, chain), timeout_s=420, what="finished runs of the whole chain",
                     seen=lambda: flow_runs(stack))
     chain_s = time.perf_counter() - t0
@@ -117,7 +118,7 @@ def test_prefect_yaml_chain_runs_end_to_end_and_nightly_retrains_nothing_new(
         assert [r["state_type"] for r in runs if r["flow"] == flow] == ["COMPLETED"], (flow, runs)
     keys = artifact_keys(stack)
     for key in ("spotify-ingest-playlists", "dataset-stats", "training-run", "training-curves", "evaluation-report",
-                "per-genre", "confusion-matrix", "confusion-png", "model"):  # fmt: skip
+                "per-genre", "confusion-matrix", "confusion-png", "model", "label-audit"):  # fmt: skip
         assert key in keys, (key, keys)
     for progress in (f"progress:tracks acquired ({2 * TRACKS_PER_GENRE})", "progress:shards written (1)"):
         assert progress in keys, (progress, keys)
