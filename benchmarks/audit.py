@@ -105,6 +105,13 @@ def known_faults(data: Path, work: Path) -> tuple[set[str], set[str]]:
         hits = sum(name in faults for name in ranked[:k])
         p = chance_at_least(hits, population=n, marked=len(faults), drawn=k)
         print(f"  {share:>5.0%} {k:>6} {hits:>13} {len(faults) * k / n:>14.1f} {p:>19.3f}")
+    name_of = {r["track_id"]: rel(r["name"]) for r in report.rows}
+    dropped = {rel(r["name"]) for r in report.rows if r["action"] == "drop"}
+    for pair in report.pairs:
+        a, b = name_of[pair["a"]], name_of[pair["b"]]
+        print(f"  near-duplicates {a} + {b} (similarity {pair['similarity']:.2f}): the filter drops "
+              f"{' and '.join(n for n in (a, b) if n in faults) or 'neither'}, the audit drops "
+              f"{' and '.join(n for n in (a, b) if n in dropped)}")  # fmt: skip
     print("  the five top-ranked clips:")
     for r in report.rows[:5]:
         tag = "fault" if rel(r["name"]) in faults else "kept "

@@ -83,11 +83,13 @@ def test_audit_finds_the_planted_flips_and_copy(store: Store) -> None:
     copy, original = by_name[COPY], by_name[ORIGINAL]
     assert copy["issue"] == original["issue"] == DUPLICATE
     assert {copy["duplicate_of"], original["duplicate_of"]} == {copy["track_id"], original["track_id"]}
-    assert sorted([copy["action"], original["action"]]) == sorted([DROP, "keep"])
-    assert f"near-duplicate of {ORIGINAL}" in copy["reason"] or f"near-duplicate of {COPY}" in original["reason"]
+    # The copy with less audio (the trimmed one) goes, ranked first; the original stays.
+    assert (copy["action"], original["action"]) == (DROP, "keep")
+    assert copy["reason"].startswith(f"near-duplicate of {ORIGINAL}") and copy["quality"] == 1 - copy["similarity"]
+    assert report.rows[0]["name"] == COPY
     # Nothing else is called a copy, and the planted faults are the worst-ranked tracks.
     assert [p["a"] for p in report.pairs] == [min(copy["track_id"], original["track_id"])]
-    assert {r["name"] for r in report.rows[:4]} == {*FLIPS, COPY, ORIGINAL}
+    assert {r["name"] for r in report.rows[:3]} == {*FLIPS, COPY}
     assert [r["rank"] for r in report.rows] == list(range(1, len(report.rows) + 1))
     assert report.counts == {"tracks": 33, "mislabelled": 2, "near-duplicate": 2, "outlier": 0}
 
@@ -109,7 +111,7 @@ def test_accepted_verdicts_reach_the_next_build_and_can_be_taken_back(planted: t
     report, _ = audit_dataset(store, read_manifest(store))
     base = catalog.resolve_version(store)
     by_name = rows_by_name(report.rows)
-    drop = by_name[COPY] if by_name[COPY]["action"] == DROP else by_name[ORIGINAL]
+    drop = by_name[COPY]
     flip = by_name["chirp/drone-03.wav"]
     hashes = dict(catalog.read_catalog(store).select("track_id", "content_hash").iter_rows())
 
@@ -160,12 +162,12 @@ def test_genreclf_audit_runs_the_flow_then_reuses_it_and_accepts(
     out = capsys.readouterr().out
     assert "2 likely mislabelled, 2 near-duplicates" in out
     listed = [line for line in out.splitlines() if line.strip()[:1].isdigit()]
-    assert len(listed) == 5 and all(any(n in line for n in (*FLIPS, COPY, ORIGINAL)) for line in listed[:4])
+    assert len(listed) == 5 and all(any(n in line for n in (*FLIPS, COPY)) for line in listed[:3])
     with get_client(sync_client=True) as client:
         arts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["label-audit"])))
     assert arts and "2 mislabelled" in (arts[0].description or "")
     table = json.loads(arts[0].data) if isinstance(arts[0].data, str) else arts[0].data
-    assert [r["rank"] for r in table][:3] == [1, 2, 3] and {r["name"] for r in table[:4]} == {*FLIPS, COPY, ORIGINAL}
+    assert [r["rank"] for r in table][:3] == [1, 2, 3] and {r["name"] for r in table[:3]} == {*FLIPS, COPY}
 
     # Stored now: printed again without the flow; as CSV for scripts.
     assert main(["audit", "--store", store.url, "--format", "csv"]) == 0
