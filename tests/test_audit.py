@@ -183,3 +183,24 @@ def test_genreclf_audit_runs_the_flow_then_reuses_it_and_accepts(
     out = capsys.readouterr().out
     assert "chirp -> drone" in out and "noise -> pulse" in out and "left out" in out
     assert len(overrides.read_overrides(store)) == 3
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_the_build_dataset_flow_applies_accepted_overrides(store: Store, capsys: pytest.CaptureFixture[str]) -> None:
+    from flows.build_dataset import build_dataset
+
+    base = catalog.resolve_version(store)
+    audit_dataset(store, read_manifest(store))
+    assert main(["audit", "--store", store.url, "--accept", "noise/pulse-05.ogg", "--accept", f"{COPY}=drop"]) == 0
+    capsys.readouterr()
+
+    dataset_id = build_dataset(base, params=DatasetParams.small(), storage_url=store.url)
+
+    manifest = read_manifest(store, dataset_id)
+    assert manifest.catalog_version != base and catalog.base_version(store, manifest.catalog_version) == base
+    splits = dataset.read_splits(store, dataset_id)
+    assert splits is not None and splits.height == 32
+    genre_of = dict(zip(splits["track_id"], splits["genre"], strict=True))
+    by_name = rows_by_name(audit_dataset(store, read_manifest(store, dataset_id))[0].rows)
+    assert by_name["noise/pulse-05.ogg"]["given"] == "pulse" and COPY not in by_name
+    assert genre_of[by_name["noise/pulse-05.ogg"]["track_id"]] == "pulse"
