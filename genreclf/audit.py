@@ -464,7 +464,8 @@ def audit_dataset(
     )
     lap("out_of_fold")
     outlier = _outlier_scores(tracks.crop_features, tracks.crop_track, n)
-    lengths = np.array([len(tracks.fingerprints[t]) for t in tracks.ids])
+    # How much audio each track has: its fingerprint's windows that are not silence (a zero-padded tail is).
+    lengths = np.array([np.count_nonzero(tracks.fingerprints[t].any(axis=1)) for t in tracks.ids])
     rows = judge(
         tracks.ids, tracks.labels, probs, outlier, lengths, pairs, genres=manifest.labels,
         names=display_names(store, manifest.catalog_version), cfg=cfg,
