@@ -333,6 +333,11 @@ def judge(
             "reason": "", "duplicate_of": None, "similarity": None, "p_given": float(probs[i, labels[i]]),
             "p_suggested": float(probs[i, suggested[i]]), "outlier_score": float(outlier[i]),
         })  # fmt: skip
+        if suggested[i] != labels[i]:  # said of every track the models disagree with; flagged or not
+            rows[i]["reason"] = (
+                f"models that never heard it prefer {genres[suggested[i]]} ({probs[i, suggested[i]]:.2f}) to "
+                f"{genres[labels[i]]} ({probs[i, labels[i]]:.2f}); not flagged by confident learning"
+            )
         if flagged[i] and suggested[i] != labels[i]:
             rows[i].update({"issue": MISLABELLED, "action": RELABEL, "reason": (
                 f"likely mislabelled: models that never heard it give {genres[labels[i]]} "
