@@ -182,7 +182,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from genreclf import catalog, manifest, registry, shards
+    from genreclf import catalog, manifest, overrides, registry, shards
     from genreclf.storage import Store
 
     store = Store.open(args.store)
@@ -198,6 +198,10 @@ def cmd_status(args: argparse.Namespace) -> int:
             f"{s} {m.rows(s)}" for s in shards.SPLITS) + f"; {len(m.labels)} genres)")  # fmt: skip
     except GenreclfError as e:
         print(f"dataset:  none ({e})")
+    held = overrides.read_overrides(store)
+    if held:
+        print(f"labels:   {len(held)} label overrides accepted from audits (version {overrides.latest_version(store)}; "
+              "the next build applies them)")  # fmt: skip
     champ = registry.read_champion(store)
     if champ:
         print(f"champion: {champ['run_id']} (track accuracy {champ['track_accuracy']:.3f}, {champ['model_uri']})")

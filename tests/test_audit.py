@@ -204,3 +204,23 @@ def test_the_build_dataset_flow_applies_accepted_overrides(store: Store, capsys:
     by_name = rows_by_name(audit_dataset(store, read_manifest(store, dataset_id))[0].rows)
     assert by_name["noise/pulse-05.ogg"]["given"] == "pulse" and COPY not in by_name
     assert genre_of[by_name["noise/pulse-05.ogg"]["track_id"]] == "pulse"
+
+
+def test_status_names_the_accepted_overrides(store: Store, capsys: pytest.CaptureFixture[str]) -> None:
+    tid = catalog.read_catalog(store)["track_id"][0]
+    overrides.accept(store, [{"track_id": tid, "content_hash": None, "genre": "drone", "previous": "chirp",
+                              "reason": "r", "audit_id": "a", "accepted_at": overrides.now()}])  # fmt: skip
+    assert main(["status", "--store", store.url]) == 0
+    assert "1 label overrides accepted from audits" in capsys.readouterr().out
+
+
+def test_an_audit_needs_two_artist_groups_and_a_sane_config() -> None:
+    import numpy as np
+
+    from genreclf.audit import out_of_fold_probabilities
+
+    with pytest.raises(DataError, match="at least 2 artists"):
+        out_of_fold_probabilities(np.zeros((4, 3)), np.arange(4), np.array([0, 0, 1, 1]), np.zeros(4, int),
+                                  num_classes=2, cfg=AuditConfig())  # fmt: skip
+    with pytest.raises(DataError, match="folds >= 2"):
+        AuditConfig(folds=1)
