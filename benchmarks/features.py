@@ -8,8 +8,11 @@ Without FOLDER it writes FILES mp3s of SECONDS each with ffmpeg (a tone, a sweep
 End to end is mp3 in, log-mel segments on disk out:
 - naive: `librosa.load(sr=22050)` + librosa melspectrogram per window + one .npy per window, on one thread;
 - ours: what build-dataset does, without Prefect: `acquire_track` per file (content hash of the file, decode and
-  resample, 16-bit FLAC and sidecar into a fresh store, fingerprint, window offsets), then `build_shard` (FLAC
-  read, windows, batched torch log-mel, one float16 Parquet shard);
+  resample, 16-bit FLAC and sidecar into a fresh store, fingerprint, window offsets), then `build_shard` (windows,
+  batched torch log-mel, one float16 Parquet shard), the samples handed from one to the other in memory
+  (`DecodedAudio`, as the flow's tasks do within a process, up to HANDOFF_BYTES of audio: these files fit);
+- ours, FLAC read back: the same, with each track's samples read back from its stored FLAC, as build-dataset does
+  for a track acquired in another process (a Dask worker), by an earlier run, or beyond HANDOFF_BYTES;
 - ours, single pass: decode, windows, torch log-mel, one shard, nothing else stored (build-dataset stores the
   audio first, so this is the feature path without the store, not what a dataset build costs).
 Ours runs on one thread (per core) and on two (tracks acquired two at a time, then two shards built at once, as
@@ -53,7 +56,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from genreclf import audio  # noqa: E402
-from genreclf.acquire import acquire_track  # noqa: E402
+from genreclf.acquire import HANDOFF_BYTES, DecodedAudio, acquire_track  # noqa: E402
 from genreclf.audio import SegmentConfig  # noqa: E402
 from genreclf.dataset import build_shard  # noqa: E402
 from genreclf.features import FeatureConfig, log_mel_batch, log_mel_librosa  # noqa: E402
@@ -109,11 +112,19 @@ def catalog_rows(paths: list[Path]) -> list[dict[str, Any]]:
     return rows
 
 
-def acquire(rows: list[dict[str, Any]], store: Store, scratch: Path, *, seg: SegmentConfig, workers: int) -> list[Any]:
+def acquire(
+    rows: list[dict[str, Any]],
+    store: Store,
+    scratch: Path,
+    *,
+    seg: SegmentConfig,
+    workers: int,
+    handoff: DecodedAudio | None = None,
+) -> list[Any]:
     """`acquire_track` of every row, `workers` at a time -> the planned tracks for `build_shard`."""
 
     def one(row: dict[str, Any]) -> dict[str, Any]:
-        r = acquire_track(store, row, cfg=seg, scratch_dir=scratch)  # type: ignore[arg-type]
+        r = acquire_track(store, row, cfg=seg, scratch_dir=scratch, handoff=handoff)  # type: ignore[arg-type]
         if not r.ok:
             raise SystemExit(f"{row['audio_uri']}: {r.reason}")
         return {"track_id": r.track_id, "artist_id": None, "isrc": None, "genre": "g", "split": "train",
@@ -123,22 +134,35 @@ def acquire(rows: list[dict[str, Any]], store: Store, scratch: Path, *, seg: Seg
         return list(pool.map(one, rows))
 
 
-def shards(tracks: list[Any], store: Store, *, seg: SegmentConfig, feat: FeatureConfig, workers: int) -> int:
+def shards(
+    tracks: list[Any],
+    store: Store,
+    *,
+    seg: SegmentConfig,
+    feat: FeatureConfig,
+    workers: int,
+    handoff: DecodedAudio | None = None,
+) -> int:
     """`build_shard` over the tracks, as `workers` shards built at once -> segments written."""
     groups = [tracks[i::workers] for i in range(workers)]
 
     def one(i: int) -> int:
-        return build_shard(store, f"bench/part-{i}.parquet", groups[i], labels=["g"], seg=seg, feat=feat)["rows"]
+        key = f"bench/part-{i}.parquet"
+        return build_shard(store, key, groups[i], labels=["g"], seg=seg, feat=feat, handoff=handoff)["rows"]
 
     with ThreadPoolExecutor(workers) as pool:
         return sum(pool.map(one, range(workers)))
 
 
-def ours(rows: list[dict[str, Any]], root: Path, *, seg: SegmentConfig, feat: FeatureConfig, workers: int) -> int:
-    """mp3 -> `acquire_track` (FLAC + sidecar in a fresh store) -> `build_shard` (log-mel Parquet shards)."""
+def ours(
+    rows: list[dict[str, Any]], root: Path, *, seg: SegmentConfig, feat: FeatureConfig, workers: int, handoff: bool
+) -> int:
+    """mp3 -> `acquire_track` (FLAC + sidecar in a fresh store) -> `build_shard` (log-mel Parquet shards), the
+    samples handed over in memory (`handoff`) or read back from the stored FLAC."""
     store = Store.open(str(root / "store"))
-    tracks = acquire(rows, store, root / "scratch", seg=seg, workers=workers)
-    return shards(tracks, store, seg=seg, feat=feat, workers=workers)
+    decoded = DecodedAudio() if handoff else None
+    tracks = acquire(rows, store, root / "scratch", seg=seg, workers=workers, handoff=decoded)
+    return shards(tracks, store, seg=seg, feat=feat, workers=workers, handoff=decoded)
 
 
 def single_pass(paths: list[Path], root: Path, *, seg: SegmentConfig, feat: FeatureConfig, workers: int) -> int:
@@ -251,17 +275,23 @@ def run(args: argparse.Namespace, tmp: Path, *, seg: SegmentConfig, feat: Featur
     print(f"{len(paths)} files, {seconds:.0f} s of audio, {n_seg} segments; {seg.window_s:g} s windows, "
           f"{feat.n_mels} mels, n_fft {feat.n_fft}, hop {feat.hop_length}; {os.cpu_count()} cores, "
           f"load average {os.getloadavg()[0]:.1f} at the start")  # fmt: skip
+    held = sum(y.nbytes for y in decoded)
+    print(f"decoded, these files are {held / 2**20:.0f} MB: the handoff (HANDOFF_BYTES, {HANDOFF_BYTES >> 20} MB) "
+          f"{'holds them all' if held <= HANDOFF_BYTES else 'holds only part of them'}")  # fmt: skip
     scratch = tmp / "runs"
     scratch.mkdir()
     rep = args.repeat
 
     naive_e2e = "naive: librosa.load + melspectrogram + .npy, 1 thread"
     pipeline, direct = "ours: acquire_track + build_shard", "ours, single pass: decode + log-mel + shard, no FLAC"
+    read_back = "ours, FLAC read back: acquire_track + build_shard"
     runs = interleaved(
         {
             naive_e2e: lambda d: naive(paths, d, seg=seg, feat=feat),
-            f"{pipeline}, 1 thread": lambda d: ours(rows, d, seg=seg, feat=feat, workers=1),
-            f"{pipeline}, 2 threads": lambda d: ours(rows, d, seg=seg, feat=feat, workers=2),
+            f"{pipeline}, 1 thread": lambda d: ours(rows, d, seg=seg, feat=feat, workers=1, handoff=True),
+            f"{pipeline}, 2 threads": lambda d: ours(rows, d, seg=seg, feat=feat, workers=2, handoff=True),
+            f"{read_back}, 1 thread": lambda d: ours(rows, d, seg=seg, feat=feat, workers=1, handoff=False),
+            f"{read_back}, 2 threads": lambda d: ours(rows, d, seg=seg, feat=feat, workers=2, handoff=False),
             f"{direct}, 1 thread": lambda d: single_pass(paths, d, seg=seg, feat=feat, workers=1),
             f"{direct}, 2 threads": lambda d: single_pass(paths, d, seg=seg, feat=feat, workers=2),
         },
@@ -299,11 +329,23 @@ def run(args: argparse.Namespace, tmp: Path, *, seg: SegmentConfig, feat: Featur
     report("partial: log-mel only (windows in memory)", "s of audio", len(windows) * win / seg.sample_rate, runs,
            naive_mel)  # fmt: skip
     naive_feat = "naive: melspectrogram + .npy per window"
+    # What acquisition hands over: the samples its FLACs hold (putting them back costs microseconds).
+    stored = {t["audio_hash"]: audio.read_flac(store.read_bytes(t["audio_key"]))[0] for t in tracks}
+
+    def handed_over() -> DecodedAudio:
+        decoded = DecodedAudio()
+        for h, y in stored.items():
+            decoded.put(h, seg.sample_rate, y)
+        return decoded
+
     runs = interleaved(
         {
             naive_feat: lambda d: [
                 np.save(d / f"{i}.npy", log_mel_librosa(w, cfg=feat)) for i, w in enumerate(windows)
             ],
+            "ours: build_shard, samples handed over -> shard": lambda d: build_shard(
+                store, f"bench/{d.name}.parquet", tracks, labels=["g"], seg=seg, feat=feat, handoff=handed_over()
+            ),
             "ours: build_shard, FLAC in the store -> shard": lambda d: build_shard(
                 store, f"bench/{d.name}.parquet", tracks, labels=["g"], seg=seg, feat=feat
             ),
@@ -311,7 +353,7 @@ def run(args: argparse.Namespace, tmp: Path, *, seg: SegmentConfig, feat: Featur
         repeat=rep,
         scratch=scratch,
     )
-    report("partial: features only (naive from decoded audio in memory; ours reads the stored FLAC)",
+    report("partial: features only (naive from decoded audio in memory; ours from the handoff or the stored FLAC)",
            "s of audio", seconds, runs, naive_feat)  # fmt: skip
     runs = interleaved(
         {

@@ -20,7 +20,7 @@ from genreclf.manifest import set_latest
 from genreclf.settings import Settings, get_settings
 from genreclf.shards import ShardEntry
 from genreclf.storage import Store
-from tasks.acquire import acquire_tracks
+from tasks.acquire import acquire_tracks, as_is
 from tasks.catalog import read_catalog_rows
 from tasks.dataset import build_shard, finish_dataset, plan_dataset, read_split_file
 from tasks.progress import Progress
@@ -71,7 +71,7 @@ def compute_shards(storage_url: str, dataset_id: str) -> list[ShardEntry]:
 def build_shards(storage_url: str, plan: DatasetPlan) -> list[ShardEntry]:
     """The plan's shards as tasks on the current flow's task runner (call inside a flow), in plan order."""
     futures = [
-        build_shard.submit(storage_url, s.key, s.tracks, plan.labels, plan.seg, plan.feat, index=i)
+        build_shard.submit(storage_url, s.key, as_is(s.tracks), plan.labels, plan.seg, plan.feat, index=i)
         for i, s in enumerate(plan.shards)
     ]
     progress = Progress(len(futures), "shards written")
@@ -109,7 +109,9 @@ def build_dataset(
     else:
         results = acquire_tracks(store.url, rows, seg)
     assigned = read_split_file(params.split_file) if params.split_file else None
-    plan = plan_dataset(store.url, version, rows, results, seg, feat, params.split_seed, assigned, params.shard_mb)
+    plan = plan_dataset(
+        store.url, version, as_is(rows), as_is(results), seg, feat, params.split_seed, assigned, params.shard_mb
+    )
     report_quarantine(plan, len(rows))
     if plan.built:
         logger.info("dataset %s is already built from the same audio; reusing it", plan.dataset_id)

@@ -15,11 +15,11 @@ import polars as pl
 from typing_extensions import TypedDict  # typing's is refused by pydantic before 3.12 (compute-shards' DatasetPlan)
 
 from genreclf import audio, catalog
-from genreclf.acquire import TrackResult
+from genreclf.acquire import DecodedAudio, TrackResult
 from genreclf.audio import SegmentConfig
 from genreclf.catalog import CatalogRow
 from genreclf.errors import ConfigError, DataError, StorageError
-from genreclf.features import FeatureConfig, log_mel_batch
+from genreclf.features import FeatureConfig, log_mel_batch, one_torch_thread
 from genreclf.keys import (
     audio_key,
     lineage_key,
@@ -30,7 +30,7 @@ from genreclf.keys import (
     splits_key,
 )
 from genreclf.manifest import Manifest, read_manifest, write_manifest
-from genreclf.shards import SPLITS, SegmentRows, ShardEntry, read_shard_entry, write_shard
+from genreclf.shards import SPLITS, SegmentRows, ShardEntry, ShardWriter, read_shard_entry, split_rank
 from genreclf.splits import split_source_of, split_tracks
 from genreclf.storage import Store
 
@@ -282,17 +282,22 @@ def write_splits(store: Store, dataset_id: str, tracks: list[PlannedTrack], plan
 # --- computing shards ---------------------------------------------------------------------------------------
 
 
-def _windows(store: Store, tracks: list[PlannedTrack], win: int, sr: int) -> Iterator[tuple[int, int, np.ndarray]]:
-    """(track index, window index, samples (win,)) of every window of the tracks, tails zero-padded."""
-    for ti, t in enumerate(tracks):
-        key = t.get("audio_key") or audio_key(t["track_id"])
-        y, got_sr = audio.read_flac(store.read_bytes(key))
-        if got_sr != sr:
-            raise DataError(f"{store.uri(key)}: {got_sr} Hz, expected {sr} Hz; acquire it again")
-        for wi, off in enumerate(t["offsets"]):
+def _windows(
+    store: Store, tracks: list[PlannedTrack], win: int, sr: int, handoff: DecodedAudio | None
+) -> Iterator[np.ndarray]:
+    """Samples (win,) of every window of the tracks, in order, tails zero-padded: from the samples acquisition
+    handed over, else from the stored FLAC (the same values)."""
+    for t in tracks:
+        y = handoff.take(t["audio_hash"], sr) if handoff is not None and t.get("audio_hash") else None
+        if y is None:
+            key = t.get("audio_key") or audio_key(t["track_id"])
+            y, got_sr = audio.read_flac(store.read_bytes(key))
+            if got_sr != sr:
+                raise DataError(f"{store.uri(key)}: {got_sr} Hz, expected {sr} Hz; acquire it again")
+        for off in t["offsets"]:
             start = round(off * sr)
             w = y[start : start + win]
-            yield ti, wi, (np.pad(w, (0, win - len(w))) if len(w) < win else w)
+            yield np.pad(w, (0, win - len(w))) if len(w) < win else w
 
 
 def build_shard(
@@ -304,10 +309,12 @@ def build_shard(
     seg: SegmentConfig,
     feat: FeatureConfig,
     batch_windows: int = BATCH_WINDOWS,
+    handoff: DecodedAudio | None = None,
 ) -> ShardEntry:
     """Compute the log-mels of the tracks' windows and write them as one shard; return its manifest entry.
 
-    Each track's windows start at its `offsets` (seconds, from acquisition).
+    Each track's windows start at its `offsets` (seconds, from acquisition). A track's samples are taken from
+    `handoff` when acquisition left them there, else read from its FLAC in the store.
     Windows are batched across tracks for the torch log-mel. A shard already at `key` (keys are derived from
     the content) is not computed again.
     """
@@ -316,38 +323,37 @@ def build_shard(
         try:
             entry = read_shard_entry(store, key)
             log.info("%s exists (%d segments); reusing it", key, entry["rows"])
+            if handoff is not None:
+                handoff.discard((t["audio_hash"] for t in tracks), seg.sample_rate)
             return entry
         except (OSError, StorageError) as e:  # unreadable: compute it again
             log.warning("%s exists but cannot be read (%s); computing it again", key, e)
+    # Rows in the shard's order (train, val, test; plan_shards' order already), so that each row group can be
+    # written as soon as its spectrograms are computed.
+    tracks = sorted(tracks, key=lambda t: split_rank(t["split"]))
     label_of = {g: i for i, g in enumerate(labels)}
-    win = round(seg.window_s * seg.sample_rate)
     rows = SegmentRows()
-    batch: list[np.ndarray] = []
-    where: list[tuple[int, int]] = []
-
-    def flush() -> None:
-        mel = log_mel_batch(np.stack(batch), cfg=feat).astype(np.float16)  # (n, n_mels, frames)
-        for (ti, wi), m in zip(where, mel, strict=True):
-            t = tracks[ti]
+    for t in tracks:
+        for wi, off in enumerate(t["offsets"]):
             rows.segment_id.append(f"{t['track_id']}-{wi:04d}")
             rows.track_id.append(t["track_id"])
             rows.artist_id.append(t.get("artist_id"))
             rows.genre.append(t["genre"])
             rows.label.append(label_of[t["genre"]])
             rows.split.append(t["split"])
-            rows.offset_s.append(t["offsets"][wi])
-            rows.mel.append(m)
-        batch.clear()
-        where.clear()
-
-    for ti, wi, w in _windows(store, tracks, win, seg.sample_rate):
-        batch.append(w)
-        where.append((ti, wi))
-        if len(batch) >= batch_windows:
-            flush()
-    if batch:
-        flush()
-    entry = write_shard(store, key, rows, feature_hash=feat.hash)
+            rows.offset_s.append(off)
+    win = round(seg.window_s * seg.sample_rate)
+    writer = ShardWriter(store, key, rows, n_mels=feat.n_mels, frames=feat.frames(win), feature_hash=feat.hash)
+    batch: list[np.ndarray] = []
+    with one_torch_thread():  # shards are built a core each (a thread pool, or Dask workers)
+        for w in _windows(store, tracks, win, seg.sample_rate, handoff):
+            batch.append(w)
+            if len(batch) >= batch_windows:
+                writer.add(log_mel_batch(np.stack(batch), cfg=feat).astype(np.float16))  # (n, n_mels, frames)
+                batch.clear()
+        if batch:
+            writer.add(log_mel_batch(np.stack(batch), cfg=feat).astype(np.float16))
+    entry = writer.close()
     log.info("wrote %s: %d segments of %d tracks", key, entry["rows"], len(tracks))
     return entry
 
@@ -390,12 +396,14 @@ def plan_dataset(
     split_seed: int,
     assigned: dict[str, str] | None = None,
     shard_mb: float = 128.0,
+    handoff: DecodedAudio | None = None,
 ) -> DatasetPlan:
     """Plan the dataset of catalog `version` from its rows and their acquisition results.
 
     Keeps each recording once (`usable_tracks`), derives the dataset id from the catalog, the decoded audio, the
     configs and the split source, and, unless that dataset is built already, splits the tracks (keeping the
     newest dataset of its lineage's assignment, or as `assigned` by a split file) and groups them into shards.
+    The samples acquisition left in `handoff` for tracks the plan leaves out are dropped from it.
     """
     check_configs(seg, feat)
     usable, dropped = usable_tracks(rows, results)
@@ -414,6 +422,7 @@ def plan_dataset(
         quarantined=quarantined, warnings=[], built=store.exists(manifest_key(dataset_id)),
     )  # fmt: skip
     if plan.built:
+        _release_unplanned(handoff, results, [], seg.sample_rate)
         return plan
 
     parent = lineage_head(store, lineage)
@@ -432,9 +441,19 @@ def plan_dataset(
         tracks, labels=labels, seg=seg, feat=feat, target_bytes=shard_mb * 2**20,
         previous_shard_of=dict(before.select("track_id", "shard").iter_rows()) if before is not None else None,
     )  # fmt: skip
+    _release_unplanned(handoff, results, tracks, seg.sample_rate)
     return dataclasses.replace(
         plan, parent=parent, labels=labels, tracks=tracks, shards=plans, warnings=split_warnings(tracks)
     )
+
+
+def _release_unplanned(
+    handoff: DecodedAudio | None, results: list[TrackResult], tracks: list[PlannedTrack], sr: int
+) -> None:
+    """Drop from `handoff` the samples no shard of the plan will take (by hash: a kept copy shares its hash)."""
+    if handoff is not None:
+        planned = {t["audio_hash"] for t in tracks}
+        handoff.discard({r.audio_hash for r in results if r.ok and r.audio_hash not in planned}, sr)
 
 
 def finish_dataset(store: Store, plan: DatasetPlan, entries: list[ShardEntry]) -> Manifest:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import logging
 import math
 from collections import Counter
@@ -95,17 +94,17 @@ class SegmentRows:
     def __len__(self) -> int:
         return len(self.segment_id)
 
-    def to_table(self, feature_hash: str) -> pa.Table:
-        """The rows as a shard table, ordered train, val, test (stable within a split)."""
-        order = sorted(range(len(self)), key=lambda i: SPLITS.index(self.split[i]) if self.split[i] in SPLITS else 3)
-        mel = np.ascontiguousarray(np.stack([self.mel[i] for i in order]), dtype=np.float16)
-        schema = shard_schema(mel.shape[1], mel.shape[2], feature_hash)
-        width = 2 * mel.shape[1] * mel.shape[2]
+    def split_order(self) -> list[int]:
+        """Row indices ordered train, val, test (stable within a split): a shard's row order."""
+        return sorted(range(len(self)), key=lambda i: split_rank(self.split[i]))
+
+    def meta_columns(self, order: list[int]) -> list[pa.Array]:
+        """Every column of the rows but `mel`, in `order`."""
 
         def pick(values: list[Any]) -> list[Any]:
             return [values[i] for i in order]
 
-        columns: list[Any] = [
+        return [
             pa.array(pick(self.segment_id), pa.string()),
             pa.array(pick(self.track_id), pa.string()),
             pa.array(pick(self.artist_id), pa.string()),
@@ -113,15 +112,32 @@ class SegmentRows:
             pa.array(pick(self.label), pa.int16()),
             pa.array(pick(self.split), pa.string()),
             pa.array(pick(self.offset_s), pa.float32()),
-            pa.FixedSizeBinaryArray.from_buffers(pa.binary(width), len(mel), [None, pa.py_buffer(mel)]),
         ]
-        return pa.Table.from_arrays(columns, schema=schema)
+
+    def to_table(self, feature_hash: str) -> pa.Table:
+        """The rows as a shard table, ordered train, val, test (stable within a split)."""
+        order = self.split_order()
+        mel = np.ascontiguousarray(np.stack([self.mel[i] for i in order]), dtype=np.float16)
+        schema = shard_schema(mel.shape[1], mel.shape[2], feature_hash)
+        return pa.Table.from_arrays([*self.meta_columns(order), _mel_array(mel)], schema=schema)
 
 
-def _row_group_slices(table: pa.Table) -> list[tuple[str, int, int]]:
-    """(split, start, rows) of each row group: about ROW_GROUP_BYTES each, one split per group."""
-    per_group = max(1, ROW_GROUP_BYTES // max(1, table.nbytes // max(1, table.num_rows)))
-    splits = table.column("split").to_pylist()
+def split_rank(split: str) -> int:
+    """Where rows of `split` go in a shard: train, val, test, then anything else."""
+    return SPLITS.index(split) if split in SPLITS else len(SPLITS)
+
+
+def _mel_array(mel: np.ndarray) -> pa.Array:
+    """(rows, n_mels, frames) float16 -> the `mel` column, one fixed-size binary value per row (no copy)."""
+    mel = np.ascontiguousarray(mel, dtype=np.float16)
+    width = 2 * mel.shape[1] * mel.shape[2]
+    return pa.FixedSizeBinaryArray.from_buffers(pa.binary(width), len(mel), [None, pa.py_buffer(mel)])
+
+
+def _row_group_slices(splits: list[str], *, row_bytes: int) -> list[tuple[str, int, int]]:
+    """(split, start, rows) of each row group: about ROW_GROUP_BYTES each (rows of `row_bytes` in memory), one split
+    per group."""
+    per_group = max(1, ROW_GROUP_BYTES // max(1, row_bytes))
     out: list[tuple[str, int, int]] = []
     start = 0
     while start < len(splits):
@@ -148,27 +164,80 @@ class ShardEntry(TypedDict):
     row_groups: list[list[Any]]  # [split, rows] per row group
 
 
+class ShardWriter:
+    """One shard, written row group by row group as its spectrograms come in: the bytes `write_shard` writes for
+    the same rows, holding one row group of spectrograms at a time rather than all of them (and a table of them).
+
+    `rows` gives every column but `mel` (its `mel` is not read), already in shard order (`split_order`); `add`
+    takes the spectrograms of the next rows, in that order; `close` writes the shard to `key` atomically and
+    returns its manifest entry. The encoded shard is held in memory until then.
+    """
+
+    def __init__(
+        self, store: Store, key: str, rows: SegmentRows, *, n_mels: int, frames: int, feature_hash: str
+    ) -> None:
+        if not len(rows):
+            raise DataError(f"{store.uri(key)}: refusing to write an empty shard")
+        self.store, self.key = store, key
+        self.schema = shard_schema(n_mels, frames, feature_hash)
+        self.meta = rows.meta_columns(list(range(len(rows))))
+        # Row groups as sized from the whole table: its metadata columns and one fixed-size mel value per row.
+        table_bytes = sum(c.nbytes for c in self.meta) + len(rows) * 2 * n_mels * frames
+        self.groups = _row_group_slices(rows.split, row_bytes=table_bytes // len(rows))
+        self.splits, self.genres = dict(Counter(rows.split)), dict(Counter(rows.genre))
+        self.sink = pa.BufferOutputStream()
+        compression = {name: "zstd" for name in self.schema.names} | {"mel": MEL_COMPRESSION}
+        self.writer = pq.ParquetWriter(self.sink, self.schema, compression=compression)
+        self.pending: list[np.ndarray] = []  # spectrograms of rows not written yet, in order
+        self.written = 0  # row groups
+
+    def add(self, mel: np.ndarray) -> None:
+        """Spectrograms of the next rows, (rows, n_mels, frames) float16; full row groups are written at once."""
+        self.pending.append(mel)
+        have = sum(len(m) for m in self.pending)
+        while self.written < len(self.groups) and have >= self.groups[self.written][2]:
+            _, start, n = self.groups[self.written]
+            ready = np.concatenate(self.pending) if len(self.pending) > 1 else self.pending[0]
+            self.pending = [ready[n:]] if len(ready) > n else []
+            have -= n
+            columns = [c.slice(start, n) for c in self.meta] + [_mel_array(ready[:n])]
+            self.writer.write_table(pa.Table.from_arrays(columns, schema=self.schema), row_group_size=n)
+            self.written += 1
+
+    def close(self) -> ShardEntry:
+        """Write the shard to its key (atomically) once every row group is in; return its manifest entry."""
+        if self.written != len(self.groups) or self.pending:
+            raise DataError(f"{self.store.uri(self.key)}: spectrograms for {len(self.groups)} row groups expected, "
+                            f"{self.written} written")  # fmt: skip
+        self.writer.close()
+        data = self.sink.getvalue().to_pybytes()
+        self.sink = pa.BufferOutputStream()  # the encoded shard is held once from here on
+        self.store.write_bytes(self.key, data)
+        return {
+            "key": self.key,
+            "rows": sum(n for _, _, n in self.groups),
+            "bytes": len(data),
+            "splits": self.splits,
+            "genres": self.genres,
+            "row_groups": [[split, n] for split, _, n in self.groups],
+        }
+
+
 def write_shard(store: Store, key: str, rows: SegmentRows, *, feature_hash: str) -> ShardEntry:
     """Write one shard atomically; return its manifest entry (key, rows, bytes, rows per split and genre, and the
     split and size of each row group)."""
     if not len(rows):
         raise DataError(f"{store.uri(key)}: refusing to write an empty shard")
-    table = rows.to_table(feature_hash)
-    groups = _row_group_slices(table)
-    buf = io.BytesIO()
-    compression = {name: "zstd" for name in table.schema.names} | {"mel": MEL_COMPRESSION}
-    with pq.ParquetWriter(buf, table.schema, compression=compression) as writer:
-        for _, start, n in groups:
-            writer.write_table(table.slice(start, n), row_group_size=n)
-    store.write_bytes(key, buf.getvalue())
-    return {
-        "key": key,
-        "rows": table.num_rows,
-        "bytes": buf.tell(),
-        "splits": dict(Counter(rows.split)),
-        "genres": dict(Counter(rows.genre)),
-        "row_groups": [[split, n] for split, _, n in groups],
-    }
+    order = rows.split_order()
+    ordered = SegmentRows(*(
+        [values[i] for i in order] for values in (getattr(rows, f) for f in SegmentRows.__dataclass_fields__)
+    ))  # fmt: skip
+    n_mels, frames = rows.mel[0].shape
+    writer = ShardWriter(store, key, ordered, n_mels=n_mels, frames=frames, feature_hash=feature_hash)
+    writer.add(np.stack(ordered.mel).astype(np.float16, copy=False))
+    entry = writer.close()
+    entry["splits"], entry["genres"] = dict(Counter(rows.split)), dict(Counter(rows.genre))  # in the rows' order
+    return entry
 
 
 def read_shard_entry(store: Store, key: str) -> ShardEntry:

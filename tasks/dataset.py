@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from prefect import task
+from prefect.cache_policies import NO_CACHE
 
 from genreclf import dataset, splits
-from genreclf.acquire import TrackResult
+from genreclf.acquire import TrackResult, process_handoff
 from genreclf.audio import SegmentConfig
 from genreclf.catalog import CatalogRow
 from genreclf.features import FeatureConfig
@@ -20,7 +21,7 @@ def read_split_file(split_file: str) -> dict[str, str]:
     return splits.load_split_file(split_file)
 
 
-@task(name="plan-dataset")
+@task(name="plan-dataset", cache_policy=NO_CACHE)
 def plan_dataset(
     storage_url: str,
     version: str,
@@ -35,11 +36,11 @@ def plan_dataset(
     """Usable tracks, their splits and shards, and the dataset id (not cached: it reads the store's lineage)."""
     return dataset.plan_dataset(
         Store.open(storage_url), version, rows, results, seg=seg, feat=feat, split_seed=split_seed,
-        assigned=assigned, shard_mb=shard_mb,
+        assigned=assigned, shard_mb=shard_mb, handoff=process_handoff(),
     )  # fmt: skip
 
 
-@task(name="log-mel-shard", task_run_name="shard-{index}", retries=2, retry_delay_seconds=5)
+@task(name="log-mel-shard", task_run_name="shard-{index}", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
 def build_shard(
     storage_url: str,
     key: str,
@@ -50,10 +51,11 @@ def build_shard(
     index: int = 0,
 ) -> ShardEntry:
     """One shard; not cached by Prefect: its key is derived from its content, and an existing one is reused."""
-    return dataset.build_shard(Store.open(storage_url), key, tracks, labels=labels, seg=seg, feat=feat)
+    store = Store.open(storage_url)
+    return dataset.build_shard(store, key, tracks, labels=labels, seg=seg, feat=feat, handoff=process_handoff())
 
 
-@task(name="finish-dataset")
+@task(name="finish-dataset", cache_policy=NO_CACHE)
 def finish_dataset(storage_url: str, plan: dataset.DatasetPlan, entries: list[ShardEntry]) -> Manifest:
     """The quarantine and splits tables, then the manifest (last)."""
     return dataset.finish_dataset(Store.open(storage_url), plan, entries)

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
 
-from genreclf.features import FeatureConfig, log_mel, log_mel_batch, log_mel_librosa, mel_filters
+from genreclf.features import (
+    FeatureConfig,
+    log_mel,
+    log_mel_batch,
+    log_mel_librosa,
+    mel_filters,
+    one_torch_thread,
+)
 
 # The torch path and librosa agree to float32 rounding; on log values that is far below 1e-3.
 PARITY_ATOL = 1e-3
@@ -126,3 +134,40 @@ def test_mel_filters_equal_librosas_bit_for_bit(cfg: FeatureConfig) -> None:
 
     want = librosa.filters.mel(sr=cfg.sample_rate, n_fft=cfg.n_fft, n_mels=cfg.n_mels, fmin=cfg.fmin, fmax=cfg.fmax)
     assert np.array_equal(mel_filters(cfg), want) and mel_filters(cfg).dtype == np.float32
+
+
+def test_one_torch_thread_holds_while_blocks_overlap_and_restores_after_the_last() -> None:
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        first_in, second_in, first_out = threading.Event(), threading.Event(), threading.Event()
+        seen: dict[str, int] = {}
+
+        def first() -> None:  # enters first, ends first
+            with one_torch_thread():
+                first_in.set()
+                second_in.wait(10)
+            first_out.set()
+
+        def second() -> None:  # enters while the first runs (so it starts at 1), ends last
+            first_in.wait(10)
+            with one_torch_thread():
+                second_in.set()
+                first_out.wait(10)
+                seen["second, after the first ended"] = torch.get_num_threads()
+
+        threads = [threading.Thread(target=first), threading.Thread(target=second)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
+
+        def fresh() -> None:  # a thread started later takes the process's count: the one before the blocks
+            seen["fresh"] = torch.get_num_threads()
+
+        t = threading.Thread(target=fresh)
+        t.start()
+        t.join(10)
+        assert seen == {"second, after the first ended": 1, "fresh": 2}
+    finally:
+        torch.set_num_threads(before)

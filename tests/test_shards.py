@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from pydantic import SecretStr
 
+from genreclf import shards
 from genreclf.audio import SegmentConfig, encode_flac
 from genreclf.dataset import build_shard
 from genreclf.errors import ConfigError, DataError, StorageError
@@ -268,6 +269,34 @@ def test_an_untagged_shard_is_refused(store: Store, rng: np.random.Generator) ->
 
     with pytest.raises(DataError, match="untagged"):
         list(iter_shard_tables(store, manifest))
+
+
+def test_shard_writer_writes_each_row_group_once_its_rows_are_in_to_the_bytes_of_the_whole_table(
+    store: Store, rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows = make_rows(rng, ["train"] * 9 + ["val"] * 4 + ["test"] * 3)
+    table = rows.to_table(FEAT.hash)
+    monkeypatch.setattr(shards, "ROW_GROUP_BYTES", 3 * (table.nbytes // table.num_rows))  # 3 rows per row group
+    # What writing the whole table at once gives: one split per row group, even groups within a split.
+    groups = [("train", 0, 3), ("train", 3, 3), ("train", 6, 3), ("val", 9, 2), ("val", 11, 2), ("test", 13, 3)]
+    buf = io.BytesIO()
+    compression = {name: "zstd" for name in table.schema.names} | {"mel": shards.MEL_COMPRESSION}
+    with pq.ParquetWriter(buf, table.schema, compression=compression) as whole:
+        for _, start, n in groups:
+            whole.write_table(table.slice(start, n), row_group_size=n)
+
+    writer = shards.ShardWriter(store, "s/streamed.parquet", rows, n_mels=N_MELS, frames=FRAMES,
+                                feature_hash=FEAT.hash)  # fmt: skip
+    written = []
+    for i in range(0, len(rows), 2):  # two rows at a time, as batches of spectrograms come
+        writer.add(np.stack(rows.mel[i : i + 2]).astype(np.float16))
+        written.append(writer.written)
+    entry = writer.close()
+
+    assert written == [0, 1, 2, 2, 3, 4, 5, 6]  # after rows 0-1, 0-3, 0-5, ...: each group goes once it is full
+    assert store.read_bytes("s/streamed.parquet") == buf.getvalue()
+    assert entry["row_groups"] == [[split, n] for split, _, n in groups]
+    assert entry == write_shard(store, "s/whole.parquet", rows, feature_hash=FEAT.hash) | {"key": "s/streamed.parquet"}
 
 
 # --- build_shard: audio in the store -> log-mel shard -------------------------------------------------------
