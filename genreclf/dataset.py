@@ -345,7 +345,8 @@ def build_shard(
     win = round(seg.window_s * seg.sample_rate)
     writer = ShardWriter(store, key, rows, n_mels=feat.n_mels, frames=feat.frames(win), feature_hash=feat.hash)
     batch: list[np.ndarray] = []
-    with one_torch_thread():  # shards are built a core each (a thread pool, or Dask workers)
+    # Shards are built a core each (a thread pool, or Dask workers); the shard streams to the store as it grows.
+    with one_torch_thread(), writer:
         for w in _windows(store, tracks, win, seg.sample_rate, handoff):
             batch.append(w)
             if len(batch) >= batch_windows:
@@ -353,7 +354,7 @@ def build_shard(
                 batch.clear()
         if batch:
             writer.add(log_mel_batch(np.stack(batch), cfg=feat).astype(np.float16))
-    entry = writer.close()
+        entry = writer.close()
     log.info("wrote %s: %d segments of %d tracks", key, entry["rows"], len(tracks))
     return entry
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from collections import Counter
@@ -166,11 +167,12 @@ class ShardEntry(TypedDict):
 
 class ShardWriter:
     """One shard, written row group by row group as its spectrograms come in: the bytes `write_shard` writes for
-    the same rows, holding one row group of spectrograms at a time rather than all of them (and a table of them).
+    the same rows, holding one row group of spectrograms at a time, never the whole shard.
 
     `rows` gives every column but `mel` (its `mel` is not read), already in shard order (`split_order`); `add`
-    takes the spectrograms of the next rows, in that order; `close` writes the shard to `key` atomically and
-    returns its manifest entry. The encoded shard is held in memory until then.
+    takes the spectrograms of the next rows, in that order; `close` returns the shard's manifest entry. Use it as a
+    context manager: row groups stream to a temporary key (`Store.output_stream`), which `close` moves into place;
+    a block that ends before `close` (an error) removes it, so no part of a shard ever sits at `key`.
     """
 
     def __init__(
@@ -185,11 +187,25 @@ class ShardWriter:
         table_bytes = sum(c.nbytes for c in self.meta) + len(rows) * 2 * n_mels * frames
         self.groups = _row_group_slices(rows.split, row_bytes=table_bytes // len(rows))
         self.splits, self.genres = dict(Counter(rows.split)), dict(Counter(rows.genre))
-        self.sink = pa.BufferOutputStream()
-        compression = {name: "zstd" for name in self.schema.names} | {"mel": MEL_COMPRESSION}
-        self.writer = pq.ParquetWriter(self.sink, self.schema, compression=compression)
         self.pending: list[np.ndarray] = []  # spectrograms of rows not written yet, in order
         self.written = 0  # row groups
+        self.closed = False
+        self._stack = contextlib.ExitStack()
+
+    def __enter__(self) -> ShardWriter:
+        self.sink = self._stack.enter_context(self.store.output_stream(self.key))
+        compression = {name: "zstd" for name in self.schema.names} | {"mel": MEL_COMPRESSION}
+        self.writer = pq.ParquetWriter(self.sink, self.schema, compression=compression)
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        if self.closed:
+            return
+        if exc is None:  # a block that forgot `close`: the shard is not whole, so it is not written
+            exc = DataError(f"{self.store.uri(self.key)}: the shard writer was left without close()")
+            self._stack.__exit__(type(exc), exc, None)
+            raise exc
+        self._stack.__exit__(exc_type, exc, tb)  # removes the temporary; the error goes on
 
     def add(self, mel: np.ndarray) -> None:
         """Spectrograms of the next rows, (rows, n_mels, frames) float16; full row groups are written at once."""
@@ -210,13 +226,13 @@ class ShardWriter:
             raise DataError(f"{self.store.uri(self.key)}: spectrograms for {len(self.groups)} row groups expected, "
                             f"{self.written} written")  # fmt: skip
         self.writer.close()
-        data = self.sink.getvalue().to_pybytes()
-        self.sink = pa.BufferOutputStream()  # the encoded shard is held once from here on
-        self.store.write_bytes(self.key, data)
+        size = self.sink.tell()
+        self.closed = True
+        self._stack.close()  # the stream ends and the temporary moves into place
         return {
             "key": self.key,
             "rows": sum(n for _, _, n in self.groups),
-            "bytes": len(data),
+            "bytes": size,
             "splits": self.splits,
             "genres": self.genres,
             "row_groups": [[split, n] for split, _, n in self.groups],
@@ -233,9 +249,9 @@ def write_shard(store: Store, key: str, rows: SegmentRows, *, feature_hash: str)
         [values[i] for i in order] for values in (getattr(rows, f) for f in SegmentRows.__dataclass_fields__)
     ))  # fmt: skip
     n_mels, frames = rows.mel[0].shape
-    writer = ShardWriter(store, key, ordered, n_mels=n_mels, frames=frames, feature_hash=feature_hash)
-    writer.add(np.stack(ordered.mel).astype(np.float16, copy=False))
-    entry = writer.close()
+    with ShardWriter(store, key, ordered, n_mels=n_mels, frames=frames, feature_hash=feature_hash) as writer:
+        writer.add(np.stack(ordered.mel).astype(np.float16, copy=False))
+        entry = writer.close()
     entry["splits"], entry["genres"] = dict(Counter(rows.split)), dict(Counter(rows.genre))  # in the rows' order
     return entry
 

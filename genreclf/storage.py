@@ -188,6 +188,13 @@ class Store:
             f.write(data)
         return self.uri(key)
 
+    @contextlib.contextmanager
+    def output_stream(self, key: str) -> Iterator[pa.NativeFile]:
+        """A stream to write `key` through, atomically: the key appears, whole, when the block ends without an
+        error, and not at all otherwise (`write_bytes` for data that is not all in memory at once)."""
+        with self._s3_errors(key), self._atomic(key) as tmp, self.fs.open_output_stream(tmp) as f:
+            yield f
+
     def read_json(self, key: str) -> Any:
         return json.loads(self.read_bytes(key))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -285,18 +286,35 @@ def test_shard_writer_writes_each_row_group_once_its_rows_are_in_to_the_bytes_of
         for _, start, n in groups:
             whole.write_table(table.slice(start, n), row_group_size=n)
 
-    writer = shards.ShardWriter(store, "s/streamed.parquet", rows, n_mels=N_MELS, frames=FRAMES,
-                                feature_hash=FEAT.hash)  # fmt: skip
     written = []
-    for i in range(0, len(rows), 2):  # two rows at a time, as batches of spectrograms come
-        writer.add(np.stack(rows.mel[i : i + 2]).astype(np.float16))
-        written.append(writer.written)
-    entry = writer.close()
+    with shards.ShardWriter(store, "s/streamed.parquet", rows, n_mels=N_MELS, frames=FRAMES,
+                            feature_hash=FEAT.hash) as writer:  # fmt: skip
+        for i in range(0, len(rows), 2):  # two rows at a time, as batches of spectrograms come
+            writer.add(np.stack(rows.mel[i : i + 2]).astype(np.float16))
+            written.append(writer.written)
+            assert not store.exists("s/streamed.parquet")  # streamed to a temporary until it is whole
+        entry = writer.close()
 
     assert written == [0, 1, 2, 2, 3, 4, 5, 6]  # after rows 0-1, 0-3, 0-5, ...: each group goes once it is full
     assert store.read_bytes("s/streamed.parquet") == buf.getvalue()
     assert entry["row_groups"] == [[split, n] for split, _, n in groups]
     assert entry == write_shard(store, "s/whole.parquet", rows, feature_hash=FEAT.hash) | {"key": "s/streamed.parquet"}
+
+
+def test_a_shard_writer_that_fails_half_way_leaves_nothing(store: Store, rng: np.random.Generator) -> None:
+    rows = make_rows(rng, ["train"] * 6)
+    with pytest.raises(RuntimeError, match="decoder died"), shards.ShardWriter(
+        store, "s/broken.parquet", rows, n_mels=N_MELS, frames=FRAMES, feature_hash=FEAT.hash
+    ) as writer:
+        writer.add(np.stack(rows.mel[:3]).astype(np.float16))
+        raise RuntimeError("decoder died")
+    with pytest.raises(DataError, match="without close"), shards.ShardWriter(
+        store, "s/unclosed.parquet", rows, n_mels=N_MELS, frames=FRAMES, feature_hash=FEAT.hash
+    ) as writer:
+        writer.add(np.stack(rows.mel).astype(np.float16))
+
+    assert not store.exists("s/broken.parquet") and not store.exists("s/unclosed.parquet")
+    assert not list(Path(store.path(".tmp")).glob("*"))  # the temporaries went too
 
 
 # --- build_shard: audio in the store -> log-mel shard -------------------------------------------------------
