@@ -125,9 +125,6 @@ class AuditReport:
     version: int = AUDIT_VERSION
     pairs: list[dict[str, Any]] = field(default_factory=list)
 
-    def flagged(self) -> list[AuditRow]:
-        return [r for r in self.rows if r["issue"]]
-
     def summary_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         del d["rows"]

@@ -118,7 +118,7 @@ def write_catalog(
 
 def base_version(store: Store, version: str) -> str:
     """The version a derived catalog was made from (see `write_catalog`), or `version` itself."""
-    meta = store.read_parquet(catalog_key(version)).schema.metadata or {}
+    meta = store.read_parquet(catalog_key(version), columns=[]).schema.metadata or {}  # the footer, not the rows
     return meta[BASE_VERSION_META].decode() if BASE_VERSION_META in meta else version
 
 
