@@ -291,7 +291,9 @@ def _label_issues(labels: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np
     local = np.searchsorted(present, labels)
     sub = probs[:, present]
     sub = sub / np.clip(sub.sum(axis=1, keepdims=True), 1e-12, None)
-    flagged = _quiet(find_label_issues, local, sub, filter_by="prune_by_noise_rate")
+    # n_jobs=1: cleanlab otherwise forks a multiprocessing pool, which can deadlock in a process that runs threads
+    # (a Prefect worker's flow run hung for minutes on it in CI); the work is per genre and small.
+    flagged = _quiet(find_label_issues, local, sub, filter_by="prune_by_noise_rate", n_jobs=1)
     return np.asarray(flagged, bool), np.asarray(quality, float)
 
 

@@ -201,11 +201,18 @@ class ShardWriter:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
         if self.closed:
             return
+        self._drop_writer()
         if exc is None:  # a block that forgot `close`: the shard is not whole, so it is not written
             exc = DataError(f"{self.store.uri(self.key)}: the shard writer was left without close()")
             self._stack.__exit__(type(exc), exc, None)
             raise exc
         self._stack.__exit__(exc_type, exc, tb)  # removes the temporary; the error goes on
+
+    def _drop_writer(self) -> None:
+        """Close the Parquet writer of a shard that will not be written, before its stream goes: left to the garbage
+        collector, it would write its footer into the closed stream and warn."""
+        with contextlib.suppress(Exception):
+            self.writer.close()
 
     def add(self, mel: np.ndarray) -> None:
         """Spectrograms of the next rows, (rows, n_mels, frames) float16; full row groups are written at once."""

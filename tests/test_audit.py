@@ -224,3 +224,25 @@ def test_an_audit_needs_two_artist_groups_and_a_sane_config() -> None:
                                   num_classes=2, cfg=AuditConfig())  # fmt: skip
     with pytest.raises(DataError, match="folds >= 2"):
         AuditConfig(folds=1)
+
+
+def test_confident_learning_forks_no_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """cleanlab forks a multiprocessing pool by default; forked from a Prefect worker's flow run, which runs threads,
+    the pool can deadlock (it hung an audit run in CI), so the audit asks for none."""
+    import multiprocessing
+
+    import numpy as np
+
+    from genreclf.audit import _label_issues
+
+    def no_fork(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the audit forked a multiprocessing pool")
+
+    monkeypatch.setattr(multiprocessing, "Pool", no_fork)
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(4), 30)
+    probs = rng.dirichlet(np.ones(4), size=len(labels)) + np.eye(4)[labels]
+    probs /= probs.sum(axis=1, keepdims=True)
+    probs[:3] = np.eye(4)[[1, 2, 3]]  # three tracks the model is sure belong elsewhere
+    flagged, quality = _label_issues(labels, probs)
+    assert flagged[:3].all() and quality.shape == (len(labels),)
