@@ -75,8 +75,10 @@ def audit(root: Path, store_url: str, label: str) -> AuditReport:
     stages = ", ".join(f"{k} {v:.1f} s" for k, v in report.seconds.items())
     print(f"{label}: {report.counts['tracks']} tracks; dataset build {built:.0f} s (not part of the audit); "
           f"audit {stages}")  # fmt: skip
-    print(f"  found: {report.counts['mislabelled']} likely mislabelled, {report.counts['near-duplicate']} "
-          f"near-duplicates, {report.counts['outlier']} outliers; out-of-fold accuracy {report.oof_accuracy:.3f}")
+    print(
+        f"  found: {report.counts['mislabelled']} likely mislabelled, {report.counts['near-duplicate']} "
+        f"near-duplicates, {report.counts['outlier']} outliers; out-of-fold accuracy {report.oof_accuracy:.3f}"
+    )
     return report
 
 
@@ -167,8 +169,10 @@ def planted(data: Path, work: Path, kept: set[str], *, flips: int, copies: int, 
 
     found_copies = [c for c, orig in copied.items() if caught(c, orig)]
     print(f"  top 10 % = {k} of {len(report.rows)} tracks")
-    print(f"  flips found:  {len(found_flips)}/{flips} (recall {len(found_flips) / max(flips, 1):.2f}); of those, "
-          f"suggested back to the true genre: {sum(top[n]['suggested'] == flipped[n] for n in found_flips)}")
+    print(
+        f"  flips found:  {len(found_flips)}/{flips} (recall {len(found_flips) / max(flips, 1):.2f}); of those, "
+        f"suggested back to the true genre: {sum(top[n]['suggested'] == flipped[n] for n in found_flips)}"
+    )
     print(f"  copies found: {len(found_copies)}/{copies} (recall {len(found_copies) / max(copies, 1):.2f})")
     for n in sorted(set(flipped) - set(found_flips)):
         r = next(r for r in report.rows if r["name"] == n)

@@ -11,6 +11,8 @@ End to end is mp3 in, log-mel segments on disk out:
   resample, 16-bit FLAC and sidecar into a fresh store, fingerprint, window offsets), then `build_shard` (windows,
   batched torch log-mel, one float16 Parquet shard), the samples handed from one to the other in memory
   (`DecodedAudio`, as the flow's tasks do within a process, up to HANDOFF_BYTES of audio: these files fit);
+- ours, audio stored as WAV: the same with GENRECLF_AUDIO_FORMAT=wav (the same samples, no FLAC encoding, about
+  twice the bytes);
 - ours, FLAC read back: the same, with each track's samples read back from its stored FLAC, as build-dataset does
   for a track acquired in another process (a Dask worker), by an earlier run, or beyond HANDOFF_BYTES;
 - ours, single pass: decode, windows, torch log-mel, one shard, nothing else stored (build-dataset stores the
@@ -120,11 +122,12 @@ def acquire(
     seg: SegmentConfig,
     workers: int,
     handoff: DecodedAudio | None = None,
+    audio_format: str = "flac",
 ) -> list[Any]:
     """`acquire_track` of every row, `workers` at a time -> the planned tracks for `build_shard`."""
 
     def one(row: dict[str, Any]) -> dict[str, Any]:
-        r = acquire_track(store, row, cfg=seg, scratch_dir=scratch, handoff=handoff)  # type: ignore[arg-type]
+        r = acquire_track(store, row, cfg=seg, scratch_dir=scratch, handoff=handoff, audio_format=audio_format)  # type: ignore[arg-type]
         if not r.ok:
             raise SystemExit(f"{row['audio_uri']}: {r.reason}")
         return {"track_id": r.track_id, "artist_id": None, "isrc": None, "genre": "g", "split": "train",
@@ -155,13 +158,22 @@ def shards(
 
 
 def ours(
-    rows: list[dict[str, Any]], root: Path, *, seg: SegmentConfig, feat: FeatureConfig, workers: int, handoff: bool
+    rows: list[dict[str, Any]],
+    root: Path,
+    *,
+    seg: SegmentConfig,
+    feat: FeatureConfig,
+    workers: int,
+    handoff: bool,
+    audio_format: str = "flac",
 ) -> int:
     """mp3 -> `acquire_track` (FLAC + sidecar in a fresh store) -> `build_shard` (log-mel Parquet shards), the
     samples handed over in memory (`handoff`) or read back from the stored FLAC."""
     store = Store.open(str(root / "store"))
     decoded = DecodedAudio() if handoff else None
-    tracks = acquire(rows, store, root / "scratch", seg=seg, workers=workers, handoff=decoded)
+    tracks = acquire(
+        rows, store, root / "scratch", seg=seg, workers=workers, handoff=decoded, audio_format=audio_format
+    )
     return shards(tracks, store, seg=seg, feat=feat, workers=workers, handoff=decoded)
 
 
@@ -285,11 +297,18 @@ def run(args: argparse.Namespace, tmp: Path, *, seg: SegmentConfig, feat: Featur
     naive_e2e = "naive: librosa.load + melspectrogram + .npy, 1 thread"
     pipeline, direct = "ours: acquire_track + build_shard", "ours, single pass: decode + log-mel + shard, no FLAC"
     read_back = "ours, FLAC read back: acquire_track + build_shard"
+    as_wav = "ours, audio stored as WAV: acquire_track + build_shard"
     runs = interleaved(
         {
             naive_e2e: lambda d: naive(paths, d, seg=seg, feat=feat),
             f"{pipeline}, 1 thread": lambda d: ours(rows, d, seg=seg, feat=feat, workers=1, handoff=True),
             f"{pipeline}, 2 threads": lambda d: ours(rows, d, seg=seg, feat=feat, workers=2, handoff=True),
+            f"{as_wav}, 1 thread": lambda d: ours(
+                rows, d, seg=seg, feat=feat, workers=1, handoff=True, audio_format="wav"
+            ),
+            f"{as_wav}, 2 threads": lambda d: ours(
+                rows, d, seg=seg, feat=feat, workers=2, handoff=True, audio_format="wav"
+            ),
             f"{read_back}, 1 thread": lambda d: ours(rows, d, seg=seg, feat=feat, workers=1, handoff=False),
             f"{read_back}, 2 threads": lambda d: ours(rows, d, seg=seg, feat=feat, workers=2, handoff=False),
             f"{direct}, 1 thread": lambda d: single_pass(paths, d, seg=seg, feat=feat, workers=1),
@@ -330,7 +349,7 @@ def run(args: argparse.Namespace, tmp: Path, *, seg: SegmentConfig, feat: Featur
            naive_mel)  # fmt: skip
     naive_feat = "naive: melspectrogram + .npy per window"
     # What acquisition hands over: the samples its FLACs hold (putting them back costs microseconds).
-    stored = {t["audio_hash"]: audio.read_flac(store.read_bytes(t["audio_key"]))[0] for t in tracks}
+    stored = {t["audio_hash"]: audio.read_stored(store.read_bytes(t["audio_key"]))[0] for t in tracks}
 
     def handed_over() -> DecodedAudio:
         decoded = DecodedAudio()

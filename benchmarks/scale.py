@@ -125,13 +125,19 @@ def child(way: str, store_url: str, version: str, result_path: Path) -> None:
     else:
         import genreclf.acquire
         import genreclf.dataset  # noqa: F401
+    from genreclf.manifest import read_manifest
+    from genreclf.storage import Store
+
+    imports_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
     start = time.perf_counter()
     build = build_with_flow if way == "flow" else build_with_library
     dataset_id = build(store_url, version)
     result = {
         "dataset_id": dataset_id,
         "call_s": time.perf_counter() - start,
-        "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # Linux: KiB
+        "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "imports_mb": imports_mb,
+        "shards": len(read_manifest(Store.open(store_url), dataset_id).shards),
     }
     result_path.write_text(json.dumps(result))
 
@@ -259,6 +265,8 @@ class Run:
     server_cpu_s: float = 0.0
     grew: dict[str, int] | None = None  # what the server's database gained
     peak_mb: float = float("nan")  # the child process's peak resident memory
+    imports_mb: float = float("nan")  # its peak before the build call: the interpreter and the imports
+    shards: int = 0  # in the dataset built
     error: str | None = None  # the process failed: its last error line
 
 
@@ -314,7 +322,8 @@ def measure(way: str, n: int, catalog_dir: Path, server: Server, env: dict[str, 
             server_cpu = process_cpu_s(server.proc.pid)
         wall, cpu, result = run_child(way, version, store_dir, env, scratch)
         run = Run(wall, cpu, result["call_s"], result["dataset_id"], error=result.get("error"),
-                  peak_mb=result.get("peak_mb", float("nan")))  # fmt: skip
+                  peak_mb=result.get("peak_mb", float("nan")), imports_mb=result.get("imports_mb", float("nan")),
+                  shards=result.get("shards", 0))  # fmt: skip
         if way == "flow":
             after = settled_snapshot(server.db)
             run.server_cpu_s = process_cpu_s(server.proc.pid) - server_cpu
@@ -405,8 +414,9 @@ def print_table(results: dict[int, dict[str, list[Run]]], *, cores: int, repeat:
     if partial:
         print("* the flow run failed: what it cost and left in the server up to its failure")
     print()
-    print("per size, flow process CPU / library process CPU, peak memory (RSS) of each process, and what else the "
-          "flow run left in the server:")  # fmt: skip
+    print("per size, flow process CPU / library process CPU, peak memory (RSS) of each process (in brackets: above "
+          "its peak after the imports, before the build), the shards built (at most os.cpu_count() are built at "
+          "once), and what else the flow run left in the server:")  # fmt: skip
     for n, by_way in results.items():
         flow = [r for r in by_way["flow"] if not r.error]
         lib = [r for r in by_way["library"] if not r.error]
@@ -416,8 +426,11 @@ def print_table(results: dict[int, dict[str, list[Run]]], *, cores: int, repeat:
         print(
             f"  {n:>6,} tracks: CPU {med([r.cpu_s for r in counted], '.1f', 0, ' s' + mark)} / "
             f"{med([r.cpu_s for r in lib], '.1f', 0, ' s')}; "
-            f"peak {med([r.peak_mb for r in flow], '.0f', 0, ' MB')} / "
-            f"{med([r.peak_mb for r in lib], '.0f', 0, ' MB')}; "
+            f"peak {med([r.peak_mb for r in flow], '.0f', 0, ' MB')} "
+            f"({med([r.peak_mb - r.imports_mb for r in flow], '+.0f', 0, ' MB')}) / "
+            f"{med([r.peak_mb for r in lib], '.0f', 0, ' MB')} "
+            f"({med([r.peak_mb - r.imports_mb for r in lib], '+.0f', 0, ' MB')}); "
+            f"shards {med([r.shards for r in flow or lib], '.0f', 0)}; "
             f"flow runs {med([g.get('flow_run', 0) for g in grew], '.0f', 0, mark)}, "
             f"log rows {med([g.get('log', 0) for g in grew], ',.0f', 0, mark)}, "
             f"artifacts {med([g.get('artifact', 0) for g in grew], '.0f', 0, mark)}"

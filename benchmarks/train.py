@@ -110,11 +110,15 @@ def main() -> None:
     for label in runs:
         print(f"{label:>6}: best {best[label]:8.1f}, median {median[label]:8.1f} segments/s over {args.repeats} runs")
     if device.type == "cuda":
-        print(f"speed-up ours/naive: best {best['ours'] / best['naive']:.2f}x, "
-              f"median {median['ours'] / median['naive']:.2f}x")
+        print(
+            f"speed-up ours/naive: best {best['ours'] / best['naive']:.2f}x, "
+            f"median {median['ours'] / median['naive']:.2f}x"
+        )
     else:  # AMP, channels-last and loader workers apply on CUDA only: on a CPU the two runs train identically
-        print(f"on {device.type} the two paths are the same (genreclf's GPU settings do not apply); their ratio, "
-              f"{median['ours'] / median['naive']:.2f}x (median), is run-to-run noise, not a speed-up")
+        print(
+            f"on {device.type} the two paths are the same (genreclf's GPU settings do not apply); their ratio, "
+            f"{median['ours'] / median['naive']:.2f}x (median), is run-to-run noise, not a speed-up"
+        )
 
 
 if __name__ == "__main__":

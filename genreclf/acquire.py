@@ -57,7 +57,7 @@ class DecodedAudio:
 
     build-dataset decodes a track, stores it as FLAC (kept for reruns and other configs), then computes the
     log-mels of its windows: reading that FLAC back cost about a tenth of the whole path (15 ms of ~135 ms per
-    minute of audio). Samples are kept by content (their sha256 and rate), exactly as `read_flac` gives them, up to
+    minute of audio). Samples are kept by content (their sha256 and rate), exactly as `read_stored` gives them, up to
     `max_bytes` (the oldest dropped first), and each is taken once. A miss (a track acquired in another process or an
     earlier run, or dropped) reads the FLAC: the same samples either way, so shards are the same bytes.
     """
@@ -191,6 +191,12 @@ def _youtube_config() -> YoutubeConfig:
     return get_settings().youtube
 
 
+def _audio_format() -> str:
+    from genreclf.settings import get_settings
+
+    return get_settings().audio_format
+
+
 def _scratch_root() -> Path:
     from genreclf.settings import get_settings
 
@@ -309,8 +315,12 @@ def acquire_track(
     scratch_dir: Path | None = None,
     gate: Gate | None = None,
     handoff: DecodedAudio | None = None,
+    audio_format: str | None = None,
 ) -> TrackResult:
     """Bring a track's audio into `audio/<track_id>.flac` (once) and find its usable windows.
+
+    The audio is stored as `audio_format` (default: the `audio_format` setting): FLAC, or WAV (`.wav`), the same
+    samples. Audio already stored in the other format is reused as it is.
 
     Idempotent and resumable: a track whose FLAC and sidecar exist is neither fetched nor decoded again (only
     segmented, for a new SegmentConfig). Downloads go to `scratch_dir/<track_id>/` (default
@@ -333,12 +343,14 @@ def acquire_track(
         return TrackResult(tid, False, stage=failed["stage"], reason=failed["reason"])
     try:
         content = content_hash_of(row)
-        akey, side_key = audio_key(tid, content), sidecar_key(tid, content)
-        side = _stored_sidecar(store, akey, side_key, cfg)
+        side_key = sidecar_key(tid, content)
+        side = _stored_sidecar(store, tid, content, cfg)
+        fmt = side.get("audio_format", "flac") if side is not None else (audio_format or _audio_format())
+        akey = audio_key(tid, content, fmt)
         y: np.ndarray | None = None
         if side is not None:
             if "audio_sha256" not in side:  # stored by an older genreclf: fingerprint it once
-                y, _ = audio.read_flac(store.read_bytes(akey))
+                y, _ = audio.read_stored(store.read_bytes(akey))
                 side["audio_sha256"] = audio.pcm_sha256(y)
                 store.write_json(side_key, side)
             if cfg.hash in side["segments"]:
@@ -347,16 +359,17 @@ def acquire_track(
                 stage, reason = side["unusable"][cfg.hash]
                 return TrackResult(tid, False, stage=stage, reason=reason)
             if y is None:
-                y, _ = audio.read_flac(store.read_bytes(akey))
+                y, _ = audio.read_stored(store.read_bytes(akey))
         else:
             y, prov = _acquire_audio(row, name, cfg=cfg, yt=yt, scratch=scratch, gate=gate or contextlib.nullcontext)
             with _stage("decode", name):
                 # y becomes what later stages read from the FLAC (16-bit), so its fingerprint is what they see
-                flac, y = audio.encode_flac_with_samples(y, sr=cfg.sample_rate)
-            store.write_bytes(akey, flac)
+                encoded, y = audio.encode_with_samples(y, sr=cfg.sample_rate, fmt=fmt)
+            store.write_bytes(akey, encoded)
             side = {
                 "track_id": tid,
                 **prov,
+                "audio_format": fmt,
                 "sample_rate": cfg.sample_rate,
                 "duration_s": len(y) / cfg.sample_rate,
                 "audio_sha256": audio.pcm_sha256(y),
@@ -399,11 +412,14 @@ def _result(tid: str, side: dict[str, Any], akey: str, offsets: list[float]) -> 
     return TrackResult(tid, True, offsets, side["duration_s"], audio_key=akey, audio_hash=side["audio_sha256"])
 
 
-def _stored_sidecar(store: Store, akey: str, side_key: str, cfg: SegmentConfig) -> dict[str, Any] | None:
+def _stored_sidecar(store: Store, tid: str, content: str | None, cfg: SegmentConfig) -> dict[str, Any] | None:
     """The sidecar of audio already in the store at this sample rate, or None (fetch it)."""
-    if not (store.exists(side_key) and store.exists(akey)):
-        return None  # never fetched, or killed between the FLAC and its sidecar
+    side_key = sidecar_key(tid, content)
+    if not store.exists(side_key):
+        return None  # never fetched, or killed between the audio and its sidecar
     side: dict[str, Any] = store.read_json(side_key)
+    if not store.exists(audio_key(tid, content, side.get("audio_format", "flac"))):
+        return None  # its audio is gone
     if side.get("sample_rate") != cfg.sample_rate:
         return None  # decoded at another rate: decode again
     cut_at = side.get("truncated_at_s")

@@ -8,6 +8,7 @@ import io
 import json
 import logging
 import shutil
+import struct
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -269,7 +270,7 @@ def pcm16(y: np.ndarray) -> np.ndarray:
 
 
 def from_pcm16(q: np.ndarray) -> np.ndarray:
-    """16-bit samples -> (samples,) float32, as `read_flac` gives them (q / 32768, exact)."""
+    """16-bit samples -> (samples,) float32, as `read_stored` gives them (q / 32768, exact)."""
     return np.multiply(q, np.float32(1.0 / PCM16_SCALE), dtype=np.float32)
 
 
@@ -278,14 +279,31 @@ def encode_flac(y: np.ndarray, *, sr: int) -> bytes:
     return _flac_bytes(pcm16(y), sr=sr)
 
 
-def encode_flac_with_samples(y: np.ndarray, *, sr: int) -> tuple[bytes, np.ndarray]:
-    """Encode as `encode_flac` -> (FLAC bytes, (samples,) float32 that `read_flac` gives back for them).
+# How decoded audio is stored: the same 16-bit samples either way, so the same fingerprints, dataset ids and
+# shards. FLAC takes about half the bytes; WAV (a header and the samples) costs no encoding, ~12 % of a first
+# acquisition of an mp3 (benchmarks/features.py).
+STORED_FORMATS = ("flac", "wav")
 
-    The samples come from the 16-bit values themselves, not from decoding the FLAC again: the same bits
+
+def encode_with_samples(y: np.ndarray, *, sr: int, fmt: str = "flac") -> tuple[bytes, np.ndarray]:
+    """Encode mono float audio as 16-bit `fmt` (FLAC or WAV) -> (bytes, (samples,) float32 that `read_stored`
+    gives back for them).
+
+    The samples come from the 16-bit values themselves, not from decoding the bytes again: the same bits
     (tests/test_audio.py), without a decoder pass.
     """
+    if fmt not in STORED_FORMATS:
+        raise ConfigError(f"audio format {fmt!r}: use one of {', '.join(STORED_FORMATS)}")
     q = pcm16(y)
-    return _flac_bytes(q, sr=sr), from_pcm16(q)
+    return (_flac_bytes(q, sr=sr) if fmt == "flac" else _wav_bytes(q, sr=sr)), from_pcm16(q)
+
+
+def _wav_bytes(q: np.ndarray, *, sr: int) -> bytes:
+    """A 16-bit mono RIFF/WAVE file of int16 samples: its 44-byte header, then the samples, little-endian."""
+    data = np.ascontiguousarray(q, dtype="<i2").tobytes()
+    header = b"RIFF" + struct.pack("<I", 36 + len(data)) + b"WAVE"
+    header += b"fmt " + struct.pack("<IHHIIHH", 16, 1, 1, sr, 2 * sr, 2, 16)  # PCM, mono, byte rate, align, bits
+    return header + b"data" + struct.pack("<I", len(data)) + data
 
 
 def _flac_bytes(q: np.ndarray, *, sr: int) -> bytes:
@@ -297,8 +315,9 @@ def _flac_bytes(q: np.ndarray, *, sr: int) -> bytes:
     return buf.getvalue()
 
 
-def read_flac(data: bytes) -> tuple[np.ndarray, int]:
-    """Read FLAC bytes written by `encode_flac` -> ((samples,) float32, sample rate)."""
+def read_stored(data: bytes) -> tuple[np.ndarray, int]:
+    """Read stored audio (FLAC or WAV bytes from `encode_with_samples` or `encode_flac`) -> ((samples,) float32,
+    sample rate)."""
     import soundfile as sf
 
     y, sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=False)

@@ -27,7 +27,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         description="Audit the labels of a dataset (default: the latest): out-of-fold predictions with confident "
         "learning flag likely mislabelled tracks, a fingerprint search finds the same recording twice, and "
         "outliers are named. Prints the worst tracks; every track's verdict is stored. An audit of the same "
-        "dataset is reused. --accept writes label overrides (versioned, provenance \"audit\") that the next "
+        'dataset is reused. --accept writes label overrides (versioned, provenance "audit") that the next '
         "dataset build applies.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )

@@ -291,7 +291,7 @@ def _windows(
         y = handoff.take(t["audio_hash"], sr) if handoff is not None and t.get("audio_hash") else None
         if y is None:
             key = t.get("audio_key") or audio_key(t["track_id"])
-            y, got_sr = audio.read_flac(store.read_bytes(key))
+            y, got_sr = audio.read_stored(store.read_bytes(key))
             if got_sr != sr:
                 raise DataError(f"{store.uri(key)}: {got_sr} Hz, expected {sr} Hz; acquire it again")
         for off in t["offsets"]:

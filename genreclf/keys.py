@@ -20,17 +20,20 @@ def skipped_key(version: str) -> str:
 # --- decoded audio ------------------------------------------------------------------------------------------
 
 
-def audio_key(track_id: str, content_hash: str | None = None) -> str:
-    """Decoded audio of a track. A file known by its bytes' hash is stored under that hash (the same bytes in two
-    folders are decoded once, changed bytes are decoded again); audio found by search under the track id."""
-    if content_hash:
-        return f"audio/sha256/{content_hash}.flac"
-    return f"audio/{track_id}.flac"
+def _audio_stem(track_id: str, content_hash: str | None) -> str:
+    return f"audio/sha256/{content_hash}" if content_hash else f"audio/{track_id}"
+
+
+def audio_key(track_id: str, content_hash: str | None = None, fmt: str = "flac") -> str:
+    """Decoded audio of a track, as `fmt` (genreclf.audio.STORED_FORMATS; its sidecar says which). A file known by
+    its bytes' hash is stored under that hash (the same bytes in two folders are decoded once, changed bytes are
+    decoded again); audio found by search under the track id."""
+    return f"{_audio_stem(track_id, content_hash)}.{fmt}"
 
 
 def sidecar_key(track_id: str, content_hash: str | None = None) -> str:
-    """The decoded audio's provenance, fingerprint and segment offsets, beside it."""
-    return audio_key(track_id, content_hash).removesuffix(".flac") + ".json"
+    """The decoded audio's format, provenance, fingerprint and segment offsets, beside it."""
+    return f"{_audio_stem(track_id, content_hash)}.json"
 
 
 def failure_key(fingerprint: str) -> str:

@@ -224,8 +224,8 @@ def write_predictions(
 def predict_row(predictor: Predictor, store: Store, row: CatalogRow) -> Prediction:
     """Score a catalog row: its decoded audio in the store when acquired, else its audio URI."""
     name = f"track {row['track_id']} ({row.get('source_ref') or row.get('title')})"
-    key = audio_key(row["track_id"], row.get("content_hash"))
-    if store.exists(key):
+    keys = (audio_key(row["track_id"], row.get("content_hash"), fmt) for fmt in audio.STORED_FORMATS)
+    if key := next((k for k in keys if store.exists(k)), None):
         y = audio.decode(store.read_bytes(key), sr=predictor.seg.sample_rate, name=name)
     elif uri := row.get("audio_uri"):
         y = fetch_audio(uri, name, predictor.seg.sample_rate, predictor.seg.max_seconds)

@@ -85,6 +85,7 @@ def acquire_batch(
     yt: YoutubeConfig,
     limits: tuple[str | None, str | None],
     index: int = 0,
+    audio_format: str = "flac",
 ) -> list[TrackResult]:
     """Search/download/decode each track of a batch into the store: one result per row, in order."""
     store = Store.open(storage_url)
@@ -94,7 +95,11 @@ def acquire_batch(
         try:
             # The decoded samples stay in this process for the shard that computes them (tasks/dataset.py), if it
             # runs here: it then skips reading the FLAC back.
-            results.append(acquire_track(store, row, cfg=seg, yt=yt, gate=gate, handoff=process_handoff()))
+            results.append(
+                acquire_track(
+                    store, row, cfg=seg, yt=yt, gate=gate, handoff=process_handoff(), audio_format=audio_format
+                )
+            )
         except TransientSourceError as e:
             reason = f"track {row['track_id']}: {e} (transient; a rerun tries again)"
             get_run_logger().warning("quarantined at download: %s", reason)
@@ -155,9 +160,10 @@ def acquire_tracks(
         limits = ensure_limits(settings)
         logger.info("acquiring %d tracks; global limits in use: %s", len(rows), [n for n in limits if n] or "none")
     parts = batches(len(rows), workers=workers or os.cpu_count() or 2)
+    fmt = settings.audio_format
     futures = [
-        acquire_batch.submit(storage_url, as_is(rows[part.start : part.stop]), seg, yt, limits, index=i)
-        for i, part in enumerate(parts)
+        acquire_batch.submit(storage_url, as_is(rows[p.start : p.stop]), seg, yt, limits, index=i, audio_format=fmt)
+        for i, p in enumerate(parts)
     ]
     results: list[TrackResult] = []
     progress = Progress(len(rows), "tracks acquired")

@@ -19,7 +19,7 @@ import polars as pl
 import pytest
 
 from genreclf import audio
-from genreclf.acquire import TrackResult, acquire_track
+from genreclf.acquire import TrackResult, acquire_track, content_hash_of
 from genreclf.audio import SegmentConfig
 from genreclf.errors import TransientSourceError
 from genreclf.keys import audio_key, sidecar_key
@@ -145,7 +145,7 @@ def test_good_tracks_go_through_and_bad_ones_are_quarantined_with_reasons(
 
     for tid in ("searched", "webm", "m4a", "mp3", "lofi", "local"):
         assert results[tid].ok and results[tid].offsets == [0.0, 1.0, 2.0], (tid, results[tid])
-        y, sr = audio.read_flac(store.read_bytes(results[tid].audio_key))
+        y, sr = audio.read_stored(store.read_bytes(results[tid].audio_key))
         assert sr == SEG.sample_rate and abs(len(y) / sr - 3.0) < 0.1, tid
         assert results[tid].audio_hash == audio.pcm_sha256(y), tid
         assert 0.05 < np.abs(y).max() <= 1.0, tid  # lavfi's sine peaks at 1/8
@@ -193,7 +193,7 @@ def test_stored_audio_and_fingerprint_are_those_the_flac_round_trip_gave(tmp_pat
     y = audio.decode(src, sr=SEG.sample_rate)
     buf = io.BytesIO()
     sf.write(buf, np.clip(y, -1.0, 1.0), SEG.sample_rate, format="FLAC", subtype="PCM_16")
-    before, _ = audio.read_flac(buf.getvalue())
+    before, _ = audio.read_stored(buf.getvalue())
     store = Store.open(str(tmp_path / "store"))
 
     r = acquire_track(store, row("noise", str(src)), cfg=SEG, scratch_dir=tmp_path / "scratch")
@@ -201,6 +201,46 @@ def test_stored_audio_and_fingerprint_are_those_the_flac_round_trip_gave(tmp_pat
     assert r.ok and r.audio_hash == audio.pcm_sha256(before)
     assert store.read_bytes(r.audio_key) == buf.getvalue()
     assert r.offsets == audio.segment(before, cfg=SEG)[1].tolist() == [0.0, 1.0, 2.0, 3.0]
+
+
+def test_audio_stored_as_wav_is_the_same_audio_and_either_format_is_reused(tmp_path: Path) -> None:
+    """GENRECLF_AUDIO_FORMAT=wav stores the same 16-bit samples without encoding them: same fingerprint, windows
+    and samples as FLAC; a track already stored in one format is reused, not decoded again, under the other."""
+    import io
+
+    import soundfile as sf
+
+    src = make_audio(tmp_path / "noise.mp3", source="anoisesrc=color=pink:amplitude=0.4:sample_rate=44100:duration=4")
+    flac_store, wav_store = Store.open(str(tmp_path / "flac")), Store.open(str(tmp_path / "wav"))
+    scratch = tmp_path / "scratch"
+    as_flac = acquire_track(flac_store, row("noise", str(src)), cfg=SEG, scratch_dir=scratch, audio_format="flac")
+    as_wav = acquire_track(wav_store, row("noise", str(src)), cfg=SEG, scratch_dir=scratch, audio_format="wav")
+
+    assert as_flac.audio_key.endswith(".flac") and as_wav.audio_key.endswith(".wav")
+    assert (as_wav.audio_hash, as_wav.offsets) == (as_flac.audio_hash, as_flac.offsets)
+    wav_bytes = wav_store.read_bytes(as_wav.audio_key)
+    from_wav, sr = audio.read_stored(wav_bytes)
+    assert sr == SEG.sample_rate and np.array_equal(
+        from_wav, audio.read_stored(flac_store.read_bytes(as_flac.audio_key))[0]
+    )
+    info = sf.info(io.BytesIO(wav_bytes))  # a plain 16-bit mono WAV any tool reads: 44-byte header, then samples
+    assert (info.format, info.subtype, info.channels) == ("WAV", "PCM_16", 1)
+    assert len(wav_bytes) == 44 + 2 * len(from_wav)
+    content = content_hash_of(row("noise", str(src)))
+    assert wav_store.read_json(sidecar_key("noise", content))["audio_format"] == "wav"
+
+    # Each store keeps what it has when the setting changes: nothing is decoded again (a new window size is only
+    # segmented), and no copy in the other format appears.
+    other = dataclasses.replace(SEG, window_s=2.0)
+    for store, have, setting in ((wav_store, as_wav, "flac"), (flac_store, as_flac, "wav")):
+        decoded_at = store.read_json(sidecar_key("noise", content))["decoded_at"]
+        again = acquire_track(store, row("noise", str(src)), cfg=other, scratch_dir=scratch, audio_format=setting)
+        assert (again.ok, again.audio_key, again.audio_hash) == (True, have.audio_key, have.audio_hash)
+        assert store.read_json(sidecar_key("noise", content))["decoded_at"] == decoded_at
+        assert not store.exists(audio_key("noise", content, setting))
+
+    with pytest.raises(Exception, match="audio format 'mp3'"):
+        audio.encode_with_samples(from_wav, sr=SEG.sample_rate, fmt="mp3")
 
 
 def test_a_result_without_duration_is_checked_once_decoded(
@@ -275,7 +315,7 @@ def test_a_download_killed_half_way_is_finished_by_the_rerun(
 
     r = acquire_track(store, row("big", server.url("/big.mp3")), cfg=SEG, yt=yt, scratch_dir=scratch)
     assert r.ok and r.offsets == [0.0, 1.0, 2.0, 3.0, 4.0]
-    y, _ = audio.read_flac(store.read_bytes(audio_key("big")))
+    y, _ = audio.read_stored(store.read_bytes(audio_key("big")))
     want = audio.decode(media["big.mp3"], sr=SEG.sample_rate, max_seconds=SEG.max_seconds)
     assert len(y) == len(want) and np.allclose(y, want, atol=1e-4)  # the whole file, not the half
     assert any(p == "/big.mp3" and start > 0 for p, start in server.range_starts)  # the rerun resumed the part

@@ -13,7 +13,7 @@ import pytest
 import soundfile as sf
 
 from genreclf import audio
-from genreclf.audio import SegmentConfig, decode, encode_flac, read_flac, segment, segment_offsets
+from genreclf.audio import SegmentConfig, decode, encode_flac, read_stored, segment, segment_offsets
 from genreclf.errors import AudioError, ConfigError
 
 SR = 22_050
@@ -359,7 +359,7 @@ def test_segment_of_a_silent_track_says_silent(level: float, rng: np.random.Gene
 
 
 def test_flac_round_trip_within_16_bit(tone: np.ndarray) -> None:
-    y, sr = read_flac(encode_flac(tone, sr=SR))
+    y, sr = read_stored(encode_flac(tone, sr=SR))
 
     assert sr == SR
     assert y.dtype == np.float32
@@ -370,7 +370,7 @@ def test_flac_round_trip_within_16_bit(tone: np.ndarray) -> None:
 def test_flac_clips_out_of_range_samples() -> None:
     y = np.array([1.5, -1.5, 0.25] * 100, dtype=np.float32)
 
-    back, _ = read_flac(encode_flac(y, sr=SR))
+    back, _ = read_stored(encode_flac(y, sr=SR))
 
     np.testing.assert_allclose(back[:3], [32_767 / 32_768, -1.0, 0.25], atol=1e-6)
 
@@ -397,16 +397,16 @@ def _rounding_edges(dtype: type[np.floating[Any]], rng: np.random.Generator) -> 
 def test_flac_bytes_and_samples_are_those_libsndfile_gives(
     dtype: type[np.floating[Any]], rng: np.random.Generator
 ) -> None:
-    # Identity by content: acquisition fingerprints the samples of `encode_flac_with_samples` instead of decoding
+    # Identity by content: acquisition fingerprints the samples of `encode_with_samples` instead of decoding
     # the FLAC again; they must be the bits a later read of the stored FLAC gives, and the FLAC bytes the same as
     # libsndfile's float path wrote (stores made before keep their fingerprints and bytes).
     y = _rounding_edges(dtype, rng)
     old = _libsndfile_flac(y)
 
-    flac, samples = audio.encode_flac_with_samples(y, sr=SR)
+    flac, samples = audio.encode_with_samples(y, sr=SR)
 
     assert flac == old == encode_flac(y, sr=SR)
-    back, _ = read_flac(flac)
+    back, _ = read_stored(flac)
     assert samples.dtype == back.dtype == np.float32
     np.testing.assert_array_equal(samples.view(np.uint32), back.view(np.uint32))
     assert audio.pcm_sha256(samples) == audio.pcm_sha256(back)
@@ -417,7 +417,7 @@ def test_every_16_bit_value_reads_back_as_from_pcm16_gives_it() -> None:
     buf = io.BytesIO()
     sf.write(buf, q, SR, format="FLAC", subtype="PCM_16")
 
-    back, _ = read_flac(buf.getvalue())
+    back, _ = read_stored(buf.getvalue())
 
     np.testing.assert_array_equal(back.view(np.uint32), audio.from_pcm16(q).view(np.uint32))
     np.testing.assert_array_equal(audio.pcm16(back), q)

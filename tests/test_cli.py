@@ -87,9 +87,7 @@ def test_predict_runs_on_genreclf_device_or_device_and_refuses_one_this_machine_
     assert main([*predict, "--device", "cpu"]) == 0 and "on cpu" in capsys.readouterr().out
 
 
-def test_predict_a_folder_as_csv_rows_with_errors_as_rows(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_predict_a_folder_as_csv_rows_with_errors_as_rows(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import csv
     import io
 

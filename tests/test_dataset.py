@@ -106,7 +106,7 @@ def test_a_shard_from_handed_over_samples_is_the_shard_from_the_stored_flac(tmp_
     for t in tracks:  # what is handed over is what the stored FLAC gives back, bit for bit
         held = handoff.take(t["audio_hash"], seg.sample_rate)
         assert held is not None
-        assert np.array_equal(held, audio.read_flac(store.read_bytes(t["audio_key"]))[0])
+        assert np.array_equal(held, audio.read_stored(store.read_bytes(t["audio_key"]))[0])
         handoff.put(t["audio_hash"], seg.sample_rate, held)
     handed = build_shard(store, "s/handed.parquet", tracks, labels=["jazz", "rock"], seg=seg, feat=feat,
                          handoff=handoff)  # fmt: skip
@@ -115,6 +115,14 @@ def test_a_shard_from_handed_over_samples_is_the_shard_from_the_stored_flac(tmp_
     read_back = build_shard(store, "s/read.parquet", tracks, labels=["jazz", "rock"], seg=seg, feat=feat)
     assert store.read_bytes("s/handed.parquet") == store.read_bytes("s/read.parquet")
     assert handed["rows"] == read_back["rows"] == 9  # 3 windows of each 1.3 s track
+
+    # Audio stored as WAV (GENRECLF_AUDIO_FORMAT=wav) is the same samples: the same tracks, the same shard.
+    wav = Store.open(str(tmp_path / "wav"))
+    as_wav = [acquire_track(wav, r, cfg=seg, scratch_dir=tmp_path / "scratch", audio_format="wav") for r in rows]
+    assert [r.audio_hash for r in as_wav] == [t["audio_hash"] for t in tracks]
+    wav_tracks = [t | {"audio_key": r.audio_key} for t, r in zip(tracks, as_wav, strict=True)]
+    build_shard(wav, "s/read.parquet", wav_tracks, labels=["jazz", "rock"], seg=seg, feat=feat)  # type: ignore[arg-type]
+    assert wav.read_bytes("s/read.parquet") == store.read_bytes("s/read.parquet")
 
 
 def test_planning_drops_the_samples_no_shard_will_take(tmp_path: Path) -> None:

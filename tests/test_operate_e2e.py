@@ -109,8 +109,12 @@ def test_prefect_yaml_chain_runs_end_to_end_and_nightly_retrains_nothing_new(
     # The chain is done when each of its flows has a finished run: champion.json is written mid-way through
     # evaluate, so waiting for it raced the evaluate run's final state.
     chain = ("ingest-spotify", "build-dataset", "train", "evaluate", "audit")
-    runs = wait_for(lambda: chain_finished(stack, chain), timeout_s=420, what="finished runs of the whole chain",
-                    seen=lambda: flow_runs(stack))
+    runs = wait_for(
+        lambda: chain_finished(stack, chain),
+        timeout_s=420,
+        what="finished runs of the whole chain",
+        seen=lambda: flow_runs(stack),
+    )
     chain_s = time.perf_counter() - t0
 
     assert store.exists(CHAMPION_KEY)

@@ -303,14 +303,20 @@ def test_shard_writer_writes_each_row_group_once_its_rows_are_in_to_the_bytes_of
 
 def test_a_shard_writer_that_fails_half_way_leaves_nothing(store: Store, rng: np.random.Generator) -> None:
     rows = make_rows(rng, ["train"] * 6)
-    with pytest.raises(RuntimeError, match="decoder died"), shards.ShardWriter(
-        store, "s/broken.parquet", rows, n_mels=N_MELS, frames=FRAMES, feature_hash=FEAT.hash
-    ) as writer:
+    with (
+        pytest.raises(RuntimeError, match="decoder died"),
+        shards.ShardWriter(
+            store, "s/broken.parquet", rows, n_mels=N_MELS, frames=FRAMES, feature_hash=FEAT.hash
+        ) as writer,
+    ):
         writer.add(np.stack(rows.mel[:3]).astype(np.float16))
         raise RuntimeError("decoder died")
-    with pytest.raises(DataError, match="without close"), shards.ShardWriter(
-        store, "s/unclosed.parquet", rows, n_mels=N_MELS, frames=FRAMES, feature_hash=FEAT.hash
-    ) as writer:
+    with (
+        pytest.raises(DataError, match="without close"),
+        shards.ShardWriter(
+            store, "s/unclosed.parquet", rows, n_mels=N_MELS, frames=FRAMES, feature_hash=FEAT.hash
+        ) as writer,
+    ):
         writer.add(np.stack(rows.mel).astype(np.float16))
 
     assert not store.exists("s/broken.parquet") and not store.exists("s/unclosed.parquet")
