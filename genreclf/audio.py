@@ -280,8 +280,8 @@ def encode_flac(y: np.ndarray, *, sr: int) -> bytes:
 
 
 # How decoded audio is stored: the same 16-bit samples either way, so the same fingerprints, dataset ids and
-# shards. FLAC takes about half the bytes; WAV (a header and the samples) costs no encoding, ~12 % of a first
-# acquisition of an mp3 (benchmarks/features.py).
+# shards. FLAC takes about half the bytes; WAV (a header and the samples) costs no encoding, which is about a
+# fifth of the CPU of a build from mp3s (benchmarks/features.py).
 STORED_FORMATS = ("flac", "wav")
 
 
