@@ -113,7 +113,8 @@ def test_prefect_yaml_chain_runs_end_to_end_and_nightly_retrains_nothing_new(
         lambda: chain_finished(stack, chain),
         timeout_s=420,
         what="finished runs of the whole chain",
-        seen=lambda: flow_runs(stack),
+        # A run that hangs says where through its last log lines.
+        seen=lambda: f"{flow_runs(stack)}; the last log lines: {run_log_messages(stack)[-25:]}",
     )
     chain_s = time.perf_counter() - t0
 
