@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from genreclf.errors import ConfigError
 from genreclf.sources.youtube_config import YoutubeConfig
 
 
@@ -67,5 +68,15 @@ class _YoutubeEnv(BaseSettings):
 
 
 def get_settings() -> Settings:
-    """Read the settings afresh (cheap; lets tests and flows change the environment between calls)."""
-    return Settings()
+    """Read the settings afresh (cheap; lets tests and flows change the environment between calls).
+
+    A value that does not fit raises ConfigError naming its GENRECLF_ variable and what it takes.
+    """
+    try:
+        return Settings()
+    except ValidationError as e:
+        problems = "; ".join(
+            f"GENRECLF_{'_'.join(str(part) for part in err['loc']).upper()}={err.get('input')!r}: {err['msg']}"
+            for err in e.errors()
+        )
+        raise ConfigError(f"{problems} (set in the environment or a .env file)") from e

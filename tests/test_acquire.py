@@ -243,6 +243,19 @@ def test_audio_stored_as_wav_is_the_same_audio_and_either_format_is_reused(tmp_p
         audio.encode_with_samples(from_wav, sr=SEG.sample_rate, fmt="mp3")
 
 
+def test_a_setting_that_does_not_fit_names_its_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    from genreclf.errors import ConfigError
+    from genreclf.settings import get_settings
+
+    monkeypatch.setenv("GENRECLF_AUDIO_FORMAT", "mp3")
+    with pytest.raises(ConfigError, match="GENRECLF_AUDIO_FORMAT='mp3': Input should be 'flac' or 'wav'"):
+        get_settings()
+    monkeypatch.setenv("GENRECLF_AUDIO_FORMAT", "wav")
+    monkeypatch.setenv("GENRECLF_YOUTUBE_RETRIES", "many")
+    with pytest.raises(ConfigError, match="GENRECLF_YOUTUBE_RETRIES='many'"):
+        get_settings()
+
+
 def test_a_result_without_duration_is_checked_once_decoded(
     server: AudioServer, yt: YoutubeConfig, tmp_path: Path
 ) -> None:
