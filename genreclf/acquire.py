@@ -345,7 +345,7 @@ def acquire_track(
         content = content_hash_of(row)
         side_key = sidecar_key(tid, content)
         side = _stored_sidecar(store, tid, content, cfg)
-        fmt = side.get("audio_format", "flac") if side is not None else (audio_format or _audio_format())
+        fmt = _stored_format(side) if side is not None else (audio_format or _audio_format())
         akey = audio_key(tid, content, fmt)
         y: np.ndarray | None = None
         if side is not None:
@@ -412,13 +412,18 @@ def _result(tid: str, side: dict[str, Any], akey: str, offsets: list[float]) -> 
     return TrackResult(tid, True, offsets, side["duration_s"], audio_key=akey, audio_hash=side["audio_sha256"])
 
 
+def _stored_format(side: dict[str, Any]) -> str:
+    """How a sidecar's audio is stored (one written before the format was recorded: FLAC)."""
+    return str(side.get("audio_format", "flac"))
+
+
 def _stored_sidecar(store: Store, tid: str, content: str | None, cfg: SegmentConfig) -> dict[str, Any] | None:
     """The sidecar of audio already in the store at this sample rate, or None (fetch it)."""
     side_key = sidecar_key(tid, content)
     if not store.exists(side_key):
         return None  # never fetched, or killed between the audio and its sidecar
     side: dict[str, Any] = store.read_json(side_key)
-    if not store.exists(audio_key(tid, content, side.get("audio_format", "flac"))):
+    if not store.exists(audio_key(tid, content, _stored_format(side))):
         return None  # its audio is gone
     if side.get("sample_rate") != cfg.sample_rate:
         return None  # decoded at another rate: decode again

@@ -300,10 +300,10 @@ def encode_with_samples(y: np.ndarray, *, sr: int, fmt: str = "flac") -> tuple[b
 
 def _wav_bytes(q: np.ndarray, *, sr: int) -> bytes:
     """A 16-bit mono RIFF/WAVE file of int16 samples: its 44-byte header, then the samples, little-endian."""
-    data = np.ascontiguousarray(q, dtype="<i2").tobytes()
-    header = b"RIFF" + struct.pack("<I", 36 + len(data)) + b"WAVE"
+    samples = np.ascontiguousarray(q, dtype="<i2")
+    header = b"RIFF" + struct.pack("<I", 36 + samples.nbytes) + b"WAVE"
     header += b"fmt " + struct.pack("<IHHIIHH", 16, 1, 1, sr, 2 * sr, 2, 16)  # PCM, mono, byte rate, align, bits
-    return header + b"data" + struct.pack("<I", len(data)) + data
+    return b"".join((header, b"data", struct.pack("<I", samples.nbytes), samples.data))  # the samples copied once
 
 
 def _flac_bytes(q: np.ndarray, *, sr: int) -> bytes:

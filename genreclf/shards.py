@@ -115,13 +115,6 @@ class SegmentRows:
             pa.array(pick(self.offset_s), pa.float32()),
         ]
 
-    def to_table(self, feature_hash: str) -> pa.Table:
-        """The rows as a shard table, ordered train, val, test (stable within a split)."""
-        order = self.split_order()
-        mel = np.ascontiguousarray(np.stack([self.mel[i] for i in order]), dtype=np.float16)
-        schema = shard_schema(mel.shape[1], mel.shape[2], feature_hash)
-        return pa.Table.from_arrays([*self.meta_columns(order), _mel_array(mel)], schema=schema)
-
 
 def split_rank(split: str) -> int:
     """Where rows of `split` go in a shard: train, val, test, then anything else."""
