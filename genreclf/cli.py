@@ -316,9 +316,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     from genreclf.cli_audit import add_parser as add_audit_parser
     from genreclf.cli_spotify import add_parsers as add_spotify_parsers
+    from genreclf.cli_weights import add_parser as add_weights_parser
 
     add_audit_parser(sub)
     add_spotify_parsers(sub)
+    add_weights_parser(sub)
     return parser
 
 

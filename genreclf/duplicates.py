@@ -11,7 +11,7 @@ from functools import lru_cache
 import numpy as np
 
 from genreclf.errors import DataError
-from genreclf.features import FeatureConfig, mel_filters
+from genreclf.features import FeatureConfig, mel_filters, natural_log_mel
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ def fingerprint(log_mel: np.ndarray, *, cfg: FeatureConfig) -> np.ndarray:
         )
     edges, band, time, weights = _layout(cfg)
     s = step_frames(cfg)
-    x = np.asarray(log_mel, dtype=np.float32)[: edges[-1]]  # (kept bands, frames)
+    x = natural_log_mel(log_mel[: edges[-1]], cfg=cfg)  # (kept bands, frames)
     silent = x.max(axis=0) < math.log(cfg.log_offset) + SILENCE_NATS  # (frames,)
     grouped = np.add.reduceat(x, edges[:-1], axis=0) / np.diff(edges)[:, None]  # (groups, frames)
     kernel = np.bartlett(2 * s + 1)[1:-1].astype(np.float32)

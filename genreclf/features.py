@@ -10,6 +10,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Literal
 
 import numpy as np
 import torch
@@ -26,10 +27,16 @@ class FeatureConfig:
     fmin: float = 0.0
     fmax: float | None = None  # None: sample_rate / 2
     log_offset: float = 1e-6  # log(mel + log_offset)
+    # How mel power becomes the stored feature: "log" is log(mel + log_offset); "log10" is log10(1 + 10000 * mel),
+    # musicnn's input (computed in float32: the musicnn package's float16 overflows to inf on loud music).
+    compression: Literal["log", "log10"] = "log"
 
     @property
     def hash(self) -> str:
-        blob = json.dumps(dataclasses.asdict(self), sort_keys=True).encode()
+        fields = dataclasses.asdict(self)
+        if fields["compression"] == "log":  # as before the field existed: existing shards keep their keys
+            del fields["compression"]
+        blob = json.dumps(fields, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 
     def frames(self, n_samples: int) -> int:
@@ -108,8 +115,28 @@ def log_mel_batch(windows: np.ndarray | torch.Tensor, *, cfg: FeatureConfig, chu
             power = spec.real.square()  # (chunk, freqs, frames); in place below: one temporary, not three
             power.addcmul_(spec.imag, spec.imag)
             mel = torch.matmul(fb, power)  # (chunk, n_mels, frames)
-            out.append(mel.add_(cfg.log_offset).log_())
+            out.append(compress(mel, cfg=cfg))
     return torch.cat(out).numpy()
+
+
+LOG10_SCALE = 10_000.0  # musicnn's log10(1 + 10000 * mel)
+
+
+def compress(mel: torch.Tensor, *, cfg: FeatureConfig) -> torch.Tensor:
+    """Mel power -> the stored feature, in place: `log(mel + log_offset)` or `log10(1 + 10000 * mel)`."""
+    if cfg.compression == "log10":
+        return mel.mul_(LOG10_SCALE).log1p_().div_(np.log(10))
+    return mel.add_(cfg.log_offset).log_()
+
+
+def natural_log_mel(x: np.ndarray, *, cfg: FeatureConfig) -> np.ndarray:
+    """Stored features (any compression) -> `log(mel + log_offset)` float32, what summary features and the
+    near-duplicate detector read: the same array for "log" features, converted back for "log10"."""
+    x = np.asarray(x, dtype=np.float32)
+    if cfg.compression == "log":
+        return x
+    power = np.maximum(np.expm1(x * np.float32(np.log(10))) / np.float32(LOG10_SCALE), 0)
+    return np.log(power + np.float32(cfg.log_offset))
 
 
 class _Blocks:
@@ -168,4 +195,4 @@ def log_mel_librosa(y: np.ndarray, *, cfg: FeatureConfig) -> np.ndarray:
         pad_mode="constant",
         power=2.0,
     )
-    return np.log(mel + cfg.log_offset).astype(np.float32)
+    return compress(torch.from_numpy(mel.astype(np.float32)), cfg=cfg).numpy()

@@ -30,4 +30,9 @@ if ! .venv/bin/python -c "import torch, torchvision" >/dev/null 2>&1; then
 fi
 echo "setup: installing genreclf and its dependencies into .venv"
 .venv/bin/python -m pip install -q -e ".[dev]"
+# Pretrained networks (musicnn, ISC license) from the same package index, checked and converted into the cache.
+# Without them genreclf trains ResNet-18 from scratch; a machine without an index can run
+# `genreclf weights fetch --from musicnn-0.1.0-py3-none-any.whl` later.
+echo "setup: fetching pretrained weights (genreclf weights fetch)"
+.venv/bin/genreclf weights fetch || echo "setup: WARNING: pretrained weights not fetched; see the line above"
 echo "setup: done, .venv holds $(du -sh .venv | cut -f1). Activate with 'source .venv/bin/activate', then try 'genreclf demo'."

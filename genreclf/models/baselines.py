@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 from sklearn.neighbors import KNeighborsClassifier
@@ -12,9 +11,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from genreclf.errors import ModelError
-
-if TYPE_CHECKING:
-    from genreclf.features import FeatureConfig
+from genreclf.features import FeatureConfig, natural_log_mel
 
 BASELINES = ("knn", "mlp")
 
@@ -38,7 +35,7 @@ def summary_features(
     """Per-segment summary features in the manner of Tzanetakis & Cook (2002), computed from log-mels alone:
     (n, n_mels, frames) -> (n, features) float32.
 
-    `mel` holds `log(mel power + cfg.log_offset)` as the shards store it (any float dtype); `cfg` is the
+    `mel` holds the features as the shards store them (any float dtype, either compression); `cfg` is the
     `FeatureConfig` it was made with (the manifest's `feature_config`). `blocks` picks from `FEATURE_BLOCKS`
     (see `summary_feature_blocks`); segments go through `chunk` at a time, so memory stays bounded.
 
@@ -81,7 +78,7 @@ def summary_feature_blocks(mel: np.ndarray, *, cfg: FeatureConfig) -> dict[str, 
     if frames < MIN_FRAMES:
         raise ModelError(f"segments of {frames} frames are too short for summary features (need {MIN_FRAMES})")
     sr, hop = cfg.sample_rate, cfg.hop_length
-    log_mel = mel.astype(np.float32)  # (n, n_mels, frames)
+    log_mel = natural_log_mel(mel, cfg=cfg)  # (n, n_mels, frames)
     db = log_mel * np.float32(10 / np.log(10))
     db = np.maximum(db, db.max(axis=(1, 2), keepdims=True) - TOP_DB)
     # Centre frequency of each mel band (librosa.filters.mel's Slaney mels place them so).
