@@ -1,7 +1,7 @@
 """Track-level test accuracy of ResNet-18, kNN and the MLP on a folder of real music, over seeds, in one run.
 
     python benchmarks/accuracy.py DIR [--split-file FILE] [--seeds N] [--store DIR] [--epochs N] [--small]
-                                      [--set FIELD=VALUE ...]
+                                      [--model NAME] [--set FIELD=VALUE ...]
 
 DIR is a folder catalog laid out DIR/<genre>/<file> (the GTZAN layout). The whole pipeline runs through the Prefect
 flows (Prefect's ephemeral server) once per seed, in one store: the first seed decodes, cuts 30 s windows (3 s with
@@ -32,6 +32,7 @@ def main() -> None:
     p.add_argument("--store", help="storage root (default: a temporary directory)")
     p.add_argument("--seeds", type=int, default=1, help="train and evaluate with seeds 0..N-1")
     p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--model", help="resnet18 (default), small_cnn, musicnn-msd or musicnn-mtt (a frozen head)")
     p.add_argument("--small", action="store_true", help="3 s windows, 64 mels, a CPU-sized run")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="a training field (JSON value)")
     args = p.parse_args()
@@ -46,6 +47,8 @@ def main() -> None:
     updates = {k: json.loads(v) for k, v in (s.split("=", 1) for s in args.set)}
     if args.epochs:
         updates["epochs"] = args.epochs
+    if args.model:
+        updates["model"] = args.model
     training = training.model_copy(update=updates)
     print(f"training: {training.config()}", flush=True)
     reports, seconds = [], []
@@ -67,10 +70,10 @@ def print_seed(seed: int, report: dict, seconds: float, *, first: bool) -> None:
     trk = report["models"][report["model"]]["track"]
     what = "the whole run (decode, features, train, evaluate)" if first else "train and evaluate (dataset reused)"
     print(f"\nseed {seed}: {len(report['labels'])} genres, {trk['n']} test tracks; {what}: {seconds:.0f} s")
-    print(f"{'model':<10} {'segment acc':>12} {'track acc':>10} {'track top-3':>12}")
+    print(f"{'model':<14} {'segment acc':>12} {'track acc':>10} {'track top-3':>12}")
     for name, rep in report["models"].items():
         seg, trk = rep["segment"], rep["track"]
-        print(f"{name:<10} {seg['accuracy']:>12.3f} {trk['accuracy']:>10.3f} {trk['top3_accuracy']:>12.3f}")
+        print(f"{name:<14} {seg['accuracy']:>12.3f} {trk['accuracy']:>10.3f} {trk['top3_accuracy']:>12.3f}")
     print(flush=True)
 
 
@@ -81,7 +84,7 @@ def print_summary(reports: list[dict]) -> None:
         accs = [r["models"][name]["track"]["accuracy"] for r in reports]
         top3 = statistics.mean(r["models"][name]["track"]["top3_accuracy"] for r in reports)
         each = " ".join(f"{a:.3f}" for a in accs)
-        print(f"{name:<10} {statistics.mean(accs):.3f} +- {statistics.stdev(accs):.3f}  ({each}); top-3 {top3:.3f}")
+        print(f"{name:<14} {statistics.mean(accs):.3f} +- {statistics.stdev(accs):.3f}  ({each}); top-3 {top3:.3f}")
     main = reports[0]["model"]
     labels = reports[0]["labels"]
     print(f"\nper genre ({main}, per track, mean over seeds): F1, recall, test tracks")

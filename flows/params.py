@@ -82,10 +82,13 @@ DATASET_CHECKS: dict[str, FieldInfo] = {
     "fmin": Field(ge=0, description="lowest mel frequency, Hz"),
     "fmax": Field(gt=0, description="highest mel frequency, Hz; empty: sample_rate / 2"),
     "log_offset": Field(gt=0, description="log(mel + log_offset)"),
+    "compression": Field(description="log: log(mel + log_offset); log10: log10(1 + 10000 mel), musicnn's input"),
 }
 
 TRAIN_CHECKS: dict[str, FieldInfo] = {
-    "model": Field(description="resnet18 or small_cnn"),
+    "model": Field(description="resnet18, small_cnn, or a head on a pretrained network: musicnn-msd, musicnn-mtt"),
+    "finetune": Field(description="pretrained models: fine-tune the whole network (else a head on frozen embeddings)"),
+    "head_refit": Field(description="frozen heads: refit the head chosen on val on train + val"),
     "epochs": Field(gt=0),
     "batch_size": Field(gt=0),
     "lr": Field(gt=0),
@@ -132,12 +135,27 @@ class DatasetParams(_DatasetFields):
         description="predefined split: a CSV/TSV of track_id-or-path,split (local path, file:// or s3://); "
         "tracks it does not list are left out",
     )
+    feature_sample_rate: int | None = Field(
+        None, gt=0, description="Hz of the spectrograms when not sample_rate: the decoded audio is resampled"
+    )
 
     def segment_config(self) -> SegmentConfig:
         return build(SegmentConfig, self)
 
     def feature_config(self) -> FeatureConfig:
-        return build(FeatureConfig, self)
+        cfg = build(FeatureConfig, self)
+        return dataclasses.replace(cfg, sample_rate=self.feature_sample_rate or cfg.sample_rate)
+
+    def for_model(self, model: str) -> DatasetParams:
+        """These params with the features `model` needs: a pretrained network's input (musicnn's 16 kHz, 96-mel
+        log10 spectrogram) from the same decoded audio; other models keep these."""
+        from genreclf.models import input_features
+
+        feat = input_features(model)
+        if feat is None:
+            return self
+        fields = {f.name: getattr(feat, f.name) for f in dataclasses.fields(feat) if f.name != "sample_rate"}
+        return self.model_copy(update={**fields, "feature_sample_rate": feat.sample_rate})
 
     @classmethod
     def small(cls) -> DatasetParams:

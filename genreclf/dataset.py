@@ -19,7 +19,7 @@ from genreclf.acquire import DecodedAudio, TrackResult
 from genreclf.audio import SegmentConfig
 from genreclf.catalog import CatalogRow
 from genreclf.errors import ConfigError, DataError, StorageError
-from genreclf.features import FeatureConfig, log_mel_batch, one_torch_thread
+from genreclf.features import FeatureConfig, features_batch, one_torch_thread
 from genreclf.keys import (
     audio_key,
     lineage_key,
@@ -43,9 +43,11 @@ SHARD_FORMAT = 2
 
 
 def check_configs(seg: SegmentConfig, feat: FeatureConfig) -> None:
-    if seg.sample_rate != feat.sample_rate:
+    """Audio is decoded at `seg.sample_rate` and resampled for features at another rate; upsampling adds nothing."""
+    if feat.sample_rate > seg.sample_rate:
         raise ConfigError(
-            f"segment sample rate {seg.sample_rate} differs from the feature sample rate {feat.sample_rate}"
+            f"feature sample rate {feat.sample_rate} is above the decoding rate {seg.sample_rate}; decode at "
+            f"{feat.sample_rate} Hz or more"
         )
 
 
@@ -230,7 +232,7 @@ def plan_shards(
     here), so an unchanged group gets the same key and is reused; the other tracks are packed into new
     shards, by split, then track id.
     """
-    frames = feat.frames(round(seg.window_s * seg.sample_rate))
+    frames = feat.window_frames(seg.window_s)
     bytes_per_segment = 2 * feat.n_mels * frames
     previous_shard_of = previous_shard_of or {}
     here = {t["track_id"] for t in tracks}
@@ -343,17 +345,18 @@ def build_shard(
             rows.split.append(t["split"])
             rows.offset_s.append(off)
     win = round(seg.window_s * seg.sample_rate)
-    writer = ShardWriter(store, key, rows, n_mels=feat.n_mels, frames=feat.frames(win), feature_hash=feat.hash)
+    frames = feat.window_frames(seg.window_s)
+    writer = ShardWriter(store, key, rows, n_mels=feat.n_mels, frames=frames, feature_hash=feat.hash)
     batch: list[np.ndarray] = []
     # Shards are built a core each (a thread pool, or Dask workers); the shard streams to the store as it grows.
     with one_torch_thread(), writer:
         for w in _windows(store, tracks, win, seg.sample_rate, handoff):
             batch.append(w)
             if len(batch) >= batch_windows:
-                writer.add(log_mel_batch(np.stack(batch), cfg=feat).astype(np.float16))  # (n, n_mels, frames)
+                writer.add(features_batch(np.stack(batch), sample_rate=seg.sample_rate, cfg=feat).astype(np.float16))
                 batch.clear()
         if batch:
-            writer.add(log_mel_batch(np.stack(batch), cfg=feat).astype(np.float16))
+            writer.add(features_batch(np.stack(batch), sample_rate=seg.sample_rate, cfg=feat).astype(np.float16))
         entry = writer.close()
     log.info("wrote %s: %d segments of %d tracks", key, entry["rows"], len(tracks))
     return entry

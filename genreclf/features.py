@@ -31,6 +31,10 @@ class FeatureConfig:
     # musicnn's input (computed in float32: the musicnn package's float16 overflows to inf on loud music).
     compression: Literal["log", "log10"] = "log"
 
+    def window_frames(self, window_s: float) -> int:
+        """Frames of a window of `window_s` seconds, at this config's sample rate."""
+        return self.frames(round(window_s * self.sample_rate))
+
     @property
     def hash(self) -> str:
         fields = dataclasses.asdict(self)
@@ -172,6 +176,25 @@ def one_torch_thread() -> Iterator[None]:
             _Blocks.running -= 1
             if _Blocks.running == 0:
                 torch.set_num_threads(_Blocks.before)
+
+
+def features_batch(windows: np.ndarray, *, sample_rate: int, cfg: FeatureConfig) -> np.ndarray:
+    """Features of windows decoded at `sample_rate`: (n, samples) -> (n, n_mels, frames) float32.
+
+    Audio is decoded and stored at one rate (SegmentConfig.sample_rate) whatever the features; a config at another
+    rate (musicnn's 16 kHz) gets the windows resampled first (soxr, HQ, as decoding), each to exactly
+    `round(samples * cfg.sample_rate / sample_rate)` samples, so every window has the same frames.
+    """
+    if sample_rate != cfg.sample_rate:
+        import soxr
+
+        n = round(windows.shape[-1] * cfg.sample_rate / sample_rate)
+        out = np.zeros((len(windows), n), np.float32)
+        for i, w in enumerate(windows):
+            r = soxr.resample(np.asarray(w, np.float32), sample_rate, cfg.sample_rate, quality="HQ")[:n]
+            out[i, : len(r)] = r
+        windows = out
+    return log_mel_batch(windows, cfg=cfg)
 
 
 def log_mel(y: np.ndarray, *, cfg: FeatureConfig) -> np.ndarray:

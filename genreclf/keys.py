@@ -82,6 +82,12 @@ def shard_content_key(feature_hash: str, content_hash: str) -> str:
     return f"shards/{feature_hash}/{content_hash}.parquet"
 
 
+def embedding_key(network: str, shard_key: str) -> str:
+    """A pretrained network's embeddings of a shard's segments: `network` names the weights and the extraction
+    (`genreclf.embeddings.network_id`), the shard key names its content, so nothing else decides the values."""
+    return f"embeddings/{network}/{shard_key.removeprefix('shards/')}"
+
+
 # --- runs and the registry ----------------------------------------------------------------------------------
 CHAMPION_KEY = "registry/champion.json"
 

@@ -20,7 +20,7 @@ from genreclf import audio
 from genreclf.acquire import fetch_audio
 from genreclf.audio import SegmentConfig
 from genreclf.errors import AudioError, ConfigError, GenreclfError, ModelError, SourceError, StorageError
-from genreclf.features import FeatureConfig, log_mel_batch
+from genreclf.features import FeatureConfig, features_batch
 from genreclf.keys import CHAMPION_KEY, audio_key
 from genreclf.loader import Normalizer
 from genreclf.models.files import find_model, is_run_id, parse_run_key
@@ -106,7 +106,7 @@ class Predictor:
             windows, offsets = audio.segment(y, cfg=self.seg)
         except AudioError as e:
             raise AudioError(f"{source}: {e}") from None
-        mel = log_mel_batch(windows, cfg=self.feat)  # (windows, n_mels, frames)
+        mel = features_batch(windows, sample_rate=self.seg.sample_rate, cfg=self.feat)  # (windows, n_mels, frames)
         logits = predict_logits(self.model, mel, self.norm, device=self.device, window=self.window)  # (windows, C)
         window_p = torch.softmax(torch.from_numpy(logits), dim=1).numpy()
         file_p = torch.softmax(torch.from_numpy(logits.mean(axis=0)), dim=0).numpy()

@@ -24,7 +24,7 @@ from genreclf.errors import ConfigError, DataError, ModelError
 from genreclf.keys import checkpoint_key, run_config_key
 from genreclf.loader import Normalizer, StreamingSegments, window_starts
 from genreclf.manifest import Manifest
-from genreclf.models import create_model
+from genreclf.models import create_model, is_pretrained
 from genreclf.models.files import check_run_id, read_model, weights_key, write_model
 from genreclf.storage import Store
 
@@ -35,7 +35,13 @@ log = logging.getLogger(__name__)
 class TrainConfig:
     """How a model is trained; saved beside every checkpoint."""
 
-    model: str = "resnet18"
+    model: str = "resnet18"  # or a pretrained network's classifier: musicnn-msd, musicnn-mtt
+    # Pretrained models only: False trains a head on the frozen network's embeddings (seconds on a CPU); True
+    # fine-tunes the whole network.
+    finetune: bool = False
+    # Frozen heads only: once chosen on val, the head is fitted again on train + val (more of a small catalog's
+    # labels; the validation figure reported is the one it was chosen on, from train alone).
+    head_refit: bool = True
     epochs: int = 15
     batch_size: int = 32
     lr: float = 3e-3
@@ -183,6 +189,8 @@ def _seed_epoch(seed: int, epoch: int) -> torch.Generator:
 
 def eval_window(train_config: dict[str, Any], feature_config: dict[str, Any]) -> int | None:
     """Frames of the windows a model's segments are scored in (its training crop), or None for whole segments."""
+    if is_pretrained(train_config.get("model", "")):  # a pretrained network's classifier cuts its own 3 s patches
+        return None
     if not train_config.get("eval_crops", False):  # models saved before windows were scored whole
         return None
     fc = feature_config
@@ -344,6 +352,15 @@ def fit(
     many epochs of this call (to simulate a kill in tests) without finishing the run.
     The device is `cfg.device`, else GENRECLF_DEVICE, else the best available (`resolve_device`); the result names it.
     """
+    if is_pretrained(cfg.model) and not cfg.finetune:
+        from genreclf.transfer import fit_frozen  # scikit-learn and the embeddings: only frozen heads need them
+
+        result = fit_frozen(store, manifest, cfg, run_id=check_run_id(run_id))
+        if on_epoch is not None and result.new_epochs:
+            on_epoch(1, result.history[-1])
+        return result
+    if is_pretrained(cfg.model):
+        raise ConfigError(f"fine-tuning {cfg.model} (finetune=True) is not available yet; train its frozen head")
     ckpt_key, model_key = checkpoint_key(check_run_id(run_id)), weights_key(run_id)
     device = resolve_device(cfg.device)
     n_train = manifest.rows("train") * cfg.crops_per_segment  # training examples an epoch
@@ -505,7 +522,9 @@ def load_model(store: Store, key: str, device: torch.device | None = None) -> tu
     `resolve_device()`), everything else: labels, normaliser, configs). Keys outside `runs/` are refused."""
     device = device or resolve_device()
     state, bundle = read_model(store, key)
-    model = create_model(bundle["model"], num_classes=bundle["num_classes"], dropout=bundle["dropout"])
+    model = create_model(
+        bundle["model"], num_classes=bundle["num_classes"], dropout=bundle["dropout"], hidden=bundle.get("hidden", 0)
+    )
     try:
         model.load_state_dict(state)
     except RuntimeError as e:

@@ -19,6 +19,10 @@ os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 os.environ.setdefault("PREFECT_LOCAL_STORAGE_PATH", str(Path(_PREFECT_HOME) / "storage"))
 os.environ.pop("PREFECT_API_URL", None)
+# Pretrained weights are read from the user's own cache (infra/setup.sh fetches them there), found before the
+# GENRECLF_ variables are cleared below; CI sets GENRECLF_TEST_REQUIRE_WEIGHTS=1 so that their tests fail, not skip.
+_USER_CACHE = Path(os.environ.get("GENRECLF_CACHE_DIR") or Path.home() / ".cache" / "genreclf").expanduser()
+_REQUIRE_WEIGHTS = os.environ.get("GENRECLF_TEST_REQUIRE_WEIGHTS") == "1"
 for _var in [v for v in os.environ if v.startswith("GENRECLF_")]:
     os.environ.pop(_var)
 # Per-user caches (file hashes, download scratch) in a temporary folder, never the user's ~/.cache.
@@ -37,6 +41,26 @@ def prefect_server() -> Iterator[None]:
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture(scope="session")
+def musicnn_weights() -> Path:
+    """The session's cache dir ($GENRECLF_CACHE_DIR) holding the user's fetched musicnn weights (copied: the tests
+    never write to the user's cache). Skips where they were not fetched, fails under GENRECLF_TEST_REQUIRE_WEIGHTS=1."""
+    from genreclf.models import weights
+
+    cache = Path(os.environ["GENRECLF_CACHE_DIR"])
+    for name in weights.PRETRAINED:
+        if weights.available(name, cache_dir=cache):
+            continue
+        found = weights.status(name, cache_dir=_USER_CACHE)
+        if not found["ok"]:
+            why = f"pretrained weights {name}: {found['why']}"
+            if _REQUIRE_WEIGHTS:
+                pytest.fail(why)
+            pytest.skip(why)
+        shutil.copytree(found["path"], weights.weights_dir(name, cache), dirs_exist_ok=True)
+    return cache
 
 
 @pytest.fixture

@@ -4,21 +4,54 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 from torch import nn
 
 from genreclf.errors import ModelError
 from genreclf.models.resnet import resnet18, small_cnn
 
+if TYPE_CHECKING:
+    from genreclf.features import FeatureConfig
+
 MODELS: MappingProxyType[str, Callable[..., nn.Module]] = MappingProxyType(
     {"resnet18": resnet18, "small_cnn": small_cnn}
 )
+# Classifiers on a pretrained network (genreclf.models.weights fetches it): the name is the network's.
+PRETRAINED_MODELS = ("musicnn-msd", "musicnn-mtt")
 
 
-def create_model(name: str, *, num_classes: int, dropout: float = 0.3) -> nn.Module:
-    """Build a spectrogram classifier taking (batch, 1, n_mels, frames) and returning (batch, num_classes)."""
-    if name not in MODELS:
-        raise ModelError(f"unknown model {name!r}; known models: {', '.join(sorted(MODELS))}")
+def is_pretrained(name: str) -> bool:
+    return name in PRETRAINED_MODELS
+
+
+def model_names() -> list[str]:
+    return [*MODELS, *PRETRAINED_MODELS]
+
+
+def input_features(name: str) -> FeatureConfig | None:
+    """The features model `name` must be fed (a pretrained network's), or None when it learns from any."""
+    if is_pretrained(name):
+        from genreclf.models.musicnn import FEATURES
+
+        return FEATURES
+    return None
+
+
+def create_model(name: str, *, num_classes: int, dropout: float = 0.3, hidden: int = 0) -> nn.Module:
+    """Build a spectrogram classifier taking (batch, 1, n_mels, frames) and returning (batch, num_classes).
+
+    A pretrained model (`PRETRAINED_MODELS`) is built with untrained weights here, to be loaded; `hidden` sizes its
+    head's hidden layer (0: a linear head). The other models have no such head and take `hidden=0` only.
+    """
     if num_classes < 2:
         raise ModelError(f"a classifier needs at least 2 classes, got {num_classes}")
+    if is_pretrained(name):
+        from genreclf.models.musicnn import MusicnnClassifier
+
+        return MusicnnClassifier(num_classes=num_classes, hidden=hidden, dropout=dropout)
+    if name not in MODELS:
+        raise ModelError(f"unknown model {name!r}; known models: {', '.join(sorted(model_names()))}")
+    if hidden:
+        raise ModelError(f"model {name!r} has no head with a hidden layer (hidden={hidden})")
     return MODELS[name](num_classes=num_classes, dropout=dropout)

@@ -22,12 +22,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from genreclf.errors import ModelError
+from genreclf.features import FeatureConfig
 from genreclf.loader import window_starts
 
 PATCH_FRAMES = 187  # 3 s at 16 kHz, hop 256: the patch length the networks were trained on
 N_MELS = 96
 N_TAGS = 50
 _EPS = 1e-3  # tf.compat.v1.layers.batch_normalization's epsilon
+# The input the networks were trained on: librosa's defaults (Slaney mels, 0 Hz to Nyquist) at these settings.
+FEATURES = FeatureConfig(sample_rate=16_000, n_fft=512, hop_length=256, n_mels=N_MELS, compression="log10")
 
 # What a clip embedding holds, in this order: the 753 channels' max and mean over time, then the penultimate layer.
 EMBEDDING_LAYERS: dict[str, int] = {"max_pool": 753, "mean_pool": 753, "penultimate": 200}

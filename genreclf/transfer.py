@@ -1,0 +1,245 @@
+"""A classifier on a frozen pretrained network: heads fitted on stored embeddings, the best on val kept, then saved
+as one model (network + head) that evaluation and `predict` load like any other.
+
+`fit_frozen` embeds the dataset once (`genreclf.embeddings`), fits every `HEADS` candidate on the train split
+(standardized logistic regressions over some of the network's layers, and one-hidden-layer MLPs), scores each on
+val per track, keeps the best (ties: the lower val log-loss), refits it on train + val (`TrainConfig.head_refit`),
+and folds the standardization into the head's first layer so that the saved model is plain torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.neural_network import MLPClassifier
+from sklearn.preprocessing import StandardScaler
+
+from genreclf.embeddings import Embeddings, ensure_embeddings, load_embeddings, pretrained_backbone
+from genreclf.evaluation import track_scores
+from genreclf.keys import run_config_key
+from genreclf.loader import Normalizer
+from genreclf.manifest import Manifest
+from genreclf.models.files import META, read_model, weights_key, write_model
+from genreclf.models.musicnn import EMBEDDING_DIM, EMBEDDING_LAYERS, FEATURES, MusicnnClassifier
+from genreclf.storage import Store
+from genreclf.training import TrainConfig, TrainResult, resolve_device
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Head:
+    """One head candidate: a logistic regression (`hidden` 0; `strength` is C, the inverse L2) or an MLP with one
+    hidden ReLU layer (`strength` is alpha, its L2), over the named layers of the embedding."""
+
+    layers: tuple[str, ...]
+    strength: float
+    hidden: int = 0
+
+    @property
+    def name(self) -> str:
+        kind = f"mlp{self.hidden} alpha={self.strength:g}" if self.hidden else f"logreg C={self.strength:g}"
+        return f"{kind} on {'+'.join(self.layers)}"
+
+
+# The C values of the peer figure in ../shared/data/README.md (0.765 test with max_pool or penultimate), over three
+# choices of layers; and MLPs on the two layers together.
+_LAYER_SETS = (("max_pool",), ("penultimate",), ("max_pool", "penultimate"))
+HEADS: tuple[Head, ...] = (
+    *(Head(layers, c) for layers in _LAYER_SETS for c in (0.01, 0.1, 1.0, 10.0)),
+    *(Head(("max_pool", "penultimate"), alpha, hidden=256) for alpha in (1e-3, 1e-1, 1.0)),
+)
+
+
+def _columns(layers: tuple[str, ...]) -> np.ndarray:
+    """Indices of `layers` in the embedding (EMBEDDING_LAYERS' order)."""
+    out, start = [], 0
+    for name, width in EMBEDDING_LAYERS.items():
+        if name in layers:
+            out.append(np.arange(start, start + width))
+        start += width
+    return np.concatenate(out)
+
+
+@dataclass
+class FittedHead:
+    head: Head
+    scaler: StandardScaler
+    model: LogisticRegression | MLPClassifier
+
+    def logits(self, x: np.ndarray, num_classes: int) -> np.ndarray:
+        """(n, EMBEDDING_DIM) -> (n, num_classes) float32, as the saved torch head computes them."""
+        with torch.no_grad():
+            return head_module(self, num_classes)(torch.from_numpy(x.astype(np.float32))).numpy()
+
+
+def fit_head(head: Head, data: Embeddings, *, seed: int) -> FittedHead:
+    x = data.x[:, _columns(head.layers)]
+    scaler = StandardScaler().fit(x)
+    model: LogisticRegression | MLPClassifier
+    if head.hidden:
+        model = MLPClassifier((head.hidden,), alpha=head.strength, max_iter=500, random_state=seed)
+    else:
+        model = LogisticRegression(C=head.strength, max_iter=2000)
+    with warnings.catch_warnings():  # a strongly regularized fit that stops at max_iter is still a fine candidate
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(scaler.transform(x), data.labels)
+    return FittedHead(head, scaler, model)
+
+
+def head_module(fitted: FittedHead, num_classes: int) -> torch.nn.Sequential:
+    """The fitted head as the torch layers of `MusicnnClassifier.head` (dropout included, so the state dict's keys
+    match): standardization folded into the first linear layer, zero weights on the layers it does not read, and a
+    bias of -1e4 for a class the training split did not have."""
+    cols = torch.from_numpy(_columns(fitted.head.layers))
+    mean = torch.from_numpy(fitted.scaler.mean_).double()
+    scale = torch.from_numpy(fitted.scaler.scale_).double()
+    classes = torch.from_numpy(np.asarray(fitted.model.classes_, dtype=np.int64))
+
+    def first_layer(weight: torch.Tensor, bias: torch.Tensor, out: int) -> torch.nn.Linear:
+        layer = torch.nn.Linear(EMBEDDING_DIM, out)
+        w = torch.zeros(out, EMBEDDING_DIM, dtype=torch.float64)
+        w[:, cols] = weight / scale  # (out, kept)
+        layer.weight.data = w.float()
+        layer.bias.data = (bias - (weight / scale) @ mean).float()
+        return layer
+
+    def per_class(weight: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rows of the classes seen -> rows of every class; one binary logit z -> (-z/2, z/2)."""
+        if weight.shape[0] == 1 and len(classes) == 2:
+            weight, bias = torch.cat([-weight / 2, weight / 2]), torch.cat([-bias / 2, bias / 2])
+        full_w = torch.zeros(num_classes, weight.shape[1], dtype=torch.float64)
+        full_b = torch.full((num_classes,), -1e4, dtype=torch.float64)
+        full_w[classes], full_b[classes] = weight, bias
+        return full_w, full_b
+
+    model = fitted.model
+    if isinstance(model, LogisticRegression):
+        w, b = per_class(torch.from_numpy(model.coef_).double(), torch.from_numpy(model.intercept_).double())
+        return torch.nn.Sequential(torch.nn.Dropout(0.0), first_layer(w, b, num_classes))
+    w1, w2 = (torch.from_numpy(c.T).double() for c in model.coefs_)  # (hidden, in), (out, hidden)
+    b1, b2 = (torch.from_numpy(b).double() for b in model.intercepts_)
+    w2, b2 = per_class(w2, b2)
+    hidden = first_layer(w1, b1, fitted.head.hidden)
+    out = torch.nn.Linear(fitted.head.hidden, num_classes)
+    out.weight.data, out.bias.data = w2.float(), b2.float()
+    return torch.nn.Sequential(hidden, torch.nn.ReLU(), torch.nn.Dropout(0.0), out)
+
+
+def _scores(logits: np.ndarray, data: Embeddings) -> dict[str, float]:
+    """Track accuracy and log-loss of segment logits (a track: the mean of its segments' logits)."""
+    t_logits, t_labels = track_scores(logits, data.labels, data.track_ids)
+    t_logits = t_logits - t_logits.max(axis=1, keepdims=True)
+    log_p = t_logits - np.log(np.exp(t_logits).sum(axis=1, keepdims=True))
+    return {
+        "segment_accuracy": float((logits.argmax(1) == data.labels).mean()),
+        "track_accuracy": float((t_logits.argmax(1) == t_labels).mean()),
+        "track_log_loss": float(-log_p[np.arange(len(t_labels)), t_labels].mean()),
+    }
+
+
+def select_head(
+    train: Embeddings, val: Embeddings, *, num_classes: int, seed: int
+) -> tuple[Head, list[dict[str, Any]]]:
+    """Fit every candidate on `train`, score it on `val` -> (the best: highest track accuracy, then lowest
+    log-loss; the table of every candidate's figures)."""
+    scored: list[tuple[Head, dict[str, float]]] = []
+    for head in HEADS:
+        fitted = fit_head(head, train, seed=seed)
+        scored.append((head, _scores(fitted.logits(val.x, num_classes), val)))
+    best, _ = min(scored, key=lambda r: (-r[1]["track_accuracy"], r[1]["track_log_loss"]))
+    return best, [{"head": head.name, **scores} for head, scores in scored]
+
+
+def fit_frozen(store: Store, manifest: Manifest, cfg: TrainConfig, *, run_id: str) -> TrainResult:
+    """Train a head on the frozen network `cfg.model` (see the module's docstring) and save the run's model.
+
+    A run already saved (same dataset and config: same run id) is returned as it is. Needs the dataset built with
+    the network's features, and the network's weights in the cache (`genreclf weights fetch`).
+    """
+    if store.exists(f"runs/{run_id}/{META}"):
+        _, bundle = read_model(store, weights_key(run_id))
+        log.info("run %s is trained already (%s)", run_id, bundle["head"]["name"])
+        return _result(store, run_id, bundle, new_epochs=0)
+    device = resolve_device(cfg.device)
+    t0 = time.perf_counter()
+    net_id = ensure_embeddings(store, manifest, cfg.model, device=device)
+    embed_s = time.perf_counter() - t0
+    train = load_embeddings(store, manifest, net_id, "train")
+    val_split = "val" if manifest.rows("val") else "train"
+    val = load_embeddings(store, manifest, net_id, val_split)
+    num_classes = len(manifest.labels)
+    best, table = select_head(train, val, num_classes=num_classes, seed=cfg.seed)
+    chosen = next(r for r in table if r["head"] == best.name)
+    log.info("head chosen on %s: %s (track accuracy %.3f, log-loss %.3f of %d candidates)", val_split, best.name,
+             chosen["track_accuracy"], chosen["track_log_loss"], len(table))  # fmt: skip
+    fit_on = train
+    if cfg.head_refit and val_split == "val":
+        fit_on = Embeddings(np.concatenate([train.x, val.x]), np.concatenate([train.labels, val.labels]),
+                            np.concatenate([train.track_ids, val.track_ids]))  # fmt: skip
+    head = head_module(fit_head(best, fit_on, seed=cfg.seed), num_classes)
+    backbone, _ = pretrained_backbone(cfg.model, torch.device("cpu"))
+    model = MusicnnClassifier(num_classes=num_classes, hidden=best.hidden, dropout=cfg.dropout)
+    model.backbone.load_state_dict(backbone.state_dict())
+    model.head.load_state_dict(head.state_dict())
+    from genreclf.models import weights
+
+    provenance = weights.status(cfg.model)["provenance"]
+    bundle = {
+        "model": cfg.model,
+        "num_classes": num_classes,
+        "dropout": cfg.dropout,
+        "hidden": best.hidden,
+        "labels": manifest.labels,
+        "normalizer": Normalizer(np.zeros(FEATURES.n_mels, np.float32), np.ones(FEATURES.n_mels, np.float32)).to_dict(),
+        "feature_config": manifest.feature_config,
+        "segment_config": manifest.segment_config,
+        "dataset_id": manifest.dataset_id,
+        "catalog_version": manifest.catalog_version,
+        "train_config": dataclasses.asdict(cfg),
+        "run_id": run_id,
+        "epoch": 1,
+        "head": {
+            "name": best.name,
+            **dataclasses.asdict(best),
+            "refit_on": "train+val" if fit_on is not train else "train",
+            "chosen_on": val_split,
+            "candidates": table,
+        },
+        "pretrained": {
+            k: provenance[k]
+            for k in ("name", "source", "wheel_sha256", "checkpoint", "converter_version", "weights_sha256", "license")
+        },
+        "embeddings": net_id,
+        "history": [
+            {"epoch": 1, "train_loss": chosen["track_log_loss"], "val_accuracy": chosen["segment_accuracy"], "lr": 0.0}
+        ],
+        "train_s": time.perf_counter() - t0,
+        "embed_s": embed_s,
+    }
+    store.write_json(run_config_key(run_id), {"train": dataclasses.asdict(cfg), "dataset_id": manifest.dataset_id})
+    write_model(store, run_id, model.state_dict(), bundle)
+    return _result(store, run_id, bundle, new_epochs=1, device=str(device))
+
+
+def _result(store: Store, run_id: str, bundle: dict[str, Any], *, new_epochs: int, device: str = "") -> TrainResult:
+    chosen = next(r for r in bundle["head"]["candidates"] if r["head"] == bundle["head"]["name"])
+    return TrainResult(
+        run_id=run_id,
+        model_uri=store.uri(weights_key(run_id)),
+        epochs=1,
+        best_epoch=1,
+        best_val_accuracy=chosen["segment_accuracy"],
+        history=bundle["history"],
+        new_epochs=new_epochs,
+        device=device or "cpu",
+    )
