@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from genreclf.errors import GenreclfError
+from genreclf.errors import GenreclfError, ModelError
 
 if TYPE_CHECKING:
     from flows.pipeline import PipelineResult
@@ -35,7 +35,7 @@ def _print_summary(out: PipelineResult, seconds: float) -> None:
         print(f"  warning:   {warning}")
     print("\nTest accuracy (segment / track):")
     for name, rep in report["models"].items():
-        print(f"  {name:<10} {rep['segment']['accuracy']:.3f} / {rep['track']['accuracy']:.3f}")
+        print(f"  {name:<14} {rep['segment']['accuracy']:.3f} / {rep['track']['accuracy']:.3f}")
     per_genre = report["models"][report["model"]]["track"]["per_genre"]
     print(f"\nPer genre ({report['model']}, per track):")
     print(f"  {'genre':<16} {'recall':>7} {'precision':>10} {'tracks':>7}")
@@ -48,6 +48,7 @@ def _run_pipeline(catalog_dir: Path, args: argparse.Namespace) -> int:
     from genreclf.training import resolve_device
 
     resolve_device(args.device)  # a device this machine lacks fails at once, before any flow starts
+    _check_weights(args.model)
     from flows.params import DatasetParams, TrainParams
     from flows.pipeline import pipeline
 
@@ -63,6 +64,17 @@ def _run_pipeline(catalog_dir: Path, args: argparse.Namespace) -> int:
         out = pipeline(str(catalog_dir), storage_url=args.store, dataset=dataset, training=training)
     _print_summary(out, time.perf_counter() - t0)
     return 0
+
+
+def _check_weights(model: str | None) -> None:
+    """A pretrained model whose weights are not cached fails at once, saying what to run, before any flow starts."""
+    from genreclf.models import is_pretrained
+
+    if model and is_pretrained(model):
+        from genreclf.models import weights
+
+        if not (found := weights.status(model))["ok"]:
+            raise ModelError(f"--model {model}: pretrained weights {found['why']}")
 
 
 def _demo_store(args: argparse.Namespace) -> tuple[str, bool]:
@@ -241,7 +253,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--store", help="storage root: a directory or s3://bucket/prefix (default $GENRECLF_STORAGE_URL "
                    "or ./genreclf-data)")  # fmt: skip
     p.add_argument("--epochs", type=int, help="training epochs (overrides the config)")
-    p.add_argument("--model", help="model name: resnet18 (default) or small_cnn")
+    p.add_argument("--model", help="resnet18 (default), small_cnn, or a head on a pretrained network: musicnn-msd, "
+                   "musicnn-mtt (`genreclf weights fetch` gets them)")  # fmt: skip
     p.add_argument("--device", help=DEVICE_HELP)
     p.add_argument("--seed", type=int, help="seed of the model's initialisation, its crops and the baselines "
                    "(default 0; the split does not depend on it)")  # fmt: skip

@@ -10,11 +10,11 @@ from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 from typing_extensions import TypedDict  # typing's is refused by pydantic before 3.12
 
 from genreclf.features import FeatureConfig
-from genreclf.keys import confusion_key, report_key, run_config_key
+from genreclf.keys import confusion_key, model_file_key, report_key, run_config_key
 from genreclf.loader import Normalizer, load_split
 from genreclf.manifest import Manifest
 from genreclf.models.baselines import BASELINES, class_probabilities, create_baseline, summary_features
-from genreclf.models.files import find_model
+from genreclf.models.files import META, find_model
 from genreclf.plots import confusion_png
 from genreclf.storage import Store
 from genreclf.training import eval_window, load_model, predict_logits, resolve_device
@@ -147,6 +147,20 @@ def evaluate_baselines(store: Store, manifest: Manifest, *, seed: int = 0, split
     return out
 
 
+def evaluate_embedding_knn(
+    store: Store, manifest: Manifest, net_id: str, *, split: str = "test", name: str = "knn-embedding"
+) -> dict[str, Scores]:
+    """kNN (k=55, capped as `knn_k`) on a pretrained network's stored segment embeddings (`genreclf.embeddings`),
+    fitted on train and scored on `split`: the baseline beside a head on the same embeddings."""
+    from genreclf.embeddings import load_embeddings
+
+    train, test = load_embeddings(store, manifest, net_id, "train"), load_embeddings(store, manifest, net_id, split)
+    model = create_baseline("knn", n_train=len(train), num_classes=len(manifest.labels))
+    model.fit(train.x, train.labels)
+    proba = class_probabilities(model, test.x, len(manifest.labels))
+    return {name: score_report(proba, test.labels, test.track_ids, manifest.labels)}
+
+
 def report_markdown(report: Report) -> str:
     """A human-readable report: headline accuracies of every model, then per-genre figures of the main one."""
     lines = [
@@ -206,6 +220,10 @@ def evaluate_run(
     models = {name: evaluate_model(store, model_key, manifest, device=dev)}
     if baselines:  # with the run's seed: the run's figures and the baselines' vary together across seeds
         models.update(evaluate_baselines(store, manifest, seed=train_config.get("seed", 0)))
+        meta_key = model_file_key(run_id, META)
+        net_id = store.read_json(meta_key).get("embeddings") if store.exists(meta_key) else None
+        if net_id:  # a head on a pretrained network: kNN on the same embeddings
+            models.update(evaluate_embedding_knn(store, manifest, net_id))
     png_uri = store.write_bytes(
         confusion_key(run_id),
         confusion_png(models[name]["track"]["confusion"], manifest.labels, f"{name}, per track\nrun {run_id}"),

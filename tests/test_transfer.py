@@ -1,0 +1,93 @@
+"""Frozen pretrained heads: the torch head computes what scikit-learn fitted, and a run trains, saves and evaluates."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from genreclf import embeddings, evaluation, training
+from genreclf.audio import SegmentConfig
+from genreclf.embeddings import Embeddings
+from genreclf.errors import ConfigError
+from genreclf.keys import embedding_key
+from genreclf.models.files import weights_key
+from genreclf.models.musicnn import EMBEDDING_DIM, FEATURES
+from genreclf.storage import Store
+from genreclf.transfer import Head, fit_head, head_module
+from tests.tiny import make_tiny_dataset
+
+SEG_3S = SegmentConfig(window_s=3.0, hop_s=3.0)
+
+
+def _embeddings(n: int, classes: list[int], seed: int = 0) -> Embeddings:
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(classes * (n // len(classes)), np.int64)
+    x = rng.normal(0, 1, (len(labels), EMBEDDING_DIM)).astype(np.float32) * rng.uniform(0.1, 5, EMBEDDING_DIM)
+    x[:, :20] += labels[:, None] * 2.0  # (n, EMBEDDING_DIM): a few columns tell the classes apart
+    return Embeddings(x.astype(np.float32), labels, np.asarray([f"t{i}" for i in range(len(labels))], object))
+
+
+@pytest.mark.parametrize(
+    ("head", "classes"),
+    [
+        (Head(("max_pool",), 1.0), [0, 1, 2]),
+        (Head(("penultimate", "max_pool"), 0.1), [0, 2]),  # binary, and class 1 absent from training
+        (Head(("max_pool", "penultimate"), 1e-2, hidden=16), [0, 1, 2]),
+        (Head(("mean_pool",), 1e-2, hidden=16), [1, 2]),
+    ],
+)
+def test_the_torch_head_gives_scikit_learns_probabilities(head: Head, classes: list[int]) -> None:
+    train, test = _embeddings(60, classes), _embeddings(30, [0, 1, 2], seed=1)
+    fitted = fit_head(head, train, seed=0)
+    cols = [c for c in range(3) if c in classes]
+    want = fitted.model.predict_proba(fitted.scaler.transform(test.x[:, _cols(head)]))  # (n, classes seen)
+    with torch.no_grad():
+        got = torch.softmax(head_module(fitted, 3)(torch.from_numpy(test.x)).double(), 1).numpy()
+    np.testing.assert_allclose(got[:, cols], want, atol=2e-5)
+    assert np.all(got[:, [c for c in range(3) if c not in classes]] < 1e-6)  # a class never seen is never said
+
+
+def _cols(head: Head) -> np.ndarray:
+    from genreclf.transfer import _columns
+
+    return _columns(head.layers)
+
+
+def test_a_frozen_head_trains_saves_and_is_evaluated_like_any_model(musicnn_weights, tmp_path, caplog) -> None:
+    store = Store.open(str(tmp_path / "store"))
+    manifest = make_tiny_dataset(store, feat=FEATURES, seg=SEG_3S, tracks_per_class=5)
+    cfg = training.TrainConfig(model="musicnn-msd")
+    run_id = training.run_id_for(manifest.dataset_id, cfg)
+    result = training.fit(store, manifest, cfg, run_id=run_id)
+    assert result.new_epochs == 1 and result.best_val_accuracy == 1.0  # the classes light up different bands
+    model, bundle = training.load_model(store, weights_key(run_id), torch.device("cpu"))
+    assert bundle["pretrained"]["wheel_sha256"] == "f38a4890c648c1ddbb141c5d96d2b0a8cfcd36746002d896989f7b88beb65cfa"
+    assert bundle["head"]["chosen_on"] == "val" and bundle["head"]["refit_on"] == "train+val"
+    assert len(bundle["head"]["candidates"]) >= 10
+    scores = evaluation.evaluate_model(store, weights_key(run_id), manifest, device="cpu")
+    assert scores["track"]["accuracy"] == 1.0
+    # The embeddings are stored per shard, and a second run (another seed) reuses them.
+    net_id = bundle["embeddings"]
+    key = embedding_key(net_id, manifest.shards[0]["key"])
+    assert store.read_parquet(key).num_rows == manifest.rows()
+    before = store.read_bytes(key)
+    caplog.set_level("INFO", logger="genreclf.embeddings")
+    again = training.fit(store, manifest, cfg.__class__(model="musicnn-msd", seed=1), run_id="seed1")
+    assert again.new_epochs == 1 and store.read_bytes(key) == before
+    assert "1 shards reused, 0 computed" in caplog.text
+    # The same run id is not fitted again.
+    assert training.fit(store, manifest, cfg, run_id=run_id).new_epochs == 0
+
+
+def test_a_dataset_without_the_networks_features_is_refused_with_what_to_do(musicnn_weights, tmp_path) -> None:
+    store = Store.open(str(tmp_path / "store"))
+    manifest = make_tiny_dataset(store)
+    with pytest.raises(ConfigError, match="musicnn-msd needs its own input .*genreclf run --model musicnn-msd"):
+        training.fit(store, manifest, training.TrainConfig(model="musicnn-msd"), run_id="r")
+    assert not store.exists(weights_key("r"))
+
+
+def test_embeddings_are_keyed_by_the_weights(musicnn_weights) -> None:
+    a = embeddings.network_id("musicnn-msd", "a" * 64)
+    assert a != embeddings.network_id("musicnn-msd", "b" * 64) and a.startswith("musicnn-msd-")
