@@ -89,6 +89,7 @@ TRAIN_CHECKS: dict[str, FieldInfo] = {
     "model": Field(description="resnet18, small_cnn, or a head on a pretrained network: musicnn-msd, musicnn-mtt"),
     "finetune": Field(description="pretrained models: fine-tune the whole network (else a head on frozen embeddings)"),
     "head_refit": Field(description="frozen heads: refit the head chosen on val on train + val"),
+    "backbone_lr_scale": Field(gt=0, description="fine-tuning: the pretrained network's lr as a fraction of lr"),
     "epochs": Field(gt=0),
     "batch_size": Field(gt=0),
     "lr": Field(gt=0),

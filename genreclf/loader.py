@@ -50,6 +50,11 @@ class Normalizer:
         std = np.sqrt(np.maximum(total_sq / count - mean**2, 1e-8))
         return cls(mean.astype(np.float32), std.astype(np.float32))
 
+    @classmethod
+    def identity(cls, n_mels: int) -> Normalizer:
+        """Mean 0 and std 1: for a network that normalizes its input itself."""
+        return cls(np.zeros(n_mels, np.float32), np.ones(n_mels, np.float32))
+
     def apply(self, mel: torch.Tensor) -> torch.Tensor:
         """(..., n_mels, frames) -> normalised float32."""
         mean = torch.as_tensor(self.mean, device=mel.device)[:, None]

@@ -42,6 +42,8 @@ class TrainConfig:
     # Frozen heads only: once chosen on val, the head is fitted again on train + val (more of a small catalog's
     # labels; the validation figure reported is the one it was chosen on, from train alone).
     head_refit: bool = True
+    # Pretrained models fine-tuned: the network's learning rate as a fraction of `lr` (its head's).
+    backbone_lr_scale: float = 0.1
     epochs: int = 15
     batch_size: int = 32
     lr: float = 3e-3
@@ -297,9 +299,22 @@ def _train_epoch(
     return total / max(seen, 1), seen
 
 
+def _param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
+    """One group at `cfg.lr`; a pretrained network's own layers in a second, at `cfg.backbone_lr_scale` of it."""
+    backbone = getattr(model, "backbone", None) if is_pretrained(cfg.model) else None
+    if backbone is None:
+        return [{"params": list(model.parameters()), "lr": cfg.lr}]
+    own = {id(p) for p in backbone.parameters()}
+    return [
+        {"params": list(backbone.parameters()), "lr": cfg.lr * cfg.backbone_lr_scale},
+        {"params": [p for p in model.parameters() if id(p) not in own], "lr": cfg.lr},
+    ]
+
+
 def _scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps: int) -> torch.optim.lr_scheduler.LRScheduler:
-    if cfg.schedule == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(steps, 1))
+    if cfg.schedule == "onecycle":  # each group peaks at its own learning rate
+        max_lr = [group["lr"] for group in opt.param_groups]
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=max_lr, total_steps=max(steps, 1))
     if cfg.schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1))
     raise ModelError(f"unknown schedule {cfg.schedule!r}; use 'onecycle' or 'cosine'")
@@ -352,15 +367,14 @@ def fit(
     many epochs of this call (to simulate a kill in tests) without finishing the run.
     The device is `cfg.device`, else GENRECLF_DEVICE, else the best available (`resolve_device`); the result names it.
     """
-    if is_pretrained(cfg.model) and not cfg.finetune:
+    pretrained = is_pretrained(cfg.model)
+    if pretrained and not cfg.finetune:
         from genreclf.transfer import fit_frozen  # scikit-learn and the embeddings: only frozen heads need them
 
         result = fit_frozen(store, manifest, cfg, run_id=check_run_id(run_id))
         if on_epoch is not None and result.new_epochs:
             on_epoch(1, result.history[-1])
         return result
-    if is_pretrained(cfg.model):
-        raise ConfigError(f"fine-tuning {cfg.model} (finetune=True) is not available yet; train its frozen head")
     ckpt_key, model_key = checkpoint_key(check_run_id(run_id)), weights_key(run_id)
     device = resolve_device(cfg.device)
     n_train = manifest.rows("train") * cfg.crops_per_segment  # training examples an epoch
@@ -371,6 +385,11 @@ def fit(
         log.warning("dataset %s has no validation split; validating on the training split", manifest.dataset_id)
     fc = manifest.feature_config
     crop = min(cfg.crop_frames(sample_rate=fc["sample_rate"], hop_length=fc["hop_length"]), manifest.mel_shape[1])
+    if pretrained:  # crops of the patch the network was trained on; validation scores whole segments, as predicting
+        from genreclf.models.musicnn import PATCH_FRAMES
+
+        crop = min(PATCH_FRAMES, manifest.mel_shape[1])
+    val_window = crop if cfg.eval_crops and not pretrained else None
     train_ds = StreamingSegments(store, manifest, "train", crop_frames=crop, crops_per_segment=cfg.crops_per_segment,
                                  shuffle_buffer=cfg.shuffle_buffer, seed=cfg.seed)  # fmt: skip
     val_loader = _loader(
@@ -383,16 +402,23 @@ def fit(
         )
     if ckpt is not None:  # a resumed run need not read the split again
         norm = Normalizer.from_dict(ckpt["normalizer"])
+    elif pretrained:  # the network normalizes its input itself (its first layer is a batch norm)
+        norm = Normalizer.identity(manifest.mel_shape[0])
     else:
         norm = _fit_normalizer(store, manifest, cfg, device)
 
     model = _seeded_model(cfg, len(manifest.labels))
+    started: dict[str, Any] = {}
+    if pretrained:
+        from genreclf.transfer import start_finetune
+
+        started = start_finetune(model, store, manifest, cfg, device, init=ckpt is None and cfg.init_from is None)
     if ckpt is None:  # a resumed run has its own weights
         _warm_start(model, store, cfg, manifest.labels)
     model = model.to(device)
     if cfg.channels_last and device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(_param_groups(model, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
     # Each loader worker drops its own last partial batch, so an epoch has at most n // batch steps; a split
     # smaller than a batch keeps its partial batches, at most one per worker.
     drop_last = n_train > cfg.batch_size
@@ -422,6 +448,7 @@ def fit(
         "catalog_version": manifest.catalog_version,
         "train_config": dataclasses.asdict(cfg),
         "run_id": run_id,
+        **started,
     }
     epochs_this_call, seg_seen, train_s = 0, 0, 0.0
     while state["epoch"] < cfg.epochs and (cfg.patience is None or state["bad_epochs"] < cfg.patience):
@@ -440,7 +467,7 @@ def fit(
                 f"workers read fewer of the {n_train} training segments; lower batch_size or num_workers"
             )
         seg_seen += seen
-        val_acc = stream_accuracy(model, val_loader, norm, device=device, window=crop if cfg.eval_crops else None)
+        val_acc = stream_accuracy(model, val_loader, norm, device=device, window=val_window)
         improved = val_acc > state["best_acc"]
         metrics = {"epoch": epoch, "train_loss": loss, "val_accuracy": val_acc, "lr": float(sched.get_last_lr()[0])}
         state["history"].append(metrics)

@@ -24,6 +24,7 @@ from sklearn.neural_network import MLPClassifier
 from sklearn.preprocessing import StandardScaler
 
 from genreclf.embeddings import Embeddings, ensure_embeddings, load_embeddings, pretrained_backbone
+from genreclf.errors import ModelError
 from genreclf.evaluation import track_scores
 from genreclf.keys import run_config_key
 from genreclf.loader import Normalizer
@@ -148,12 +149,12 @@ def _scores(logits: np.ndarray, data: Embeddings) -> dict[str, float]:
 
 
 def select_head(
-    train: Embeddings, val: Embeddings, *, num_classes: int, seed: int
+    train: Embeddings, val: Embeddings, *, num_classes: int, seed: int, heads: tuple[Head, ...] = HEADS
 ) -> tuple[Head, list[dict[str, Any]]]:
     """Fit every candidate on `train`, score it on `val` -> (the best: highest track accuracy, then lowest
     log-loss; the table of every candidate's figures)."""
     scored: list[tuple[Head, dict[str, float]]] = []
-    for head in HEADS:
+    for head in heads:
         fitted = fit_head(head, train, seed=seed)
         scored.append((head, _scores(fitted.logits(val.x, num_classes), val)))
     best, _ = min(scored, key=lambda r: (-r[1]["track_accuracy"], r[1]["track_log_loss"]))
@@ -191,16 +192,13 @@ def fit_frozen(store: Store, manifest: Manifest, cfg: TrainConfig, *, run_id: st
     model = MusicnnClassifier(num_classes=num_classes, hidden=best.hidden, dropout=cfg.dropout)
     model.backbone.load_state_dict(backbone.state_dict())
     model.head.load_state_dict(head.state_dict())
-    from genreclf.models import weights
-
-    provenance = weights.status(cfg.model)["provenance"]
     bundle = {
         "model": cfg.model,
         "num_classes": num_classes,
         "dropout": cfg.dropout,
         "hidden": best.hidden,
         "labels": manifest.labels,
-        "normalizer": Normalizer(np.zeros(FEATURES.n_mels, np.float32), np.ones(FEATURES.n_mels, np.float32)).to_dict(),
+        "normalizer": Normalizer.identity(FEATURES.n_mels).to_dict(),
         "feature_config": manifest.feature_config,
         "segment_config": manifest.segment_config,
         "dataset_id": manifest.dataset_id,
@@ -215,10 +213,7 @@ def fit_frozen(store: Store, manifest: Manifest, cfg: TrainConfig, *, run_id: st
             "chosen_on": val_split,
             "candidates": table,
         },
-        "pretrained": {
-            k: provenance[k]
-            for k in ("name", "source", "wheel_sha256", "checkpoint", "converter_version", "weights_sha256", "license")
-        },
+        "pretrained": _provenance(cfg.model),
         "embeddings": net_id,
         "history": [
             {"epoch": 1, "train_loss": chosen["track_log_loss"], "val_accuracy": chosen["segment_accuracy"], "lr": 0.0}
@@ -229,6 +224,39 @@ def fit_frozen(store: Store, manifest: Manifest, cfg: TrainConfig, *, run_id: st
     store.write_json(run_config_key(run_id), {"train": dataclasses.asdict(cfg), "dataset_id": manifest.dataset_id})
     write_model(store, run_id, model.state_dict(), bundle)
     return _result(store, run_id, bundle, new_epochs=1, device=str(device))
+
+
+def _provenance(name: str) -> dict[str, Any]:
+    """What model.json records of the pretrained weights a model started from."""
+    from genreclf.models import weights
+
+    meta = weights.status(name)["provenance"]
+    keys = ("name", "source", "wheel_sha256", "checkpoint", "converter_version", "weights_sha256", "license")
+    return {k: meta[k] for k in keys}
+
+
+def start_finetune(
+    model: torch.nn.Module, store: Store, manifest: Manifest, cfg: TrainConfig, device: torch.device, *, init: bool
+) -> dict[str, Any]:
+    """Where fine-tuning `model` (a `MusicnnClassifier` with a linear head) starts: the pretrained network, and for
+    the head the logistic regression on its frozen embeddings that scores best on val, fitted on train (linear
+    probing, then fine-tuning: the first steps do not pull the network toward a random head). `init=False` (a
+    resumed or warm-started run) only checks the features. Returns what model.json records of it."""
+    net_id = ensure_embeddings(store, manifest, cfg.model, device=device)
+    record: dict[str, Any] = {"hidden": 0, "pretrained": _provenance(cfg.model), "embeddings": net_id}
+    if not init:
+        return record
+    if not isinstance(model, MusicnnClassifier):
+        raise ModelError(f"{cfg.model} is fine-tuned as a MusicnnClassifier, not a {type(model).__name__}")
+    backbone, _ = pretrained_backbone(cfg.model, torch.device("cpu"))
+    model.backbone.load_state_dict(backbone.state_dict())
+    train = load_embeddings(store, manifest, net_id, "train")
+    val = load_embeddings(store, manifest, net_id, "val" if manifest.rows("val") else "train")
+    linear = tuple(h for h in HEADS if not h.hidden)
+    best, table = select_head(train, val, num_classes=len(manifest.labels), seed=cfg.seed, heads=linear)
+    model.head.load_state_dict(head_module(fit_head(best, train, seed=cfg.seed), len(manifest.labels)).state_dict())
+    log.info("fine-tuning %s from the head %s", cfg.model, best.name)
+    return {**record, "head": {"name": best.name, "start_of": "finetune", "candidates": table}}
 
 
 def _result(store: Store, run_id: str, bundle: dict[str, Any], *, new_epochs: int, device: str = "") -> TrainResult:

@@ -61,7 +61,7 @@ def test_a_frozen_head_trains_saves_and_is_evaluated_like_any_model(musicnn_weig
     run_id = training.run_id_for(manifest.dataset_id, cfg)
     result = training.fit(store, manifest, cfg, run_id=run_id)
     assert result.new_epochs == 1 and result.best_val_accuracy == 1.0  # the classes light up different bands
-    model, bundle = training.load_model(store, weights_key(run_id), torch.device("cpu"))
+    _, bundle = training.load_model(store, weights_key(run_id), torch.device("cpu"))
     assert bundle["pretrained"]["wheel_sha256"] == "f38a4890c648c1ddbb141c5d96d2b0a8cfcd36746002d896989f7b88beb65cfa"
     assert bundle["head"]["chosen_on"] == "val" and bundle["head"]["refit_on"] == "train+val"
     assert len(bundle["head"]["candidates"]) >= 10
@@ -83,7 +83,7 @@ def test_a_frozen_head_trains_saves_and_is_evaluated_like_any_model(musicnn_weig
 def test_a_dataset_without_the_networks_features_is_refused_with_what_to_do(musicnn_weights, tmp_path) -> None:
     store = Store.open(str(tmp_path / "store"))
     manifest = make_tiny_dataset(store)
-    with pytest.raises(ConfigError, match="musicnn-msd needs its own input .*genreclf run --model musicnn-msd"):
+    with pytest.raises(ConfigError, match=r"musicnn-msd needs its own input .*genreclf run --model musicnn-msd"):
         training.fit(store, manifest, training.TrainConfig(model="musicnn-msd"), run_id="r")
     assert not store.exists(weights_key("r"))
 
@@ -91,3 +91,19 @@ def test_a_dataset_without_the_networks_features_is_refused_with_what_to_do(musi
 def test_embeddings_are_keyed_by_the_weights(musicnn_weights) -> None:
     a = embeddings.network_id("musicnn-msd", "a" * 64)
     assert a != embeddings.network_id("musicnn-msd", "b" * 64) and a.startswith("musicnn-msd-")
+
+
+def test_fine_tuning_starts_from_the_network_and_a_probed_head_and_resumes(musicnn_weights, tmp_path) -> None:
+    store = Store.open(str(tmp_path / "store"))
+    manifest = make_tiny_dataset(store, feat=FEATURES, seg=SEG_3S, tracks_per_class=4)
+    cfg = training.TrainConfig(model="musicnn-msd", finetune=True, epochs=2, batch_size=8, crops_per_segment=1,
+                               max_steps_per_epoch=2, lr=1e-3)  # fmt: skip
+    first = training.fit(store, manifest, cfg, run_id="ft", stop_after=1)
+    assert first.epochs == 1 and first.best_val_accuracy == 1.0  # the probed head is right from the first epoch
+    _, bundle = training.load_model(store, weights_key("ft"), torch.device("cpu"))
+    assert bundle["head"]["start_of"] == "finetune" and bundle["pretrained"]["name"] == "musicnn-msd"
+    assert bundle["normalizer"]["mean"] == [0.0] * 96  # the network's own batch norm normalizes its input
+    done = training.fit(store, manifest, cfg, run_id="ft")
+    assert done.epochs == 2 and done.new_epochs == 1  # resumed after epoch 1
+    scores = evaluation.evaluate_model(store, weights_key("ft"), manifest, device="cpu")
+    assert scores["track"]["accuracy"] == 1.0
