@@ -1,10 +1,12 @@
 """How well the label audit finds what is wrong in real music: GTZAN's known faults, and faults planted on purpose.
 
     .venv/bin/python benchmarks/audit.py [--data ../shared/data] [--work DIR] [--flips 10] [--copies 5] [--seed 0]
+                                         [--model musicnn-msd]
 
 1. Known faults. ../shared/data/gtzan-sample holds 209 GTZAN clips; the 18 that its fault-filtered split CSV does
    not list are ones the published filter drops (repeated, mislabelled or distorted clips). The sample is built
-   into a dataset (default settings: 30 s windows, 128 mels) and audited; printed: how many of the 18 the audit
+   into a dataset (default settings: 30 s windows, 128 mels; musicnn's 96 mels at 16 kHz with --model musicnn-msd,
+   when the out-of-fold model reads the network's embeddings) and audited; printed: how many of the 18 the audit
    ranks in its top 10 % and top 20 %, what a random ranking gets on average (and the chance that it does at
    least as well), and the five top-ranked clips with their reasons.
 2. Planted faults. A copy of the sample (links to the clips, under --work) gets FLIPS clips moved to another
@@ -42,12 +44,13 @@ from genreclf.sources.local import scan_folder
 from genreclf.storage import Store
 
 
-def build(root: Path, store_url: str) -> Manifest:
-    """What build-dataset does for a folder catalog with the default settings, without Prefect."""
+def build(root: Path, store_url: str, model: str) -> Manifest:
+    """What build-dataset does for a folder catalog with the default settings (the features `model` is fed),
+    without Prefect."""
     store = Store.open(store_url)
     scan = scan_folder(root, hash_cache=False)
     version = catalog.write_catalog(store, scan.tracks, skipped=scan.skipped)
-    params = DatasetParams()
+    params = DatasetParams().for_model(model)
     seg, feat = params.segment_config(), params.feature_config()
     rows = catalog.rows_of(catalog.read_catalog(store, version))
     yt = get_settings().youtube
@@ -67,9 +70,9 @@ def build(root: Path, store_url: str) -> Manifest:
     return read_manifest(store, plan.dataset_id)
 
 
-def audit(root: Path, store_url: str, label: str) -> AuditReport:
+def audit(root: Path, store_url: str, label: str, model: str) -> AuditReport:
     t0 = time.perf_counter()
-    manifest = build(root, store_url)
+    manifest = build(root, store_url, model)
     built = time.perf_counter() - t0
     report, _ = audit_dataset(Store.open(store_url), manifest, reuse=False)
     stages = ", ".join(f"{k} {v:.1f} s" for k, v in report.seconds.items())
@@ -93,8 +96,8 @@ def chance_at_least(hits: int, *, population: int, marked: int, drawn: int) -> f
     return ways / math.comb(population, drawn)
 
 
-def known_faults(data: Path, work: Path) -> tuple[set[str], set[str]]:
-    report = audit(data / "gtzan-sample", str(work / "store-sample"), "gtzan-sample")
+def known_faults(data: Path, work: Path, model: str) -> tuple[set[str], set[str]]:
+    report = audit(data / "gtzan-sample", str(work / "store-sample"), "gtzan-sample", model)
     with open(data / "gtzan-sample-split.csv") as f:
         kept = {rel(r["path"]) for r in csv.DictReader(f)}
     ranked = [rel(r["name"]) for r in report.rows]
@@ -130,7 +133,7 @@ def ffmpeg_copy(src: Path, dst: Path, *, trim_s: float, gain_db: float) -> None:
     )  # fmt: skip
 
 
-def planted(data: Path, work: Path, kept: set[str], *, flips: int, copies: int, seed: int) -> None:
+def planted(data: Path, work: Path, kept: set[str], *, flips: int, copies: int, seed: int, model: str) -> None:
     src = data / "gtzan-sample"
     root = work / "planted"
     shutil.rmtree(root, ignore_errors=True)
@@ -155,7 +158,7 @@ def planted(data: Path, work: Path, kept: set[str], *, flips: int, copies: int, 
         ffmpeg_copy(p, root / name, trim_s=float(rng.uniform(2, 6)), gain_db=float(rng.choice([-4.0, 4.0])))
         copied[name] = f"{p.parent.name}/{p.name}"
     print(f"\nplanted: {flips} label flips and {copies} re-encoded, trimmed, louder or quieter copies (seed {seed})")
-    report = audit(root, str(work / "store-planted"), "planted sample")
+    report = audit(root, str(work / "store-planted"), "planted sample", model)
     k = round(0.10 * len(report.rows))
     top = {r["name"]: r for r in report.rows[:k]}
     found_flips = [n for n in flipped if n in top]
@@ -190,12 +193,14 @@ def main() -> None:
     p.add_argument("--flips", type=int, default=10)
     p.add_argument("--copies", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--model", default="resnet18", help="build the features this model is fed: with musicnn-msd (its "
+                   "weights fetched) the out-of-fold model reads its embeddings, else summary features")  # fmt: skip
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        _, kept = known_faults(args.data, work)
-        planted(args.data, work, kept, flips=args.flips, copies=args.copies, seed=args.seed)
+        _, kept = known_faults(args.data, work, args.model)
+        planted(args.data, work, kept, flips=args.flips, copies=args.copies, seed=args.seed, model=args.model)
 
 
 if __name__ == "__main__":

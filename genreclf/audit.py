@@ -62,7 +62,8 @@ class AuditConfig:
     folds, repeats: k of the out-of-fold predictions, and how many k-fold runs (with different fold assignments)
         are averaged
     crop_s: summary features are taken over crops this long; a track's probabilities are the mean over its crops
-    regularization: inverse L2 strength (C) of the logistic regression
+    regularization: inverse L2 strength (C) of the logistic regression on summary features
+    embedding_regularization: the same, on a pretrained network's embeddings (used when the dataset has them)
     min_similarity, min_overlap_s: what counts as a near-duplicate (see `duplicates.find_near_duplicates`)
     outlier_fraction: the fraction of tracks with the lowest out-of-distribution scores flagged as outliers
     """
@@ -74,6 +75,8 @@ class AuditConfig:
     # flips ranked in the top 10 % against 0.70 with 10 s crops and 0.66 with whole 30 s clips.
     crop_s: float = 5.0
     regularization: float = 0.1
+    # The same on a pretrained network's embeddings (1,706 values a segment, not ~160): see `audit_dataset`.
+    embedding_regularization: float = 0.01
     min_similarity: float = duplicates.MIN_SIMILARITY
     min_overlap_s: float = duplicates.MIN_OVERLAP_S
     outlier_fraction: float = 0.02
@@ -85,10 +88,34 @@ class AuditConfig:
             )
 
 
-def audit_id_for(dataset_id: str, cfg: AuditConfig) -> str:
-    """Same dataset (its id follows the audio and labels), same config, same method -> same audit id."""
-    blob = json.dumps([dataset_id, dataclasses.asdict(cfg), AUDIT_VERSION], sort_keys=True).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
+def audit_id_for(dataset_id: str, cfg: AuditConfig, network: str | None = None) -> str:
+    """Same dataset (its id follows the audio and labels), same config, same method -> same audit id. `network`: the
+    id of the embeddings the out-of-fold model read (`genreclf.embeddings.network_id`), None for summary features
+    (whose audits keep the ids they had before embeddings were an option)."""
+    fields = dataclasses.asdict(cfg)
+    inputs: list[Any] = [dataset_id, fields, AUDIT_VERSION]
+    if network is None:
+        del fields["embedding_regularization"]
+    else:
+        inputs.append(network)
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def audit_network(manifest: Manifest) -> str | None:
+    """The id of the embeddings an audit of this dataset reads (`genreclf.embeddings.usable_network`), or None for
+    summary features."""
+    from genreclf import embeddings
+    from genreclf.models import weights
+
+    name = embeddings.usable_network(manifest)
+    if name is None:
+        return None
+    return embeddings.network_id(name, weights.status(name)["provenance"]["weights_sha256"])
+
+
+def stored_audit(store: Store, manifest: Manifest, cfg: AuditConfig | None = None) -> AuditReport | None:
+    """The audit `audit_dataset` would reuse for this dataset and config, if it is stored."""
+    return read_audit(store, audit_id_for(manifest.dataset_id, cfg or AuditConfig(), audit_network(manifest)))
 
 
 class AuditRow(TypedDict):
@@ -149,9 +176,10 @@ def crop_starts(frames: int, crop: int) -> list[int]:
     return list(range(0, frames - crop + 1, crop)) or [0]
 
 
-def read_tracks(store: Store, manifest: Manifest, cfg: AuditConfig) -> _Tracks:
-    """Summary features of every crop and a fingerprint of every track, streamed shard by shard: one shard's
-    spectrograms are in memory at a time, and what is kept per track is small."""
+def read_tracks(store: Store, manifest: Manifest, cfg: AuditConfig, network: str | None = None) -> _Tracks:
+    """Summary features of every crop (or, with `network`, the stored embedding of every segment) and a fingerprint
+    of every track, streamed shard by shard: one shard's spectrograms are in memory at a time, and what is kept per
+    track is small."""
     from genreclf.models.baselines import summary_features  # scikit-learn and librosa: only an audit needs them
 
     feat = FeatureConfig(**manifest.feature_config)
@@ -175,7 +203,10 @@ def read_tracks(store: Store, manifest: Manifest, cfg: AuditConfig) -> _Tracks:
                 labels.append(label)
                 artists.append(artist)
         rows = np.array([index[t] for t in ids])
-        for s in crop_starts(mel.shape[2], crop):
+        if network is not None:
+            features.append(_embedding_rows(store, network, shard["key"], table))
+            owners.append(rows)
+        for s in crop_starts(mel.shape[2], crop) if network is None else []:
             features.append(summary_features(mel[:, :, s : s + crop], cfg=feat))
             owners.append(rows)
         segments: dict[str, list[tuple[float, int]]] = defaultdict(list)
@@ -189,6 +220,17 @@ def read_tracks(store: Store, manifest: Manifest, cfg: AuditConfig) -> _Tracks:
         ids=list(index), labels=np.asarray(labels, np.int64), artists=artists,
         crop_features=np.concatenate(features), crop_track=np.concatenate(owners), fingerprints=fingerprints,
     )  # fmt: skip
+
+
+def _embedding_rows(store: Store, network: str, shard_key: str, table: pa.Table) -> np.ndarray:
+    """The stored embeddings of a shard's segments, in the shard's order: (rows, dim)."""
+    from genreclf.keys import embedding_key
+
+    stored = store.read_parquet(embedding_key(network, shard_key))
+    if stored["segment_id"].to_pylist() != table["segment_id"].to_pylist():
+        raise DataError(f"{store.uri(embedding_key(network, shard_key))} does not follow its shard; delete it")
+    emb = stored["embedding"].combine_chunks()
+    return emb.flatten().to_numpy().reshape(len(emb), -1)
 
 
 def _timeline(segments: list[tuple[float, np.ndarray]], feat: FeatureConfig) -> np.ndarray:
@@ -439,7 +481,8 @@ def audit_dataset(
     is False. The dataset id follows the audio and the labels, so a changed catalog is audited afresh.
     """
     cfg = cfg or AuditConfig()
-    audit_id = audit_id_for(manifest.dataset_id, cfg)
+    network = audit_network(manifest)
+    audit_id = audit_id_for(manifest.dataset_id, cfg, network)
     if reuse and (stored := read_audit(store, audit_id)) is not None:
         log.info("audit %s of dataset %s is in the store; reusing it", audit_id, manifest.dataset_id)
         return stored, True
@@ -453,8 +496,16 @@ def audit_dataset(
         seconds[stage] = round(now - t, 2)
         t = now
 
-    tracks = read_tracks(store, manifest, cfg)
+    if network is not None:  # stored ones are reused (a frozen head's training made them)
+        from genreclf import embeddings
+        from genreclf.training import resolve_device
+
+        name = embeddings.usable_network(manifest)
+        assert name is not None  # audit_network found it
+        embeddings.ensure_embeddings(store, manifest, name, device=resolve_device())
+    tracks = read_tracks(store, manifest, cfg, network)
     lap("features")
+    log.info("auditing with %s", f"the embeddings of {network}" if network else "summary features")
     feat = FeatureConfig(**manifest.feature_config)
     pairs = duplicates.find_near_duplicates(
         tracks.fingerprints, cfg=feat, min_similarity=cfg.min_similarity, min_overlap_s=cfg.min_overlap_s
@@ -463,8 +514,10 @@ def audit_dataset(
     n = len(tracks.ids)
     pos = {tid: i for i, tid in enumerate(tracks.ids)}
     groups = _groups(n, tracks.artists, [(pos[p.a], pos[p.b]) for p in pairs])
+    # On embeddings, the same logistic regression at the strength that suits them.
+    oof_cfg = cfg if network is None else dataclasses.replace(cfg, regularization=cfg.embedding_regularization)
     probs = out_of_fold_probabilities(
-        tracks.crop_features, tracks.crop_track, tracks.labels, groups, num_classes=len(manifest.labels), cfg=cfg
+        tracks.crop_features, tracks.crop_track, tracks.labels, groups, num_classes=len(manifest.labels), cfg=oof_cfg
     )
     lap("out_of_fold")
     outlier = _outlier_scores(tracks.crop_features, tracks.crop_track, n)

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from genreclf.errors import GenreclfError, ModelError
+from genreclf.errors import ConfigError, GenreclfError, ModelError
 
 if TYPE_CHECKING:
     from flows.pipeline import PipelineResult
@@ -45,10 +45,16 @@ def _print_summary(out: PipelineResult, seconds: float) -> None:
 
 def _run_pipeline(catalog_dir: Path, args: argparse.Namespace) -> int:
     from genreclf.console import live_stages
+    from genreclf.models import default_model, is_pretrained
     from genreclf.training import resolve_device
 
     resolve_device(args.device)  # a device this machine lacks fails at once, before any flow starts
+    if not args.model:
+        args.model, why = default_model()
+        print(why)
     _check_weights(args.model)
+    if args.finetune and not is_pretrained(args.model):
+        raise ConfigError(f"--finetune fine-tunes a pretrained network; {args.model} is trained from scratch anyway")
     from flows.params import DatasetParams, TrainParams
     from flows.pipeline import pipeline
 
@@ -56,7 +62,8 @@ def _run_pipeline(catalog_dir: Path, args: argparse.Namespace) -> int:
     if getattr(args, "split_file", None):
         dataset = dataset.model_copy(update={"split_file": args.split_file})
     training = TrainParams.small() if args.small else TrainParams()
-    options = {"epochs": args.epochs, "model": args.model, "device": args.device, "seed": args.seed}
+    options = {"epochs": args.epochs, "model": args.model, "device": args.device, "seed": args.seed,
+               "finetune": args.finetune or None}  # fmt: skip
     updates = {k: v for k, v in options.items() if v is not None}
     training = training.model_copy(update=updates)
     t0 = time.perf_counter()
@@ -253,8 +260,11 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--store", help="storage root: a directory or s3://bucket/prefix (default $GENRECLF_STORAGE_URL "
                    "or ./genreclf-data)")  # fmt: skip
     p.add_argument("--epochs", type=int, help="training epochs (overrides the config)")
-    p.add_argument("--model", help="resnet18 (default), small_cnn, or a head on a pretrained network: musicnn-msd, "
-                   "musicnn-mtt (`genreclf weights fetch` gets them)")  # fmt: skip
+    p.add_argument("--model", help="musicnn-msd or musicnn-mtt: a head on that pretrained network (`genreclf "
+                   "weights fetch` gets them; musicnn-msd is the default when it is there); resnet18 or small_cnn: "
+                   "from scratch (resnet18 is the default without the weights)")  # fmt: skip
+    p.add_argument("--finetune", action="store_true", help="with a pretrained --model: fine-tune the whole network "
+                   "(minutes an epoch on a CPU; use a GPU) instead of a head on its frozen embeddings")  # fmt: skip
     p.add_argument("--device", help=DEVICE_HELP)
     p.add_argument("--seed", type=int, help="seed of the model's initialisation, its crops and the baselines "
                    "(default 0; the split does not depend on it)")  # fmt: skip

@@ -78,9 +78,9 @@ def _dataset(store: Store, args: argparse.Namespace) -> Manifest:
 
 def _audit(store: Store, manifest: Manifest, *, fresh: bool) -> AuditReport:
     """The stored audit of this dataset (no Prefect needed), or a new one from the audit flow."""
-    from genreclf.audit import AuditConfig, audit_id_for, read_audit
+    from genreclf.audit import read_audit, stored_audit
 
-    if not fresh and (stored := read_audit(store, audit_id_for(manifest.dataset_id, AuditConfig()))) is not None:
+    if not fresh and (stored := stored_audit(store, manifest)) is not None:
         print(f"audit {stored.audit_id} of dataset {manifest.dataset_id} is stored (made {stored.created_at[:19]}); "
               "--fresh audits again", file=sys.stderr)  # fmt: skip
         return stored
@@ -129,9 +129,9 @@ def _write_rows(rows: list[AuditRow], fmt: str) -> None:
 
 def _accept(store: Store, manifest: Manifest, args: argparse.Namespace) -> int:
     from genreclf import catalog, overrides
-    from genreclf.audit import DROP, RELABEL, AuditConfig, audit_id_for, read_audit
+    from genreclf.audit import DROP, RELABEL, stored_audit
 
-    report = read_audit(store, audit_id_for(manifest.dataset_id, AuditConfig()))
+    report = stored_audit(store, manifest)
     if report is None and (args.accept or args.accept_suggested):
         raise DataError(f"dataset {manifest.dataset_id} has no audit yet: run `genreclf audit` first")
     rows = report.rows if report else []

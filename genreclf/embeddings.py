@@ -60,6 +60,16 @@ def check_features(manifest: Manifest, name: str) -> None:
         )
 
 
+def usable_network(manifest: Manifest) -> str | None:
+    """The pretrained network whose embeddings of this dataset the audit may use (`ensure_embeddings` computes any
+    missing): the default one when its weights are cached and the dataset holds its input; else None."""
+    from genreclf.models import DEFAULT_PRETRAINED, weights
+
+    if FeatureConfig(**manifest.feature_config) != FEATURES or not weights.available(DEFAULT_PRETRAINED):
+        return None
+    return DEFAULT_PRETRAINED
+
+
 def pretrained_backbone(name: str, device: torch.device) -> tuple[Musicnn, str]:
     """(the cached network `name` in eval mode on `device`, its network id); a ModelError saying how to fetch it."""
     from genreclf.models import weights

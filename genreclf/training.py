@@ -77,6 +77,11 @@ class TrainConfig:
     # Segments each loader worker holds to shuffle across row groups (30 s float16 segments: ~85 MB per worker).
     shuffle_buffer: int = 256
 
+    @property
+    def frozen_head(self) -> bool:
+        """A head fitted on a frozen pretrained network's embeddings: one fit, no epochs."""
+        return is_pretrained(self.model) and not self.finetune
+
     def crop_frames(self, *, sample_rate: int, hop_length: int) -> int:
         return crop_frames(self.crop_s, sample_rate=sample_rate, hop_length=hop_length)
 
@@ -368,7 +373,7 @@ def fit(
     The device is `cfg.device`, else GENRECLF_DEVICE, else the best available (`resolve_device`); the result names it.
     """
     pretrained = is_pretrained(cfg.model)
-    if pretrained and not cfg.finetune:
+    if cfg.frozen_head:
         from genreclf.transfer import fit_frozen  # scikit-learn and the embeddings: only frozen heads need them
 
         result = fit_frozen(store, manifest, cfg, run_id=check_run_id(run_id))

@@ -17,13 +17,14 @@ def fit_model(storage_url: str, dataset_id: str, cfg: training.TrainConfig, run_
     """Train (or resume) a run; a retry continues from the last epoch's checkpoint."""
     store = Store.open(storage_url)
     manifest = read_manifest(store, dataset_id)
-    progress = Progress(cfg.epochs, f"epochs of run {run_id}", step_pct=0.0)
+    total = 1 if cfg.frozen_head else cfg.epochs
+    progress = Progress(total, f"{'head' if cfg.frozen_head else 'epochs'} of run {run_id}", step_pct=0.0)
 
     def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
         progress.advance(detail=f"loss {metrics['train_loss']:.3f}, val accuracy {metrics['val_accuracy']:.3f}")
 
     result = training.fit(store, manifest, cfg, run_id=run_id, on_epoch=on_epoch)
-    progress.advance(cfg.epochs)  # done: early stopping or a resumed run ends before the last epoch's update
+    progress.advance(total)  # done: early stopping or a resumed run ends before the last epoch's update
     return result
 
 

@@ -32,12 +32,13 @@ FLIPS = {"chirp/drone-03.wav": "drone", "noise/pulse-05.ogg": "pulse"}
 COPY, ORIGINAL = "chirp/chirp-02-copy.mp3", "chirp/chirp-02.ogg"
 
 
-def build(root: Path, store_url: str) -> Manifest:
-    """build-dataset's steps for a folder catalog, without Prefect (small windows: 3 s, hop 1.5 s, 64 mels)."""
+def build(root: Path, store_url: str, model: str = "resnet18") -> Manifest:
+    """build-dataset's steps for a folder catalog, without Prefect (small windows: 3 s, hop 1.5 s, 64 mels, or the
+    features `model` is fed)."""
     store = Store.open(store_url)
     scan = scan_folder(root, hash_cache=False)
     version = overrides.apply_overrides(store, catalog.write_catalog(store, scan.tracks, skipped=scan.skipped))
-    params = DatasetParams.small()
+    params = DatasetParams.small().for_model(model)
     seg, feat = params.segment_config(), params.feature_config()
     rows = catalog.rows_of(catalog.read_catalog(store, version))
     results = [acquire_track(store, row, cfg=seg, yt=get_settings().youtube) for row in rows]
@@ -92,6 +93,25 @@ def test_audit_finds_the_planted_flips_and_copy(store: Store) -> None:
     assert {r["name"] for r in report.rows[:3]} == {*FLIPS, COPY}
     assert [r["rank"] for r in report.rows] == list(range(1, len(report.rows) + 1))
     assert report.counts == {"tracks": 33, "mislabelled": 2, "near-duplicate": 2, "outlier": 0}
+
+
+def test_an_audit_of_a_pretrained_networks_dataset_reads_its_embeddings(
+    planted: tuple[Path, Path], musicnn_weights: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from genreclf.audit import audit_network
+
+    store = Store.open(str(tmp_path / "store"))
+    manifest = build(planted[0], store.url, model="musicnn-msd")
+    caplog.set_level("INFO", logger="genreclf")
+    report, _ = audit_dataset(store, manifest)
+    assert "auditing with the embeddings of musicnn-msd-" in caplog.text
+    assert report.audit_id == audit_id_for(manifest.dataset_id, AuditConfig(), audit_network(manifest))
+    assert report.audit_id != audit_id_for(manifest.dataset_id, AuditConfig())
+    by_name = rows_by_name(report.rows)
+    for name, genre in FLIPS.items():
+        assert (by_name[name]["issue"], by_name[name]["suggested"]) == (MISLABELLED, genre), by_name[name]
+    assert by_name[COPY]["issue"] == DUPLICATE  # the fingerprints read the same spectrograms, at 16 kHz
+    assert report.oof_accuracy >= 0.9
 
 
 def test_an_audit_is_reused_only_for_the_same_dataset_and_config(store: Store) -> None:

@@ -16,7 +16,8 @@ from genreclf.dataset import plan_dataset
 from genreclf.features import FeatureConfig
 from genreclf.training import TrainConfig
 
-BUILD_ONLY = {"split_seed", "shard_mb", "split_file"}  # dataset parameters that are no config's
+# Dataset parameters that are no config's field (feature_sample_rate overrides FeatureConfig.sample_rate).
+BUILD_ONLY = {"split_seed", "shard_mb", "split_file", "feature_sample_rate"}
 
 
 def names(*configs: type) -> set[str]:
@@ -57,6 +58,19 @@ def test_every_parameter_reaches_the_configs(params: Any, build: Any) -> None:
 def test_one_sample_rate_feeds_both_configs() -> None:
     params = DatasetParams(sample_rate=16_000)
     assert params.segment_config().sample_rate == params.feature_config().sample_rate == 16_000
+    # Spectrograms at another rate than the decoded audio: a pretrained network's input, from the same audio.
+    params = DatasetParams(feature_sample_rate=16_000)
+    assert (params.segment_config().sample_rate, params.feature_config().sample_rate) == (22_050, 16_000)
+
+
+def test_a_pretrained_model_gets_its_networks_features_and_others_keep_theirs() -> None:
+    from genreclf.models.musicnn import FEATURES
+
+    small = DatasetParams.small()
+    musicnn = small.for_model("musicnn-msd")
+    assert musicnn.feature_config() == FEATURES
+    assert musicnn.segment_config() == small.segment_config()  # same decoded audio and windows
+    assert small.for_model("resnet18") == small
 
 
 def test_a_field_added_to_a_config_is_a_parameter_and_configs_that_disagree_are_refused() -> None:

@@ -47,9 +47,16 @@ class _ConvBNMax(nn.Module):
         self.bn = nn.BatchNorm2d(filters, eps=_EPS)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.pad(x, (0, 0, *self.time_pad))  # (batch, 1, time + pad, mel)
-        x = self.bn(F.relu(self.conv(x)))  # (batch, filters, time, mel')
-        return x.amax(dim=3)  # (batch, filters, time)
+        x = self.conv(F.pad(x, (0, 0, *self.time_pad)))  # (batch, filters, time, mel')
+        mean, var = self.bn.running_mean, self.bn.running_var
+        if self.training or mean is None or var is None:  # batch statistics over every (time, mel) position
+            return self.bn(F.relu(x)).amax(dim=3)
+        # Inference: BN is then a fixed per-channel a * v + b and ReLU is monotone, so the max over mel of
+        # BN(ReLU(v)) is BN(ReLU(max v)) where a >= 0 and BN(ReLU(min v)) where a < 0: the same values from two
+        # reductions of the conv's output instead of three passes over it (a third of the time of a patch).
+        scale = self.bn.weight / torch.sqrt(var + self.bn.eps)  # (filters,)
+        peak = torch.where(scale[:, None] >= 0, x.amax(dim=3), x.amin(dim=3))  # (batch, filters, time)
+        return F.batch_norm(F.relu(peak), mean, var, self.bn.weight, self.bn.bias, False, 0.0, self.bn.eps)
 
 
 class _MidConv(nn.Module):
