@@ -29,7 +29,7 @@ def test_resnet18_takes_one_channel_and_any_length() -> None:
 
 
 def test_unknown_model_and_too_few_classes_are_clear_errors() -> None:
-    with pytest.raises(ModelError, match="known models: .*resnet18"):
+    with pytest.raises(ModelError, match=r"known models: .*resnet18"):
         create_model("vgg", num_classes=3)
     with pytest.raises(ModelError, match="at least 2 classes"):
         create_model("resnet18", num_classes=1)
