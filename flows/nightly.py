@@ -50,8 +50,9 @@ def nightly_retrain(
         version = ingest_spotify(playlists_file=playlists_file, storage_url=store.url)
     else:
         version = scan_folder_catalog(str(catalog_dir), store.url)
-    dataset_id = build_dataset(version, dataset, store.url)
     training = training or TrainParams()
+    # A pretrained network is fed its own features, from the same decoded audio.
+    dataset_id = build_dataset(version, (dataset or DatasetParams()).for_model(training.model), store.url)
     champion = read_champion(store) if warm_start else None
     if champion is not None and champion["dataset_id"] == dataset_id:
         reason = f"the champion {champion['run_id']} was trained on dataset {dataset_id} already; nothing to fine-tune"

@@ -107,3 +107,25 @@ def test_fine_tuning_starts_from_the_network_and_a_probed_head_and_resumes(music
     assert done.epochs == 2 and done.new_epochs == 1  # resumed after epoch 1
     scores = evaluation.evaluate_model(store, weights_key("ft"), manifest, device="cpu")
     assert scores["track"]["accuracy"] == 1.0
+
+
+def test_a_frozen_heads_model_predicts_audio_at_the_decoding_rate(musicnn_weights, tmp_path) -> None:
+    """Predicting decodes at the dataset's rate (22,050 Hz) and resamples to the network's 16 kHz, as the build did;
+    its windows' probabilities are the softmax of the model on those features."""
+    from genreclf.features import features_batch
+    from genreclf.predict import Predictor
+
+    store = Store.open(str(tmp_path / "store"))
+    manifest = make_tiny_dataset(store, feat=FEATURES, seg=SEG_3S, tracks_per_class=4)
+    training.fit(store, manifest, training.TrainConfig(model="musicnn-msd"), run_id="frozen")
+    predictor = Predictor(store, "frozen", device="cpu")
+    t = np.arange(int(22_050 * 7.5)) / 22_050
+    y = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)  # 7.5 s: two 3 s windows and a padded tail
+    pred = predictor.predict_audio(y, source="tone")
+    assert pred.window_probabilities.shape == (3, 3) and np.allclose(pred.window_probabilities.sum(1), 1, atol=1e-5)
+    windows = np.stack([y[:66_150], y[66_150:132_300]])
+    mel = features_batch(windows, sample_rate=22_050, cfg=FEATURES)
+    assert mel.shape == (2, 96, 188)
+    with torch.no_grad():
+        want = torch.softmax(predictor.model(torch.from_numpy(mel)[:, None]), 1).numpy()
+    np.testing.assert_allclose(pred.window_probabilities[:2], want, atol=1e-5)
