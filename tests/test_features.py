@@ -115,6 +115,7 @@ def test_feature_config_hash_is_stable() -> None:
         {"fmin": 20.0},
         {"fmax": 8_000.0},
         {"log_offset": 1e-5},
+        {"compression": "log10"},
     ],
 )
 def test_feature_config_hash_changes_with_every_field(change: dict[str, Any]) -> None:
@@ -171,3 +172,20 @@ def test_one_torch_thread_holds_while_blocks_overlap_and_restores_after_the_last
         assert seen == {"second, after the first ended": 1, "fresh": 2}
     finally:
         torch.set_num_threads(before)
+
+
+def test_features_of_audio_decoded_at_another_rate_are_those_of_the_same_sound_at_the_features_rate() -> None:
+    """Audio is stored at the decoding rate; a 16 kHz config resamples it first, to exactly the window's samples."""
+    from genreclf.features import features_batch
+
+    cfg = FeatureConfig(sample_rate=16_000, n_fft=512, hop_length=256, n_mels=96, compression="log10")
+
+    def tone(sr: int) -> np.ndarray:
+        t = np.arange(3 * sr) / sr
+        return (0.4 * np.sin(2 * np.pi * 440 * t) + 0.2 * np.sin(2 * np.pi * 1500 * t)).astype(np.float32)
+
+    resampled = features_batch(tone(22_050)[None], sample_rate=22_050, cfg=cfg)
+    direct = features_batch(tone(16_000)[None], sample_rate=16_000, cfg=cfg)
+    assert resampled.shape == direct.shape == (1, 96, cfg.window_frames(3.0))
+    inner = slice(4, -4)  # the resampler's edges differ from a tone that starts and stops at 16 kHz
+    np.testing.assert_allclose(resampled[..., inner], direct[..., inner], atol=0.02)

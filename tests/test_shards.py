@@ -366,10 +366,10 @@ def test_build_shard_from_stored_audio(store: Store, tone: np.ndarray, rng: np.r
     assert table.column("artist_id").to_pylist() == ["a1", "a1", "a1", None, None]
 
 
-def test_build_shard_refuses_mismatched_sample_rates(store: Store) -> None:
-    with pytest.raises(ConfigError, match="sample rate"):
+def test_build_shard_refuses_features_above_the_decoding_rate(store: Store) -> None:
+    with pytest.raises(ConfigError, match="feature sample rate 44100 is above the decoding rate 22050"):
         build_shard(
-            store, shard_key("a", 0), [], labels=LABELS, seg=SEG, feat=dataclasses.replace(FEAT, sample_rate=16_000)
+            store, shard_key("a", 0), [], labels=LABELS, seg=SEG, feat=dataclasses.replace(FEAT, sample_rate=44_100)
         )
 
 
