@@ -95,6 +95,7 @@ def test_audit_finds_the_planted_flips_and_copy(store: Store) -> None:
     assert report.counts == {"tracks": 33, "mislabelled": 2, "near-duplicate": 2, "outlier": 0}
 
 
+@pytest.mark.slow
 def test_an_audit_of_a_pretrained_networks_dataset_reads_its_embeddings(
     planted: tuple[Path, Path], musicnn_weights: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

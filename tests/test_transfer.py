@@ -11,6 +11,7 @@ from genreclf.audio import SegmentConfig
 from genreclf.embeddings import Embeddings
 from genreclf.errors import ConfigError
 from genreclf.keys import embedding_key
+from genreclf.manifest import Manifest
 from genreclf.models.files import weights_key
 from genreclf.models.musicnn import EMBEDDING_DIM, FEATURES
 from genreclf.storage import Store
@@ -54,13 +55,20 @@ def _cols(head: Head) -> np.ndarray:
     return _columns(head.layers)
 
 
-def test_a_frozen_head_trains_saves_and_is_evaluated_like_any_model(musicnn_weights, tmp_path, caplog) -> None:
-    store = Store.open(str(tmp_path / "store"))
+@pytest.fixture(scope="module")
+def frozen_run(musicnn_weights, tmp_path_factory) -> tuple[Store, Manifest, str]:
+    """(store, its tiny dataset at musicnn's features, the run id of a frozen head trained on it): made once."""
+    store = Store.open(str(tmp_path_factory.mktemp("frozen") / "store"))
     manifest = make_tiny_dataset(store, feat=FEATURES, seg=SEG_3S, tracks_per_class=5)
     cfg = training.TrainConfig(model="musicnn-msd")
     run_id = training.run_id_for(manifest.dataset_id, cfg)
     result = training.fit(store, manifest, cfg, run_id=run_id)
     assert result.new_epochs == 1 and result.best_val_accuracy == 1.0  # the classes light up different bands
+    return store, manifest, run_id
+
+
+def test_a_frozen_head_trains_saves_and_is_evaluated_like_any_model(frozen_run, caplog) -> None:
+    store, manifest, run_id = frozen_run
     _, bundle = training.load_model(store, weights_key(run_id), torch.device("cpu"))
     assert bundle["pretrained"]["wheel_sha256"] == "f38a4890c648c1ddbb141c5d96d2b0a8cfcd36746002d896989f7b88beb65cfa"
     assert bundle["head"]["chosen_on"] == "val" and bundle["head"]["refit_on"] == "train+val"
@@ -73,11 +81,11 @@ def test_a_frozen_head_trains_saves_and_is_evaluated_like_any_model(musicnn_weig
     assert store.read_parquet(key).num_rows == manifest.rows()
     before = store.read_bytes(key)
     caplog.set_level("INFO", logger="genreclf.embeddings")
-    again = training.fit(store, manifest, cfg.__class__(model="musicnn-msd", seed=1), run_id="seed1")
+    again = training.fit(store, manifest, training.TrainConfig(model="musicnn-msd", seed=1), run_id="seed1")
     assert again.new_epochs == 1 and store.read_bytes(key) == before
     assert "1 shards reused, 0 computed" in caplog.text
     # The same run id is not fitted again.
-    assert training.fit(store, manifest, cfg, run_id=run_id).new_epochs == 0
+    assert training.fit(store, manifest, training.TrainConfig(model="musicnn-msd"), run_id=run_id).new_epochs == 0
 
 
 def test_a_dataset_without_the_networks_features_is_refused_with_what_to_do(musicnn_weights, tmp_path) -> None:
@@ -93,6 +101,7 @@ def test_embeddings_are_keyed_by_the_weights(musicnn_weights) -> None:
     assert a != embeddings.network_id("musicnn-msd", "b" * 64) and a.startswith("musicnn-msd-")
 
 
+@pytest.mark.slow
 def test_fine_tuning_starts_from_the_network_and_a_probed_head_and_resumes(musicnn_weights, tmp_path) -> None:
     store = Store.open(str(tmp_path / "store"))
     manifest = make_tiny_dataset(store, feat=FEATURES, seg=SEG_3S, tracks_per_class=4)
@@ -109,16 +118,14 @@ def test_fine_tuning_starts_from_the_network_and_a_probed_head_and_resumes(music
     assert scores["track"]["accuracy"] == 1.0
 
 
-def test_a_frozen_heads_model_predicts_audio_at_the_decoding_rate(musicnn_weights, tmp_path) -> None:
+def test_a_frozen_heads_model_predicts_audio_at_the_decoding_rate(frozen_run) -> None:
     """Predicting decodes at the dataset's rate (22,050 Hz) and resamples to the network's 16 kHz, as the build did;
     its windows' probabilities are the softmax of the model on those features."""
     from genreclf.features import features_batch
     from genreclf.predict import Predictor
 
-    store = Store.open(str(tmp_path / "store"))
-    manifest = make_tiny_dataset(store, feat=FEATURES, seg=SEG_3S, tracks_per_class=4)
-    training.fit(store, manifest, training.TrainConfig(model="musicnn-msd"), run_id="frozen")
-    predictor = Predictor(store, "frozen", device="cpu")
+    store, _, run_id = frozen_run
+    predictor = Predictor(store, run_id, device="cpu")
     t = np.arange(int(22_050 * 7.5)) / 22_050
     y = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)  # 7.5 s: two 3 s windows and a padded tail
     pred = predictor.predict_audio(y, source="tone")
