@@ -177,3 +177,37 @@ def test_run_takes_a_split_file_naming_wav_files_and_a_seed(tmp_path: Path, caps
     splits = pl.read_parquet(store.path(splits_key(champion["dataset_id"])))
     assert splits.height == 12 and splits["split"].to_list().count("test") == 4  # every file matched its .wav name
     assert "Test accuracy" in capsys.readouterr().out
+
+
+def test_run_says_which_model_and_how_to_get_the_pretrained_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without weights in the cache: a pretrained model fails in one line saying what to run, before any flow; the
+    default falls back to ResNet-18 and says how to get the pretrained one; --finetune needs a pretrained model."""
+    from genreclf.models import default_model
+
+    monkeypatch.setenv("GENRECLF_CACHE_DIR", str(tmp_path / "empty-cache"))
+    root = make_demo_catalog(tmp_path / "catalog", tracks_per_genre=3, seconds=1.0)
+    run = ["run", "--catalog", str(root), "--store", str(tmp_path / "store")]
+    assert main([*run, "--model", "musicnn-msd"]) == 2
+    err = capsys.readouterr().err
+    assert "--model musicnn-msd: pretrained weights not fetched; run `genreclf weights fetch musicnn-msd`" in err
+    assert main([*run, "--model", "resnet18", "--finetune"]) == 2
+    assert "--finetune fine-tunes a pretrained network; resnet18" in capsys.readouterr().err
+    assert not (tmp_path / "store").exists()
+    name, why = default_model()
+    assert name == "resnet18" and "`genreclf weights fetch` gets the pretrained musicnn-msd" in why
+
+
+def test_weights_list_and_a_bad_fetch_are_one_line_each(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("GENRECLF_CACHE_DIR", str(tmp_path / "cache"))
+    assert main(["weights", "list"]) == 1
+    out = capsys.readouterr().out
+    assert "musicnn-msd  not fetched; run `genreclf weights fetch musicnn-msd`" in out and "musicnn-mtt" in out
+    (tmp_path / "bad.whl").write_bytes(b"not a wheel")
+    assert main(["weights", "fetch", "musicnn-msd", "--from", str(tmp_path / "bad.whl")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "sha256" in err and "truncated" in err
+    assert main(["weights", "fetch", "vggish"]) == 2
+    assert "unknown pretrained network 'vggish'; known: musicnn-msd, musicnn-mtt" in capsys.readouterr().err
+    assert not (tmp_path / "cache" / "weights" / "musicnn-msd").exists()
