@@ -151,12 +151,13 @@ def _scores(logits: np.ndarray, data: Embeddings) -> dict[str, float]:
 def select_head(
     train: Embeddings, val: Embeddings, *, num_classes: int, seed: int, heads: tuple[Head, ...] = HEADS
 ) -> tuple[Head, list[dict[str, Any]]]:
-    """Fit every candidate on `train`, score it on `val` -> (the best: highest track accuracy, then lowest
-    log-loss; the table of every candidate's figures)."""
+    """Fit every candidate on `train`, score it on `val` -> (the best: highest val track accuracy, then lowest val
+    log-loss; the table of every candidate's val figures and its log-loss on train)."""
     scored: list[tuple[Head, dict[str, float]]] = []
     for head in heads:
         fitted = fit_head(head, train, seed=seed)
-        scored.append((head, _scores(fitted.logits(val.x, num_classes), val)))
+        on_train = _scores(fitted.logits(train.x, num_classes), train)["track_log_loss"]
+        scored.append((head, {**_scores(fitted.logits(val.x, num_classes), val), "train_log_loss": on_train}))
     best, _ = min(scored, key=lambda r: (-r[1]["track_accuracy"], r[1]["track_log_loss"]))
     return best, [{"head": head.name, **scores} for head, scores in scored]
 
@@ -216,7 +217,7 @@ def fit_frozen(store: Store, manifest: Manifest, cfg: TrainConfig, *, run_id: st
         "pretrained": _provenance(cfg.model),
         "embeddings": net_id,
         "history": [
-            {"epoch": 1, "train_loss": chosen["track_log_loss"], "val_accuracy": chosen["segment_accuracy"], "lr": 0.0}
+            {"epoch": 1, "train_loss": chosen["train_log_loss"], "val_accuracy": chosen["segment_accuracy"], "lr": 0.0}
         ],
         "train_s": time.perf_counter() - t0,
         "embed_s": embed_s,
