@@ -441,20 +441,7 @@ def fit(
     log.info("run %s trains on %s", run_id, device)
     store.write_json(run_config_key(run_id), {"train": dataclasses.asdict(cfg), "dataset_id": manifest.dataset_id})
 
-    bundle_base = {
-        "model": cfg.model,
-        "num_classes": len(manifest.labels),
-        "dropout": cfg.dropout,
-        "labels": manifest.labels,
-        "normalizer": norm.to_dict(),
-        "feature_config": manifest.feature_config,
-        "segment_config": manifest.segment_config,
-        "dataset_id": manifest.dataset_id,
-        "catalog_version": manifest.catalog_version,
-        "train_config": dataclasses.asdict(cfg),
-        "run_id": run_id,
-        **started,
-    }
+    bundle_base = {**model_record(manifest, cfg, run_id, norm), **started}
     epochs_this_call, seg_seen, train_s = 0, 0, 0.0
     while state["epoch"] < cfg.epochs and (cfg.patience is None or state["bad_epochs"] < cfg.patience):
         epoch = state["epoch"] + 1
@@ -511,6 +498,23 @@ def fit(
         new_epochs=epochs_this_call,
         device=str(device),
     )
+
+
+def model_record(manifest: Manifest, cfg: TrainConfig, run_id: str, norm: Normalizer) -> dict[str, Any]:
+    """What model.json holds of every run besides its weights and epoch: enough to predict (see models.files)."""
+    return {
+        "model": cfg.model,
+        "num_classes": len(manifest.labels),
+        "dropout": cfg.dropout,
+        "labels": manifest.labels,
+        "normalizer": norm.to_dict(),
+        "feature_config": manifest.feature_config,
+        "segment_config": manifest.segment_config,
+        "dataset_id": manifest.dataset_id,
+        "catalog_version": manifest.catalog_version,
+        "train_config": dataclasses.asdict(cfg),
+        "run_id": run_id,
+    }
 
 
 def _seeded_model(cfg: TrainConfig, num_classes: int) -> nn.Module:

@@ -32,7 +32,7 @@ from genreclf.manifest import Manifest
 from genreclf.models.files import META, read_model, weights_key, write_model
 from genreclf.models.musicnn import EMBEDDING_DIM, EMBEDDING_LAYERS, FEATURES, MusicnnClassifier
 from genreclf.storage import Store
-from genreclf.training import TrainConfig, TrainResult, resolve_device
+from genreclf.training import TrainConfig, TrainResult, model_record, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -194,18 +194,8 @@ def fit_frozen(store: Store, manifest: Manifest, cfg: TrainConfig, *, run_id: st
     model.backbone.load_state_dict(backbone.state_dict())
     model.head.load_state_dict(head.state_dict())
     bundle = {
-        "model": cfg.model,
-        "num_classes": num_classes,
-        "dropout": cfg.dropout,
+        **model_record(manifest, cfg, run_id, Normalizer.identity(FEATURES.n_mels)),
         "hidden": best.hidden,
-        "labels": manifest.labels,
-        "normalizer": Normalizer.identity(FEATURES.n_mels).to_dict(),
-        "feature_config": manifest.feature_config,
-        "segment_config": manifest.segment_config,
-        "dataset_id": manifest.dataset_id,
-        "catalog_version": manifest.catalog_version,
-        "train_config": dataclasses.asdict(cfg),
-        "run_id": run_id,
         "epoch": 1,
         "head": {
             "name": best.name,
