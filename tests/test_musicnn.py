@@ -109,6 +109,19 @@ def test_musicnn_shapes_gradients_and_no_nan() -> None:
     assert Musicnn().eval().embed(torch.randn(1, 1, 96, PATCH_FRAMES)).shape == (1, EMBEDDING_DIM)
 
 
+def test_fine_tuning_keeps_the_networks_batch_norm_statistics() -> None:
+    """A training step changes the weights, not the pretrained statistics the head's features depend on."""
+    torch.manual_seed(0)
+    model = create_model("musicnn-msd", num_classes=3).train()
+    before = {k: v.clone() for k, v in model.state_dict().items() if "running" in k}
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    torch.nn.functional.cross_entropy(model(torch.randn(4, 1, 96, PATCH_FRAMES)), torch.tensor([0, 1, 2, 0])).backward()
+    opt.step()
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert not torch.equal(after["backbone.timbral.0.bn.weight"], torch.ones(204))  # the BN's scale does learn
+
+
 def test_other_models_refuse_a_hidden_head() -> None:
     with pytest.raises(ModelError, match="no head with a hidden layer"):
         create_model("small_cnn", num_classes=3, hidden=16)

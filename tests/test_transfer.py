@@ -109,6 +109,7 @@ def test_fine_tuning_starts_from_the_network_and_a_probed_head_and_resumes(music
                                max_steps_per_epoch=2, lr=1e-3)  # fmt: skip
     first = training.fit(store, manifest, cfg, run_id="ft", stop_after=1)
     assert first.epochs == 1 and first.best_val_accuracy == 1.0  # the probed head is right from the first epoch
+    assert first.history[0]["train_loss"] < 2.0  # the features the head was fitted on did not move at the start
     _, bundle = training.load_model(store, weights_key("ft"), torch.device("cpu"))
     assert bundle["head"]["start_of"] == "finetune" and bundle["pretrained"]["name"] == "musicnn-msd"
     assert bundle["normalizer"]["mean"] == [0.0] * 96  # the network's own batch norm normalizes its input

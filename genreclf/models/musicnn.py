@@ -49,9 +49,9 @@ class _ConvBNMax(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv(F.pad(x, (0, 0, *self.time_pad)))  # (batch, filters, time, mel')
         mean, var = self.bn.running_mean, self.bn.running_var
-        if self.training or mean is None or var is None:  # batch statistics over every (time, mel) position
+        if self.bn.training or mean is None or var is None:  # batch statistics over every (time, mel) position
             return self.bn(F.relu(x)).amax(dim=3)
-        # Inference: BN is then a fixed per-channel a * v + b and ReLU is monotone, so the max over mel of
+        # With fixed statistics, BN is a per-channel a * v + b and ReLU is monotone, so the max over mel of
         # BN(ReLU(v)) is BN(ReLU(max v)) where a >= 0 and BN(ReLU(min v)) where a < 0: the same values from two
         # reductions of the conv's output instead of three passes over it (a third of the time of a patch).
         scale = self.bn.weight / torch.sqrt(var + self.bn.eps)  # (filters,)
@@ -123,13 +123,12 @@ def segment_embeddings(net: Musicnn, mel: torch.Tensor, *, chunk: int | None = N
 
     In inference, patches go through the network `chunk` at a time: by default 2 on a CPU, where a patch's front-end
     maps (~9 MB) then stay in cache (measured here, 66 patches of a 3-minute song: 1.7 s in chunks of 2 against
-    2.6-2.8 s in chunks of 8-16), and 256 on a GPU. In training, all at once: batch norm takes its statistics over
-    the whole batch.
+    2.6-2.8 s in chunks of 8-16), and 256 on a GPU. In training, all at once.
     """
     frames = mel.shape[-1]
     starts = window_starts(frames, PATCH_FRAMES)
     patches = torch.stack([mel[..., s : s + PATCH_FRAMES] for s in starts], 1).flatten(0, 1)  # (batch * n, 1, 96, T)
-    if net.training:
+    if torch.is_grad_enabled() and net.training:  # training: one pass, one graph
         chunk = len(patches)
     elif chunk is None:
         chunk = 2 if mel.device.type == "cpu" else 256
@@ -143,6 +142,10 @@ class MusicnnClassifier(nn.Module):
     The head is a linear layer (a logistic regression) or, with `hidden`, one hidden ReLU layer; either takes the
     whole EMBEDDING_DIM vector (a head fitted on some layers only has zero weights on the others). Input:
     (batch, 1, 96, frames) of whole segments; output (batch, num_classes) logits.
+
+    In training (fine-tuning), the backbone's batch norms keep the statistics it was pretrained with (their scale
+    and shift still learn): batch statistics of a few dozen crops would move every feature the head was fitted on
+    at the first step (seen on GTZAN: the loss went from ~2 to 700,000 in the first epoch).
     """
 
     def __init__(self, *, num_classes: int, hidden: int = 0, dropout: float = 0.0) -> None:
@@ -154,6 +157,13 @@ class MusicnnClassifier(nn.Module):
             )
         else:
             self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(EMBEDDING_DIM, num_classes))
+
+    def train(self, mode: bool = True) -> MusicnnClassifier:
+        super().train(mode)
+        for m in self.backbone.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.eval()
+        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(segment_embeddings(self.backbone, x))  # (batch, num_classes)
