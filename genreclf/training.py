@@ -91,9 +91,17 @@ def crop_frames(crop_s: float, *, sample_rate: int, hop_length: int) -> int:
     return max(1, round(crop_s * sample_rate / hop_length))
 
 
+# Bumped when how a frozen head is chosen and fitted (genreclf.transfer) changes: a frozen head's run id names it, so
+# a stored head made the old way is not taken for the new one. (ResNet runs resume from checkpoints instead.)
+FROZEN_HEAD_VERSION = 1
+
+
 def run_id_for(dataset_id: str, cfg: TrainConfig) -> str:
     """Same dataset and config -> same run id, so a rerun resumes the run instead of starting another."""
-    blob = json.dumps([dataset_id, dataclasses.asdict(cfg)], sort_keys=True).encode()
+    inputs: list[Any] = [dataset_id, dataclasses.asdict(cfg)]
+    if cfg.frozen_head:
+        inputs.append({"frozen_head_version": FROZEN_HEAD_VERSION})
+    blob = json.dumps(inputs, sort_keys=True).encode()
     return f"{cfg.model}-{hashlib.sha256(blob).hexdigest()[:12]}"
 
 

@@ -61,6 +61,13 @@ HEADS: tuple[Head, ...] = (
 )
 
 
+# Most of musicnn's pooled channels are dead: on GTZAN 1,082 of the 1,706 embedding values vary by under 1e-6 across
+# tracks (float rounding of a constant), against 0.1-10 for the live ones. Standardizing such a column divides its
+# rounding noise by ~1e-12: the head then hangs on noise that another device or the least fine-tuning changes
+# (fine-tuning from such a head went to a loss of 700,000 in its first epoch). A head reads the columns that vary.
+MIN_STD = 1e-3
+
+
 def _columns(layers: tuple[str, ...]) -> np.ndarray:
     """Indices of `layers` in the embedding (EMBEDDING_LAYERS' order)."""
     out, start = [], 0
@@ -74,6 +81,7 @@ def _columns(layers: tuple[str, ...]) -> np.ndarray:
 @dataclass
 class FittedHead:
     head: Head
+    columns: np.ndarray  # the embedding's columns it reads: its layers' that vary (`MIN_STD`)
     scaler: StandardScaler
     model: LogisticRegression | MLPClassifier
 
@@ -84,7 +92,9 @@ class FittedHead:
 
 
 def fit_head(head: Head, data: Embeddings, *, seed: int) -> FittedHead:
-    x = data.x[:, _columns(head.layers)]
+    columns = _columns(head.layers)
+    columns = columns[data.x[:, columns].std(axis=0) > MIN_STD]
+    x = data.x[:, columns]
     scaler = StandardScaler().fit(x)
     model: LogisticRegression | MLPClassifier
     if head.hidden:
@@ -94,14 +104,14 @@ def fit_head(head: Head, data: Embeddings, *, seed: int) -> FittedHead:
     with warnings.catch_warnings():  # a strongly regularized fit that stops at max_iter is still a fine candidate
         warnings.simplefilter("ignore", ConvergenceWarning)
         model.fit(scaler.transform(x), data.labels)
-    return FittedHead(head, scaler, model)
+    return FittedHead(head, columns, scaler, model)
 
 
 def head_module(fitted: FittedHead, num_classes: int) -> torch.nn.Sequential:
     """The fitted head as the torch layers of `MusicnnClassifier.head` (dropout included, so the state dict's keys
     match): standardization folded into the first linear layer, zero weights on the layers it does not read, and a
     bias of -1e4 for a class the training split did not have."""
-    cols = torch.from_numpy(_columns(fitted.head.layers))
+    cols = torch.from_numpy(fitted.columns)
     mean = torch.from_numpy(fitted.scaler.mean_).double()
     scale = torch.from_numpy(fitted.scaler.scale_).double()
     classes = torch.from_numpy(np.asarray(fitted.model.classes_, dtype=np.int64))

@@ -42,17 +42,23 @@ def test_the_torch_head_gives_scikit_learns_probabilities(head: Head, classes: l
     train, test = _embeddings(60, classes), _embeddings(30, [0, 1, 2], seed=1)
     fitted = fit_head(head, train, seed=0)
     cols = [c for c in range(3) if c in classes]
-    want = fitted.model.predict_proba(fitted.scaler.transform(test.x[:, _cols(head)]))  # (n, classes seen)
+    want = fitted.model.predict_proba(fitted.scaler.transform(test.x[:, fitted.columns]))  # (n, classes seen)
     with torch.no_grad():
         got = torch.softmax(head_module(fitted, 3)(torch.from_numpy(test.x)).double(), 1).numpy()
     np.testing.assert_allclose(got[:, cols], want, atol=2e-5)
     assert np.all(got[:, [c for c in range(3) if c not in classes]] < 1e-6)  # a class never seen is never said
 
 
-def _cols(head: Head) -> np.ndarray:
-    from genreclf.transfer import _columns
-
-    return _columns(head.layers)
+def test_a_head_reads_only_the_columns_that_vary() -> None:
+    """A constant column (a dead channel), plus rounding noise, gets no weight: standardizing it would blow its
+    noise up to the scale of a real feature."""
+    data = _embeddings(60, [0, 1, 2])
+    x = data.x.copy()
+    x[:, 5] = 3.0 + np.random.default_rng(0).normal(0, 1e-9, len(x))  # (n,): constant up to float noise
+    fitted = fit_head(Head(("max_pool",), 1.0), Embeddings(x, data.labels, data.track_ids), seed=0)
+    assert 5 not in fitted.columns and 6 in fitted.columns
+    weight = head_module(fitted, 3)[-1].weight
+    assert torch.all(weight[:, 5] == 0) and weight.abs().max() < 100
 
 
 @pytest.fixture(scope="module")
