@@ -48,6 +48,9 @@ log = logging.getLogger(__name__)
 
 # Bump when the method changes, so that audits stored by the old one are made again rather than reused.
 AUDIT_VERSION = 1
+# The same, for the method on a pretrained network's embeddings only (its audits' ids name it; summary-feature
+# audits keep theirs).
+EMBEDDING_AUDIT_VERSION = 1
 
 MISLABELLED, DUPLICATE, OUTLIER = "mislabelled", "near-duplicate", "outlier"
 # What accepting a row does: relabel it to `suggested`, drop it (a second copy), nothing (a track without issue,
@@ -97,7 +100,7 @@ def audit_id_for(dataset_id: str, cfg: AuditConfig, network: str | None = None) 
     if network is None:
         del fields["embedding_regularization"]
     else:
-        inputs.append(network)
+        inputs += [network, EMBEDDING_AUDIT_VERSION]
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -216,9 +219,14 @@ def read_tracks(store: Store, manifest: Manifest, cfg: AuditConfig, network: str
             fingerprints[tid] = duplicates.fingerprint(_timeline([(o, mel[i]) for o, i in parts], feat), cfg=feat)
     if not index:
         raise DataError(f"dataset {manifest.dataset_id} has no segments to audit")
+    crop_features = np.concatenate(features)
+    if network is not None:  # dead channels: their rounding noise is no feature (see genreclf.embeddings)
+        from genreclf.embeddings import live_columns
+
+        crop_features = crop_features[:, live_columns(crop_features)]
     return _Tracks(
         ids=list(index), labels=np.asarray(labels, np.int64), artists=artists,
-        crop_features=np.concatenate(features), crop_track=np.concatenate(owners), fingerprints=fingerprints,
+        crop_features=crop_features, crop_track=np.concatenate(owners), fingerprints=fingerprints,
     )  # fmt: skip
 
 

@@ -44,6 +44,18 @@ class Embeddings:
         return len(self.labels)
 
 
+# Most of musicnn's pooled channels are dead: on GTZAN 1,082 of the 1,706 embedding values vary by under 1e-6 across
+# tracks (float rounding of a constant), against 0.1-10 for the live ones. Standardizing such a column divides its
+# rounding noise by ~1e-12: a model on it then hangs on noise that another device or the least fine-tuning changes
+# (fine-tuning from such a head went to a loss of 700,000 in its first epoch). Models read the columns that vary.
+MIN_STD = 1e-3
+
+
+def live_columns(x: np.ndarray) -> np.ndarray:
+    """(n, dim) embeddings -> (dim,) bool: the columns whose standard deviation is above MIN_STD."""
+    return np.asarray(x.std(axis=0) > MIN_STD)
+
+
 def network_id(name: str, weights_sha256: str) -> str:
     """What decides an embedding's values besides the segment: the network, its weights, the extraction."""
     return f"{name}-{weights_sha256[:12]}-v{EXTRACTION_VERSION}"

@@ -23,7 +23,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.neural_network import MLPClassifier
 from sklearn.preprocessing import StandardScaler
 
-from genreclf.embeddings import Embeddings, ensure_embeddings, load_embeddings, pretrained_backbone
+from genreclf.embeddings import Embeddings, ensure_embeddings, live_columns, load_embeddings, pretrained_backbone
 from genreclf.errors import ModelError
 from genreclf.evaluation import track_scores
 from genreclf.keys import run_config_key
@@ -61,13 +61,6 @@ HEADS: tuple[Head, ...] = (
 )
 
 
-# Most of musicnn's pooled channels are dead: on GTZAN 1,082 of the 1,706 embedding values vary by under 1e-6 across
-# tracks (float rounding of a constant), against 0.1-10 for the live ones. Standardizing such a column divides its
-# rounding noise by ~1e-12: the head then hangs on noise that another device or the least fine-tuning changes
-# (fine-tuning from such a head went to a loss of 700,000 in its first epoch). A head reads the columns that vary.
-MIN_STD = 1e-3
-
-
 def _columns(layers: tuple[str, ...]) -> np.ndarray:
     """Indices of `layers` in the embedding (EMBEDDING_LAYERS' order)."""
     out, start = [], 0
@@ -81,7 +74,7 @@ def _columns(layers: tuple[str, ...]) -> np.ndarray:
 @dataclass
 class FittedHead:
     head: Head
-    columns: np.ndarray  # the embedding's columns it reads: its layers' that vary (`MIN_STD`)
+    columns: np.ndarray  # the embedding's columns it reads: those of its layers that vary (`live_columns`)
     scaler: StandardScaler
     model: LogisticRegression | MLPClassifier
 
@@ -93,7 +86,7 @@ class FittedHead:
 
 def fit_head(head: Head, data: Embeddings, *, seed: int) -> FittedHead:
     columns = _columns(head.layers)
-    columns = columns[data.x[:, columns].std(axis=0) > MIN_STD]
+    columns = columns[live_columns(data.x[:, columns])]
     x = data.x[:, columns]
     scaler = StandardScaler().fit(x)
     model: LogisticRegression | MLPClassifier
