@@ -152,12 +152,13 @@ def evaluate_embedding_knn(
 ) -> dict[str, Scores]:
     """kNN (k=55, capped as `knn_k`) on a pretrained network's stored segment embeddings (`genreclf.embeddings`),
     fitted on train and scored on `split`: the baseline beside a head on the same embeddings."""
-    from genreclf.embeddings import load_embeddings
+    from genreclf.embeddings import live_columns, load_embeddings
 
     train, test = load_embeddings(store, manifest, net_id, "train"), load_embeddings(store, manifest, net_id, split)
+    live = live_columns(train.x)  # standardized dead channels would be noise in every distance
     model = create_baseline("knn", n_train=len(train), num_classes=len(manifest.labels))
-    model.fit(train.x, train.labels)
-    proba = class_probabilities(model, test.x, len(manifest.labels))
+    model.fit(train.x[:, live], train.labels)
+    proba = class_probabilities(model, test.x[:, live], len(manifest.labels))
     return {name: score_report(proba, test.labels, test.track_ids, manifest.labels)}
 
 
