@@ -26,7 +26,7 @@ from sklearn.preprocessing import StandardScaler
 from genreclf.embeddings import Embeddings, ensure_embeddings, live_columns, load_embeddings, pretrained_backbone
 from genreclf.errors import ModelError
 from genreclf.evaluation import track_scores
-from genreclf.keys import run_config_key
+from genreclf.keys import model_file_key, run_config_key
 from genreclf.loader import Normalizer
 from genreclf.manifest import Manifest
 from genreclf.models.files import META, read_model, weights_key, write_model
@@ -171,7 +171,7 @@ def fit_frozen(store: Store, manifest: Manifest, cfg: TrainConfig, *, run_id: st
     A run already saved (same dataset and config: same run id) is returned as it is. Needs the dataset built with
     the network's features, and the network's weights in the cache (`genreclf weights fetch`).
     """
-    if store.exists(f"runs/{run_id}/{META}"):
+    if store.exists(model_file_key(run_id, META)):
         _, bundle = read_model(store, weights_key(run_id))
         log.info("run %s is trained already (%s)", run_id, bundle["head"]["name"])
         return _result(store, run_id, bundle, new_epochs=0)
