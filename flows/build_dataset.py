@@ -16,6 +16,7 @@ from genreclf import catalog, overrides, shards
 from genreclf.acquire import TrackResult
 from genreclf.audio import SegmentConfig
 from genreclf.dataset import DatasetPlan, read_plan, write_plan
+from genreclf.keys import quarantine_key
 from genreclf.manifest import set_latest
 from genreclf.settings import Settings, get_settings
 from genreclf.shards import ShardEntry
@@ -112,7 +113,7 @@ def build_dataset(
     plan = plan_dataset(
         store.url, version, as_is(rows), as_is(results), seg, feat, params.split_seed, assigned, params.shard_mb
     )
-    report_quarantine(plan, len(rows))
+    report_quarantine(plan, len(rows), store)
     if plan.built:
         logger.info("dataset %s is already built from the same audio; reusing it", plan.dataset_id)
         set_latest(store, plan.dataset_id)
@@ -143,8 +144,9 @@ def build_dataset(
     return plan.dataset_id
 
 
-def report_quarantine(plan: DatasetPlan, n_tracks: int) -> None:
-    """The `quarantine` table artifact and a warning, when anything was left out."""
+def report_quarantine(plan: DatasetPlan, n_tracks: int, store: Store) -> None:
+    """The `quarantine` table artifact and a warning naming where it is kept, when anything was left out (the
+    artifact goes with a temporary Prefect server; the store's copy, written with the dataset, stays)."""
     if not plan.quarantined:
         return
     skipped = sum(q["stage"] == "scan" for q in plan.quarantined)
@@ -158,4 +160,5 @@ def report_quarantine(plan: DatasetPlan, n_tracks: int) -> None:
         key="quarantine",
         description=summary,
     )  # fmt: skip
-    get_run_logger().warning("%s (see the quarantine artifact)", summary)
+    where = store.uri(quarantine_key(plan.dataset_id))
+    get_run_logger().warning("%s: kept in %s with the dataset, and in the quarantine artifact", summary, where)

@@ -51,7 +51,7 @@ def train(
             key="training-curves",
             description=f"train loss and validation accuracy per epoch of {run_id}",
         )
-    logger.info("device: %s; config: %s", result.device, dataclasses.asdict(params.config()))
+    logger.debug("device: %s; config: %s", result.device, dataclasses.asdict(params.config()))
     if trained_now:
         events.model_trained(run_id, dataset_id=manifest.dataset_id, storage_url=store.url)
     else:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import logging
 import os
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 from genreclf.errors import ConfigError, GenreclfError, ModelError
 
@@ -279,17 +280,69 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse that, on an error, suggests the option or command closest to what was mistyped (difflib): a
+    mistyped option whose command then lacks a required one is named, not only the missing option."""
+
+    _given: list[str]  # what it was last asked to parse (set in parse_known_args)
+
+    def parse_known_args(  # type: ignore[override]  # argparse's overloads, one signature here
+        self, args: Any = None, namespace: Any = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        self._given = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
+
+    def error(self, message: str) -> NoReturn:
+        super().error(message + self.suggestion())
+
+    def _subcommands(self) -> argparse._SubParsersAction[argparse.ArgumentParser] | None:
+        return next((a for a in self._actions if isinstance(a, argparse._SubParsersAction)), None)
+
+    def commands(self) -> dict[str, argparse.ArgumentParser]:
+        """The subcommands' parsers, by name (none for a parser without subcommands)."""
+        found = self._subcommands()
+        return dict(found.choices) if found else {}
+
+    def innermost(self, args: argparse.Namespace) -> _Parser:
+        """The parser of the (sub)command `args` were parsed for: `weights fetch`'s, not `genreclf`'s."""
+        found = self._subcommands()
+        chosen = found.choices.get(getattr(args, found.dest, None) or "") if found else None
+        return chosen.innermost(args) if isinstance(chosen, _Parser) else self
+
+    def unrecognized(self, extra: list[str]) -> NoReturn:
+        self._given = extra
+        self.error(f"unrecognized arguments: {' '.join(extra)}")
+
+    def suggestion(self) -> str:
+        options = [o for o in self._option_string_actions if o.startswith("--")]
+        hints = []
+        for token in getattr(self, "_given", []):
+            word = token.split("=", 1)[0]
+            if word.startswith("--") and not any(o.startswith(word) for o in options):
+                close = difflib.get_close_matches(word, options, n=1)
+                hints += [f"{word}: did you mean {close[0]}?"] if close else []
+            elif self.commands() and not word.startswith("-") and word not in self.commands():
+                close = difflib.get_close_matches(word, list(self.commands()), n=1)
+                hints += [f"{word}: did you mean {close[0]}?"] if close else []
+                break  # only the first positional is a command
+        return "".join(f"\n  {h}" for h in hints)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from genreclf import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="genreclf",
         description="Music-genre classifiers from music catalogs. Start with `genreclf demo`.",
         formatter_class=_HelpFormatter,
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="show debug logs and Prefect's engine lines")
     parser.add_argument("--version", action="version", version=f"genreclf {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    # Subcommands are _Parsers too (argparse makes them of the parent's class); typed as plain ones for the modules
+    # that add theirs.
+    sub = cast(
+        "argparse._SubParsersAction[argparse.ArgumentParser]", parser.add_subparsers(dest="command", metavar="COMMAND")
+    )
 
     def command(name: str, help: str) -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".",
@@ -349,7 +402,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and isinstance(parser, _Parser):  # said by the command's own parser, with its usage and options
+        parser.innermost(args).unrecognized(extra)
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command is None:
         parser.print_help()
         return 0

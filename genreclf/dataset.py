@@ -176,13 +176,14 @@ def split_warnings(tracks: list[PlannedTrack]) -> list[str]:
         splits_of.setdefault(t["genre"], set()).add(t["split"])
         count[t["genre"]] = count.get(t["genre"], 0) + 1
     present = {s for got in splits_of.values() for s in got}
+    cannot = {"train": "learned", "val": "validated", "test": "tested"}
     out = []
     for genre in sorted(splits_of):
         missing = [s for s in SPLITS if s in present and s not in splits_of[genre]]
         if missing:
             out.append(
                 f"genre {genre!r} ({count[genre]} track{'s' if count[genre] != 1 else ''}) is not in "
-                f"{' or '.join(missing)}: it cannot be validated or tested there; add tracks of it"
+                f"{' or '.join(missing)}: it cannot be {' or '.join(cannot[s] for s in missing)}; add tracks of it"
             )
     return out
 

@@ -113,7 +113,8 @@ def promote_if_better(
         entry = {**candidate, "promoted_at": datetime.now(UTC).isoformat()}
         tried = json.dumps(entry, indent=2, sort_keys=True, default=str).encode(), decision
         if store.write_if(CHAMPION_KEY, tried[0], version):
-            log.info("promoted run %s to champion (track accuracy %.3f)", candidate["run_id"], candidate_score)
+            # The decision's reason says so once, where it is reported (the evaluate flow's log, the report).
+            log.debug("promoted run %s to champion (track accuracy %.3f)", candidate["run_id"], candidate_score)
             return decision
         log.info("the champion changed while run %s was compared with it; comparing again", candidate["run_id"])
     raise ModelError(

@@ -105,12 +105,19 @@ def test_track_ids_survive_moving_the_folder(tone: np.ndarray, tmp_path: Path) -
     assert after["audio_uri"].to_list() != before["audio_uri"].to_list()
 
 
-def test_scan_fingerprints_files_and_rehashes_only_what_changed(tone: np.ndarray, tmp_path: Path) -> None:
+def test_scan_fingerprints_files_and_rehashes_only_what_changed(
+    tone: np.ndarray, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     root = make_folder(tmp_path / "music", tone)
     cache = tmp_path / "hashes.sqlite"
 
+    caplog.set_level("INFO", logger="genreclf.sources.local")
     first = scan_folder(root, hash_cache=cache)
     again = scan_folder(root, hash_cache=cache)
+    # What each scan says is true of it: the first read every file, the second none (they were read before).
+    said = [r.getMessage() for r in caplog.records if "found 4 tracks" in r.getMessage()]
+    assert said[0].endswith("(4 files read and hashed, 0 unchanged since they were)")
+    assert said[1].endswith("(0 files read and hashed, 4 unchanged since they were)")
     sf.write(root / "jazz" / "a.wav", tone[::-1], SR)  # same size, new content
     edited = scan_folder(root, hash_cache=cache)
 

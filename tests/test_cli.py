@@ -211,3 +211,21 @@ def test_weights_list_and_a_bad_fetch_are_one_line_each(tmp_path: Path, monkeypa
     assert main(["weights", "fetch", "vggish"]) == 2
     assert "unknown pretrained network 'vggish'; known: musicnn-msd, musicnn-mtt" in capsys.readouterr().err
     assert not (tmp_path / "cache" / "weights" / "musicnn-msd").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "usage", "said"),
+    [
+        (["run", "--catalg", "x"], "usage: genreclf run ", "--catalg: did you mean --catalog?"),
+        (["predict", "--bogus", "f.mp3"], "usage: genreclf predict ", "unrecognized arguments: --bogus"),
+        (["weights", "fetch", "--frm", "x"], "usage: genreclf weights fetch ", "--frm: did you mean --from?"),
+        (["rnu"], "usage: genreclf [-h]", "rnu: did you mean run?"),
+    ],
+)
+def test_a_mistyped_option_or_command_gets_its_commands_usage_and_a_suggestion(
+    argv: list[str], usage: str, said: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and err.startswith(usage) and said in err

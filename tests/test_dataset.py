@@ -59,8 +59,8 @@ def test_split_warnings_name_each_genre_missing_from_a_split() -> None:
     warnings = split_warnings(tracks)
 
     assert warnings == [
-        "genre 'duo' (2 tracks) is not in val: it cannot be validated or tested there; add tracks of it",
-        "genre 'solo' (1 track) is not in val or test: it cannot be validated or tested there; add tracks of it",
+        "genre 'duo' (2 tracks) is not in val: it cannot be validated; add tracks of it",
+        "genre 'solo' (1 track) is not in val or test: it cannot be validated or tested; add tracks of it",
     ]
     assert split_warnings([{"genre": "rock", "split": "train"}]) == []  # one split in all: nothing is missing
 

@@ -329,7 +329,8 @@ def scan_folder(root: str | Path, *, hash_cache: Path | bool | None = True) -> F
                 )
     finally:
         cache.close()
-    log.info("found %d tracks in %d genres under %s (%d files hashed)", len(rows), len(genre_dirs), root, cache.hashed)
+    log.info("found %d tracks in %d genres under %s (%d files read and hashed, %d unchanged since they were)",
+             len(rows), len(genre_dirs), root, cache.hashed, len(rows) - cache.hashed)  # fmt: skip
     schema = pl.Schema(pl.from_arrow(CATALOG_SCHEMA.empty_table()).schema)  # type: ignore[union-attr]
     tracks = pl.DataFrame(rows, schema=schema).select(CATALOG_COLUMNS)
     scan = FolderScan(tracks, walker.skipped, cache.hashed, walker.ignored)
