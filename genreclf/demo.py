@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +39,14 @@ def _pulse(rng: np.random.Generator, t: np.ndarray) -> np.ndarray:
 
 
 GENRES = {"drone": _drone, "chirp": _chirp, "noise": _noise, "pulse": _pulse}
+# What the demo wrote last, file by file: the hash of the samples it rendered and of the bytes it wrote. Ogg Vorbis
+# encodes the same samples to other bytes each time (a random stream serial), so a rerun keeps a file that still
+# holds the same render rather than writing it again: the catalog, dataset and run are then reused.
+RENDERED = ".genreclf-demo.json"
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def make_demo_catalog(root: str | Path, *, tracks_per_genre: int = 10, seconds: float = 6.0, seed: int = 0) -> Path:
@@ -46,11 +56,21 @@ def make_demo_catalog(root: str | Path, *, tracks_per_genre: int = 10, seconds: 
     root = Path(root)
     rng = np.random.default_rng(seed)
     t = np.arange(round(seconds * SR)) / SR
+    record_path = root / RENDERED
+    before = json.loads(record_path.read_text()) if record_path.is_file() else {}
+    record: dict[str, dict[str, str]] = {}
     for genre, synth in GENRES.items():
         (root / genre).mkdir(parents=True, exist_ok=True)
         for i in range(tracks_per_genre):
             y = synth(rng, t)
-            y = 0.3 * y / np.max(np.abs(y)) + rng.normal(0, 0.003, len(t))
-            fmt = FORMATS[i % len(FORMATS)]
-            sf.write(root / genre / f"{genre}-{i:02d}.{fmt}", y.astype(np.float32), SR)
+            y = (0.3 * y / np.max(np.abs(y)) + rng.normal(0, 0.003, len(t))).astype(np.float32)
+            name = f"{genre}/{genre}-{i:02d}.{FORMATS[i % len(FORMATS)]}"
+            path, samples = root / name, _sha256(y.tobytes())
+            old = before.get(name, {})
+            if old.get("samples") == samples and path.is_file() and _sha256(path.read_bytes()) == old.get("bytes"):
+                record[name] = old  # the same render, untouched since: keep its bytes
+                continue
+            sf.write(path, y, SR)
+            record[name] = {"samples": samples, "bytes": _sha256(path.read_bytes())}
+    record_path.write_text(json.dumps(record, indent=1, sort_keys=True))
     return root

@@ -229,3 +229,24 @@ def test_a_mistyped_option_or_command_gets_its_commands_usage_and_a_suggestion(
         main(argv)
     err = capsys.readouterr().err
     assert exited.value.code == 2 and err.startswith(usage) and said in err
+
+
+def test_the_demo_catalog_is_byte_identical_on_a_rerun(tmp_path: Path) -> None:
+    """Ogg Vorbis encodes the same samples to other bytes each time: a rerun keeps the files of the same render,
+    so the catalog version (and what follows from it) is the same; a changed setting or file is rendered again."""
+    from genreclf.catalog import to_table, version_of
+    from genreclf.sources.local import scan_folder
+
+    def files(root: Path) -> dict[str, bytes]:
+        return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*.*"))}
+
+    root = make_demo_catalog(tmp_path / "demo", tracks_per_genre=3, seconds=1.0)
+    first = files(root)
+    assert files(make_demo_catalog(root, tracks_per_genre=3, seconds=1.0)) == first
+    version = version_of(to_table(scan_folder(root, hash_cache=False).tracks))
+    assert version_of(to_table(scan_folder(root, hash_cache=False).tracks)) == version
+    (root / "chirp" / "chirp-02.ogg").write_bytes(b"edited")
+    again = files(make_demo_catalog(root, tracks_per_genre=3, seconds=1.0))
+    assert again["chirp/chirp-02.ogg"].startswith(b"OggS")  # rendered again
+    longer = files(make_demo_catalog(root, tracks_per_genre=3, seconds=2.0))
+    assert all(longer[name] != first[name] for name in first if name.endswith(".wav"))
