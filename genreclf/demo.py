@@ -39,10 +39,11 @@ def _pulse(rng: np.random.Generator, t: np.ndarray) -> np.ndarray:
 
 
 GENRES = {"drone": _drone, "chirp": _chirp, "noise": _noise, "pulse": _pulse}
-# What the demo wrote last, file by file: the hash of the samples it rendered and of the bytes it wrote. Ogg Vorbis
-# encodes the same samples to other bytes each time (a random stream serial), so a rerun keeps a file that still
-# holds the same render rather than writing it again: the catalog, dataset and run are then reused.
-RENDERED = ".genreclf-demo.json"
+# What the demo wrote last, file by file: the hash of the samples it rendered and of the bytes it wrote, kept beside
+# the catalog folder (not in it: it is no track). Ogg Vorbis encodes the same samples to other bytes each time (a
+# random stream serial), so a rerun keeps a file that still holds the same render rather than writing it again: the
+# catalog, dataset and run are then reused.
+RENDERED = ".{name}.genreclf-demo.json"
 
 
 def _sha256(data: bytes) -> str:
@@ -56,7 +57,7 @@ def make_demo_catalog(root: str | Path, *, tracks_per_genre: int = 10, seconds: 
     root = Path(root)
     rng = np.random.default_rng(seed)
     t = np.arange(round(seconds * SR)) / SR
-    record_path = root / RENDERED
+    record_path = root.parent / RENDERED.format(name=root.name)
     before = json.loads(record_path.read_text()) if record_path.is_file() else {}
     record: dict[str, dict[str, str]] = {}
     for genre, synth in GENRES.items():
