@@ -104,21 +104,19 @@ def audit_id_for(dataset_id: str, cfg: AuditConfig, network: str | None = None) 
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def audit_network(manifest: Manifest) -> str | None:
-    """The id of the embeddings an audit of this dataset reads (`genreclf.embeddings.usable_network`), or None for
-    summary features."""
+def audit_network(manifest: Manifest) -> tuple[str, str] | None:
+    """(network name, id) of the embeddings an audit of this dataset reads (`genreclf.embeddings.usable_network`),
+    or None for summary features."""
     from genreclf import embeddings
-    from genreclf.models import weights
 
     name = embeddings.usable_network(manifest)
-    if name is None:
-        return None
-    return embeddings.network_id(name, weights.status(name)["provenance"]["weights_sha256"])
+    return None if name is None else (name, embeddings.cached_network_id(name))
 
 
 def stored_audit(store: Store, manifest: Manifest, cfg: AuditConfig | None = None) -> AuditReport | None:
     """The audit `audit_dataset` would reuse for this dataset and config, if it is stored."""
-    return read_audit(store, audit_id_for(manifest.dataset_id, cfg or AuditConfig(), audit_network(manifest)))
+    found = audit_network(manifest)
+    return read_audit(store, audit_id_for(manifest.dataset_id, cfg or AuditConfig(), found[1] if found else None))
 
 
 class AuditRow(TypedDict):
@@ -232,13 +230,13 @@ def read_tracks(store: Store, manifest: Manifest, cfg: AuditConfig, network: str
 
 def _embedding_rows(store: Store, network: str, shard_key: str, table: pa.Table) -> np.ndarray:
     """The stored embeddings of a shard's segments, in the shard's order: (rows, dim)."""
+    from genreclf.embeddings import embedding_array
     from genreclf.keys import embedding_key
 
     stored = store.read_parquet(embedding_key(network, shard_key))
     if stored["segment_id"].to_pylist() != table["segment_id"].to_pylist():
         raise DataError(f"{store.uri(embedding_key(network, shard_key))} does not follow its shard; delete it")
-    emb = stored["embedding"].combine_chunks()
-    return emb.flatten().to_numpy().reshape(len(emb), -1)
+    return embedding_array(stored)
 
 
 def _timeline(segments: list[tuple[float, np.ndarray]], feat: FeatureConfig) -> np.ndarray:
@@ -489,7 +487,8 @@ def audit_dataset(
     is False. The dataset id follows the audio and the labels, so a changed catalog is audited afresh.
     """
     cfg = cfg or AuditConfig()
-    network = audit_network(manifest)
+    found = audit_network(manifest)
+    network = found[1] if found else None
     audit_id = audit_id_for(manifest.dataset_id, cfg, network)
     if reuse and (stored := read_audit(store, audit_id)) is not None:
         log.info("audit %s of dataset %s is in the store; reusing it", audit_id, manifest.dataset_id)
@@ -504,13 +503,11 @@ def audit_dataset(
         seconds[stage] = round(now - t, 2)
         t = now
 
-    if network is not None:  # stored ones are reused (a frozen head's training made them)
-        from genreclf import embeddings
+    if found is not None:  # stored ones are reused (a frozen head's training made them)
+        from genreclf.embeddings import ensure_embeddings
         from genreclf.training import resolve_device
 
-        name = embeddings.usable_network(manifest)
-        assert name is not None  # audit_network found it
-        embeddings.ensure_embeddings(store, manifest, name, device=resolve_device())
+        ensure_embeddings(store, manifest, found[0], device=resolve_device())
     tracks = read_tracks(store, manifest, cfg, network)
     lap("features")
     log.info("auditing with %s", f"the embeddings of {network}" if network else "summary features")

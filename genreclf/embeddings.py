@@ -17,10 +17,10 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from genreclf.errors import ConfigError, DataError, StorageError
+from genreclf.errors import ConfigError, DataError, ModelError, StorageError
 from genreclf.features import FeatureConfig
 from genreclf.keys import embedding_key
-from genreclf.loader import iter_shard_tables
+from genreclf.loader import read_shard_table
 from genreclf.manifest import Manifest
 from genreclf.models.musicnn import EMBEDDING_DIM, EMBEDDING_LAYERS, FEATURES, Musicnn, segment_embeddings
 from genreclf.shards import SPLITS
@@ -82,14 +82,24 @@ def usable_network(manifest: Manifest) -> str | None:
     return DEFAULT_PRETRAINED
 
 
-def pretrained_backbone(name: str, device: torch.device) -> tuple[Musicnn, str]:
-    """(the cached network `name` in eval mode on `device`, its network id); a ModelError saying how to fetch it."""
+def cached_network_id(name: str) -> str:
+    """The network id of the cached weights of `name`; a ModelError saying how to fetch them."""
     from genreclf.models import weights
 
-    state, provenance = weights.load(name)
+    found = weights.status(name)
+    if not found["ok"]:
+        raise ModelError(f"pretrained weights {name}: {found['why']}")
+    return network_id(name, found["provenance"]["weights_sha256"])
+
+
+def pretrained_backbone(name: str, device: torch.device) -> Musicnn:
+    """The cached network `name` in eval mode on `device`; a ModelError saying how to fetch it."""
+    from genreclf.models import weights
+
+    state, _ = weights.load(name)
     net = Musicnn()
     net.load_state_dict(state)
-    return net.to(device).eval(), network_id(name, provenance["weights_sha256"])
+    return net.to(device).eval()
 
 
 def _schema() -> pa.Schema:
@@ -107,7 +117,7 @@ def _schema() -> pa.Schema:
 
 @torch.inference_mode()
 def embed_table(net: Musicnn, table: pa.Table, *, device: torch.device) -> pa.Table:
-    """A shard's rows (`mel` as a tensor column, as `iter_shard_tables` gives them) -> its embedding rows."""
+    """A shard's rows (`mel` as a tensor column, as `read_shard_table` gives them) -> its embedding rows."""
     mel = table["mel"].combine_chunks().to_numpy_ndarray()  # (n, n_mels, frames) float16
     parts = []
     for i in range(0, len(mel), BATCH_SEGMENTS):
@@ -121,15 +131,19 @@ def embed_table(net: Musicnn, table: pa.Table, *, device: torch.device) -> pa.Ta
 
 def ensure_embeddings(store: Store, manifest: Manifest, name: str, *, device: torch.device) -> str:
     """Embeddings of every shard of the dataset under network `name`, computing only the missing ones -> the network
-    id (what `load_embeddings` takes). Logs how many were reused and computed."""
+    id (what `load_embeddings` takes). Only the shards without embeddings are read, and the network is loaded only
+    for them. Logs how many were reused and computed."""
     check_features(manifest, name)
-    net, net_id = pretrained_backbone(name, device)
+    net_id = cached_network_id(name)
+    net: Musicnn | None = None
     reused, made, t0 = 0, 0, time.perf_counter()
-    for shard, table in zip(manifest.shards, iter_shard_tables(store, manifest), strict=True):
+    for shard in manifest.shards:
         key = embedding_key(net_id, shard["key"])
         if store.exists(key) and _rows(store, key) == shard["rows"]:
             reused += 1
             continue
+        net = net or pretrained_backbone(name, device)
+        table = read_shard_table(store, manifest, shard["key"])
         store.write_parquet(key, embed_table(net, table, device=device), compression="zstd")
         made += 1
         log.info("embedded %s: %d segments", shard["key"], shard["rows"])
@@ -146,6 +160,11 @@ def _rows(store: Store, key: str) -> int:
         return -1
 
 
+def embedding_array(table: pa.Table) -> np.ndarray:
+    """The `embedding` column of stored embedding rows -> (rows, EMBEDDING_DIM) float32."""
+    return table["embedding"].combine_chunks().flatten().to_numpy().reshape(-1, EMBEDDING_DIM)
+
+
 def load_embeddings(store: Store, manifest: Manifest, net_id: str, split: str) -> Embeddings:
     """One split's embeddings (`ensure_embeddings` made them), in shard order."""
     if split not in SPLITS:
@@ -156,7 +175,7 @@ def load_embeddings(store: Store, manifest: Manifest, net_id: str, split: str) -
             continue
         table = store.read_parquet(embedding_key(net_id, shard["key"]))
         table = table.filter(pa.compute.equal(table["split"], split))
-        xs.append(table["embedding"].combine_chunks().flatten().to_numpy().reshape(-1, EMBEDDING_DIM))
+        xs.append(embedding_array(table))
         labels.append(table["label"].to_numpy().astype(np.int64))
         tracks.append(table["track_id"].to_numpy(zero_copy_only=False))
     if not xs:

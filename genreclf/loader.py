@@ -90,17 +90,21 @@ def _check_hash(store: Store, key: str, schema: pa.Schema, manifest: Manifest) -
         )
 
 
+def read_shard_table(store: Store, manifest: Manifest, key: str, split: str | None = None) -> pa.Table:
+    """One shard's rows (of one split when given) with `mel` as an Arrow fixed-shape tensor column, its feature hash
+    checked against the manifest's."""
+    table = store.read_parquet(key)
+    _check_hash(store, key, table.schema, manifest)
+    if split is not None:
+        table = table.filter(pc.equal(table["split"], split))
+    return with_tensor_mel(table)
+
+
 def iter_shard_tables(store: Store, manifest: Manifest, split: str | None = None) -> Iterator[pa.Table]:
-    """Yield each shard's rows (of one split when given) with `mel` as an Arrow fixed-shape tensor column,
-    checking the feature hash of every shard."""
+    """`read_shard_table` of each shard of the dataset (that holds `split`, when given)."""
     for shard in manifest.shards:
-        if split is not None and not shard["splits"].get(split):
-            continue
-        table = store.read_parquet(shard["key"])
-        _check_hash(store, shard["key"], table.schema, manifest)
-        if split is not None:
-            table = table.filter(pc.equal(table["split"], split))
-        yield with_tensor_mel(table)
+        if split is None or shard["splits"].get(split):
+            yield read_shard_table(store, manifest, shard["key"], split)
 
 
 def load_split(store: Store, manifest: Manifest, split: str) -> SplitArrays:

@@ -398,11 +398,11 @@ def fit(
         log.warning("dataset %s has no validation split; validating on the training split", manifest.dataset_id)
     fc = manifest.feature_config
     crop = min(cfg.crop_frames(sample_rate=fc["sample_rate"], hop_length=fc["hop_length"]), manifest.mel_shape[1])
-    if pretrained:  # crops of the patch the network was trained on; validation scores whole segments, as predicting
+    if pretrained:  # crops of the patch the network was trained on
         from genreclf.models.musicnn import PATCH_FRAMES
 
         crop = min(PATCH_FRAMES, manifest.mel_shape[1])
-    val_window = crop if cfg.eval_crops and not pretrained else None
+    val_window = eval_window(dataclasses.asdict(cfg), fc)  # as evaluation and predicting will score it
     train_ds = StreamingSegments(store, manifest, "train", crop_frames=crop, crops_per_segment=cfg.crops_per_segment,
                                  shuffle_buffer=cfg.shuffle_buffer, seed=cfg.seed)  # fmt: skip
     val_loader = _loader(

@@ -23,12 +23,13 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.neural_network import MLPClassifier
 from sklearn.preprocessing import StandardScaler
 
-from genreclf.embeddings import Embeddings, ensure_embeddings, live_columns, load_embeddings, pretrained_backbone
+from genreclf.embeddings import Embeddings, ensure_embeddings, live_columns, load_embeddings
 from genreclf.errors import ModelError
 from genreclf.evaluation import track_scores
 from genreclf.keys import model_file_key, run_config_key
 from genreclf.loader import Normalizer
 from genreclf.manifest import Manifest
+from genreclf.models import weights
 from genreclf.models.files import META, read_model, weights_key, write_model
 from genreclf.models.musicnn import EMBEDDING_DIM, EMBEDDING_LAYERS, FEATURES, MusicnnClassifier
 from genreclf.storage import Store
@@ -192,9 +193,8 @@ def fit_frozen(store: Store, manifest: Manifest, cfg: TrainConfig, *, run_id: st
         fit_on = Embeddings(np.concatenate([train.x, val.x]), np.concatenate([train.labels, val.labels]),
                             np.concatenate([train.track_ids, val.track_ids]))  # fmt: skip
     head = head_module(fit_head(best, fit_on, seed=cfg.seed), num_classes)
-    backbone, _ = pretrained_backbone(cfg.model, torch.device("cpu"))
     model = MusicnnClassifier(num_classes=num_classes, hidden=best.hidden, dropout=cfg.dropout)
-    model.backbone.load_state_dict(backbone.state_dict())
+    model.backbone.load_state_dict(weights.load(cfg.model)[0])
     model.head.load_state_dict(head.state_dict())
     bundle = {
         **model_record(manifest, cfg, run_id, Normalizer.identity(FEATURES.n_mels)),
@@ -222,8 +222,6 @@ def fit_frozen(store: Store, manifest: Manifest, cfg: TrainConfig, *, run_id: st
 
 def _provenance(name: str) -> dict[str, Any]:
     """What model.json records of the pretrained weights a model started from."""
-    from genreclf.models import weights
-
     meta = weights.status(name)["provenance"]
     keys = ("name", "source", "wheel_sha256", "checkpoint", "converter_version", "weights_sha256", "license")
     return {k: meta[k] for k in keys}
@@ -242,8 +240,7 @@ def start_finetune(
         return record
     if not isinstance(model, MusicnnClassifier):
         raise ModelError(f"{cfg.model} is fine-tuned as a MusicnnClassifier, not a {type(model).__name__}")
-    backbone, _ = pretrained_backbone(cfg.model, torch.device("cpu"))
-    model.backbone.load_state_dict(backbone.state_dict())
+    model.backbone.load_state_dict(weights.load(cfg.model)[0])
     train = load_embeddings(store, manifest, net_id, "train")
     val = load_embeddings(store, manifest, net_id, "val" if manifest.rows("val") else "train")
     linear = tuple(h for h in HEADS if not h.hidden)

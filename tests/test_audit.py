@@ -106,7 +106,7 @@ def test_an_audit_of_a_pretrained_networks_dataset_reads_its_embeddings(
     caplog.set_level("INFO", logger="genreclf")
     report, _ = audit_dataset(store, manifest)
     assert "auditing with the embeddings of musicnn-msd-" in caplog.text
-    assert report.audit_id == audit_id_for(manifest.dataset_id, AuditConfig(), audit_network(manifest))
+    assert report.audit_id == audit_id_for(manifest.dataset_id, AuditConfig(), audit_network(manifest)[1])
     assert report.audit_id != audit_id_for(manifest.dataset_id, AuditConfig())
     by_name = rows_by_name(report.rows)
     for name, genre in FLIPS.items():
