@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from genreclf.errors import AudioError, ConfigError
+from genreclf.errors import AudioError, ConfigError, TransientSourceError
 
 if TYPE_CHECKING:  # imported where used, so training and the GPU benchmark need no libsndfile
     import soundfile as sf
@@ -212,6 +212,10 @@ def decode(source: str | Path | bytes, *, sr: int, max_seconds: float | None = N
             proc.stderr = proc.stderr.replace(tmp.name.encode(), label.encode())
     else:
         proc = _run_ffmpeg(inp, data, sr=sr, max_seconds=max_seconds)
+    if proc.returncode < 0:
+        # Killed, not failed: a Ctrl-C in the terminal reaches ffmpeg too. Nothing is known about the file, so
+        # nothing may be recorded against it; a rerun decodes it again.
+        raise TransientSourceError(f"{label}: the decoder was stopped by signal {-proc.returncode} before it finished")
     if proc.returncode != 0:
         if _no_audio_stream(proc):
             # A video without a sound track, an image, a subtitle file: the container opened, nothing to hear.

@@ -6,11 +6,13 @@ import argparse
 import difflib
 import logging
 import os
+import signal
 import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, cast
 
+from genreclf import interrupts
 from genreclf.errors import ConfigError, GenreclfError, ModelError
 
 if TYPE_CHECKING:
@@ -47,6 +49,7 @@ def _print_summary(out: PipelineResult, seconds: float) -> None:
 def _run_pipeline(catalog_dir: Path, args: argparse.Namespace) -> int:
     from genreclf.console import live_stages
     from genreclf.models import default_model, is_pretrained
+    from genreclf.prefect_setup import prefect_api
     from genreclf.training import resolve_device
 
     resolve_device(args.device)  # a device this machine lacks fails at once, before any flow starts
@@ -68,8 +71,12 @@ def _run_pipeline(catalog_dir: Path, args: argparse.Namespace) -> int:
     updates = {k: v for k, v in options.items() if v is not None}
     training = training.model_copy(update=updates)
     t0 = time.perf_counter()
-    with live_stages(verbose=args.verbose):
-        out = pipeline(str(catalog_dir), storage_url=args.store, dataset=dataset, training=training)
+    with prefect_api(), live_stages(verbose=args.verbose) as display:
+        try:
+            out = pipeline(str(catalog_dir), storage_url=args.store, dataset=dataset, training=training)
+        except interrupts.Interrupted as e:
+            e.during = display.running()
+            raise
     _print_summary(out, time.perf_counter() - t0)
     return 0
 
@@ -402,6 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
     args, extra = parser.parse_known_args(argv)
     if extra and isinstance(parser, _Parser):  # said by the command's own parser, with its usage and options
         parser.innermost(args).unrecognized(extra)
@@ -412,9 +420,31 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     logging.getLogger("genreclf").setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    with interrupts.handled():
+        try:
+            return _run_command(args)
+        except BaseException as e:
+            if (stopped := interrupts.received()) is None:
+                raise
+            during = e.during if isinstance(e, interrupts.Interrupted) else None
+            interrupts.stop(stopped, _interrupted_line(stopped, during, argv), quiet=not args.verbose)
+
+
+def _interrupted_line(stopped: interrupts.Interrupted, during: str | None, argv: list[str]) -> str:
+    """What the user reads after a Ctrl-C or SIGTERM: what stopped, that the work is kept, how to go on."""
+    import shlex
+
+    by = "Ctrl-C" if stopped.signum == signal.SIGINT else signal.Signals(stopped.signum).name
+    return (f"genreclf: stopped by {by}{f' during {during}' if during else ''}; what was done is kept, and the same "
+            f"command resumes from there: {shlex.join(['genreclf', *argv])}")  # fmt: skip
+
+
+def _run_command(args: argparse.Namespace) -> int:
     try:
         return int(args.func(args))
     except GenreclfError as e:
+        if interrupts.received():  # a library that wrapped the interrupt: it is still one
+            raise
         print(f"genreclf: error: {e}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `genreclf predict DIR | head`: the reader has what it wanted

@@ -86,8 +86,9 @@ def _audit(store: Store, manifest: Manifest, *, fresh: bool) -> AuditReport:
         return stored
     from flows.audit import audit
     from genreclf.console import live_stages
+    from genreclf.prefect_setup import prefect_api
 
-    with live_stages(verbose=False):
+    with prefect_api(), live_stages(verbose=False):
         audit_id = audit(manifest.dataset_id, storage_url=store.url, fresh=fresh)
     report = read_audit(store, audit_id)
     if report is None:

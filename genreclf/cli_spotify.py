@@ -167,8 +167,11 @@ def cmd_ingest_spotify(args: argparse.Namespace) -> int:
     from flows.ingest_spotify import ingest_spotify  # flows/__init__ sets Prefect up for genreclf first
 
     _say(f"Crawling {len(config.playlists)} playlists for {len(config.genres)} genres into {store.url} ...")
+    from genreclf.prefect_setup import prefect_api
+
     t0 = time.perf_counter()
-    version = ingest_spotify(playlists_file=args.playlists, storage_url=store.url, **options)
+    with prefect_api():
+        version = ingest_spotify(playlists_file=args.playlists, storage_url=store.url, **options)
     return _print_ingest_summary(store, version, time.perf_counter() - t0)
 
 

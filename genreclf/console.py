@@ -11,7 +11,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from genreclf import progress
+from genreclf import interrupts, progress
 
 
 def _package_dir(name: str) -> str | None:
@@ -25,7 +25,8 @@ class EngineChatter(logging.Filter):
     """Drops the INFO lines Prefect's engine writes itself ("Finished in state Completed()", "Beginning flow run").
 
     Flows log through the same run loggers, so the engine's lines are told apart by where they were written: inside
-    the prefect package. Warnings and errors always pass.
+    the prefect package. Warnings and errors pass, except after a Ctrl-C or SIGTERM: then the engine's "Crash
+    detected!" lines and its failing calls to a stopped server say nothing the command's own line does not.
     """
 
     def __init__(self) -> None:
@@ -33,9 +34,21 @@ class EngineChatter(logging.Filter):
         self.prefect_dir = _package_dir("prefect")
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno >= logging.WARNING or not record.name.startswith("prefect"):
+        if not record.name.startswith("prefect"):
+            return True
+        if record.levelno >= logging.WARNING and not (interrupts.received() or _signal_crash(record)):
             return True
         return self.prefect_dir is None or not record.pathname.startswith(self.prefect_dir)
+
+
+# How Prefect's engine words a run stopped by a signal (prefect/states.py). It catches SIGTERM itself during a flow
+# run, so its crash lines can come before genreclf's own handler has seen the signal.
+_SIGNAL_CRASHES = ("aborted by an interrupt signal", "aborted by a termination signal")
+
+
+def _signal_crash(record: logging.LogRecord) -> bool:
+    message = record.getMessage()
+    return any(phrase in message for phrase in _SIGNAL_CRASHES)
 
 
 class StageDisplay(logging.Handler):
@@ -52,6 +65,7 @@ class StageDisplay(logging.Handler):
             console=console or Console(stderr=True),
         )
         self.tasks: dict[str, TaskID] = {}
+        self.last: progress.Step | None = None
         self.setFormatter(logging.Formatter("%(message)s"))
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -67,7 +81,13 @@ class StageDisplay(logging.Handler):
         except Exception:
             self.handleError(record)
 
+    def running(self) -> str | None:
+        """The stage drawn last, with how far it got: "shards written, 2 of 5"."""
+        step = self.last
+        return None if step is None else f"{step.stage}, {step.done} of {step.total}"
+
     def _draw(self, step: progress.Step) -> None:
+        self.last = step
         task = self.tasks.get(step.stage)
         if task is None or (step.done == 0 and self.bars.tasks[task].finished):  # a stage run again: a new bar
             task = self.tasks[step.stage] = self.bars.add_task(step.stage, total=step.total, detail="")

@@ -19,7 +19,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -145,6 +145,82 @@ def explain_startup_failure(exc: BaseException) -> str | None:
     return None
 
 
+# ---- a temporary server for one command ----------------------------------------------------------------------------
+@contextlib.contextmanager
+def prefect_api() -> Iterator[str | None]:
+    """The Prefect API a `genreclf` command's flows talk to, for the duration: the one configured (PREFECT_API_URL,
+    or the server `genreclf server start` left running), else a temporary server of our own, stopped on the way
+    out. Yields the temporary server's API URL, or None when another was configured.
+
+    Ours, not Prefect's own temporary server: Prefect starts that one in the terminal's process group, so the Ctrl-C
+    meant for genreclf killed it first and the run could not record that it stopped, then hung draining its logs
+    into it. Ours is in its own session, out of the terminal's reach, and runs what Prefect's runs (uvicorn serving
+    `prefect.server.api.server:create_app`, without the UI, as in SubprocessASGIServer._run_uvicorn_command).
+    """
+    configure_prefect()
+    if os.environ.get("PREFECT_API_URL"):
+        yield None
+        return
+    server = _start_temporary()
+    os.environ["PREFECT_API_URL"] = server.url
+    _update_imported_prefect({"PREFECT_API_URL": server.url})
+    try:
+        yield server.url
+    finally:
+        os.environ.pop("PREFECT_API_URL", None)
+        _update_imported_prefect({"PREFECT_API_URL": ""})
+        with contextlib.suppress(ServerError):
+            _terminate(server.pid, timeout_s=5.0)
+        with contextlib.suppress(OSError):
+            server.log.unlink()
+
+
+def _start_temporary() -> LocalServer:
+    home = _home(os.environ)
+    home.mkdir(parents=True, exist_ok=True)
+    timeout_s = float(os.environ.get(STARTUP_TIMEOUT_VAR) or DEFAULT_STARTUP_TIMEOUT_S)
+    log_path = home / f"genreclf-temporary-server-{os.getpid()}.log"
+    port = _free_port()
+    env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
+    import prefect  # its package's parent is uvicorn's app dir, as Prefect passes it
+
+    command = [sys.executable, "-m", "uvicorn", "--app-dir", str(Path(prefect.__file__).parent.parent),
+               "--factory", "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(port),
+               "--log-level", "error", "--lifespan", "on"]  # fmt: skip
+    server = LocalServer(url=f"http://127.0.0.1:{port}/api", pid=_spawn(command, env, log_path), log=log_path)
+    log.debug("temporary Prefect server at %s (pid %d)", server.url, server.pid)
+    try:
+        _wait_healthy(server, timeout_s, what="Prefect's temporary API server")
+    except BaseException:  # Ctrl-C included: it is in its own session and would outlive us
+        with contextlib.suppress(ServerError):
+            _terminate(server.pid, timeout_s=5.0)
+        raise
+    return server
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _spawn(command: list[str], env: Mapping[str, str], log_path: Path) -> int:
+    """Start `command` in its own session (so a Ctrl-C in the terminal does not reach it, and a stop can signal its
+    whole process group), stdin from /dev/null, stdout and stderr appended to `log_path`; its PID."""
+    # posix_spawn, not Popen: the server outlives this call, and a Popen dropped while its child runs warns.
+    return os.posix_spawn(
+        sys.executable,
+        command,
+        env,
+        file_actions=[
+            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_OPEN, 1, str(log_path), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600),
+            (os.POSIX_SPAWN_DUP2, 1, 2),
+        ],
+        setsid=True,
+    )
+
+
 # ---- the local server --------------------------------------------------------------------------------------------
 def server_start(*, port: int = DEFAULT_PORT, timeout_s: float = 180.0) -> LocalServer:
     """Start `prefect server start` on 127.0.0.1:`port` in the background (own session, log in PREFECT_HOME),
@@ -163,20 +239,7 @@ def server_start(*, port: int = DEFAULT_PORT, timeout_s: float = 180.0) -> Local
     env.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     log_path = home / "genreclf-server.log"
     command = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)]
-    # posix_spawn, not Popen: the server outlives this call, and a Popen dropped while its child runs warns.
-    # setsid: its own session and process group, so Ctrl-C in the terminal does not reach it and stop can
-    # signal the whole group.
-    pid = os.posix_spawn(
-        sys.executable,
-        command,
-        env,
-        file_actions=[
-            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-            (os.POSIX_SPAWN_OPEN, 1, str(log_path), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600),
-            (os.POSIX_SPAWN_DUP2, 1, 2),
-        ],
-        setsid=True,
-    )
+    pid = _spawn(command, env, log_path)
     server = LocalServer(url=url, pid=pid, log=log_path)
     _write_state(home, server)
     try:
@@ -250,19 +313,18 @@ def _healthy(api_url: str, timeout_s: float) -> bool:
         return False
 
 
-def _wait_healthy(server: LocalServer, timeout_s: float) -> None:
+def _wait_healthy(server: LocalServer, timeout_s: float, what: str = "the Prefect server") -> None:
     deadline = time.monotonic() + timeout_s
     while not _healthy(server.url, timeout_s=2.0):
         if not _alive(server.pid):
-            raise ServerError(
-                f"the Prefect server exited while starting; its log ({server.log}) ends with:\n{_tail(server.log)}"
-            )
+            raise ServerError(f"{what} exited while starting; its log ({server.log}) ends with:\n{_tail(server.log)}")
         if time.monotonic() > deadline:
             raise ServerError(
-                f"the Prefect server (pid {server.pid}) did not answer at {server.url} within {timeout_s:.0f} s; "
-                f"see {server.log}, and try `genreclf server start --timeout 600` on a busy machine"
+                f"{what} (pid {server.pid}) did not answer at {server.url} within {timeout_s:.0f} s (see "
+                f"{server.log}). Run `genreclf server start --timeout 600` once and keep it running (later runs use "
+                f"it, and skip the start-up), or wait longer: export {STARTUP_TIMEOUT_VAR}=300"
             )
-        time.sleep(0.5)
+        time.sleep(0.2)
 
 
 def _check_port_free(port: int) -> None:
