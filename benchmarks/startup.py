@@ -82,7 +82,9 @@ def make_store(path: Path) -> str:
         "epoch": 1,
     }
     key = store.key_of(write_model(store, run_id, model.state_dict(), meta))
-    entry = champion_entry(store, run_id=run_id, model_key=key, dataset_id="startup-bench", score=0.0)
+    entry = champion_entry(
+        store, run_id=run_id, model_key=key, dataset_id="startup-bench", line="startup-bench", labels=labels, score=0.0
+    )
     promote_if_better(store, entry, lambda champion: None)
     return store.url
 

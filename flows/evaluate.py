@@ -35,7 +35,8 @@ def evaluate(
         report["ood"] = evaluate_ood(store.url, run_id, ood_catalog_dir, device)
     if promote:
         decision = promote_if_better(store.url, report)
-        report["promotion"] = {"promote": decision.promote, "reason": decision.reason}
+        report["promotion"] = {"promote": decision.promote, "reason": decision.reason, "line": decision.line,
+                               "champion": decision.champion}  # fmt: skip
         logger.info(report["promotion"]["reason"])
     create_markdown_artifact(report_markdown(report), key="evaluation-report", description=f"evaluation of {run_id}")
     main = report["models"][report["model"]]["track"]

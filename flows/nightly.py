@@ -12,7 +12,8 @@ from flows.train import train
 from genreclf.errors import ConfigError
 from genreclf.evaluation import Promotion
 from genreclf.keys import run_config_key
-from genreclf.registry import read_champion
+from genreclf.manifest import read_manifest
+from genreclf.registry import champion_of_line, line_of
 from genreclf.storage import Store
 from tasks.catalog import scan_folder_catalog
 
@@ -53,7 +54,7 @@ def nightly_retrain(
     training = training or TrainParams()
     # A pretrained network is fed its own features, from the same decoded audio.
     dataset_id = build_dataset(version, (dataset or DatasetParams()).for_model(training.model), store.url)
-    champion = read_champion(store) if warm_start else None
+    champion = champion_of_line(store, line_of(read_manifest(store, dataset_id))) if warm_start else None
     if champion is not None and champion["dataset_id"] == dataset_id:
         reason = f"the champion {champion['run_id']} was trained on dataset {dataset_id} already; nothing to fine-tune"
         logger.info(reason)

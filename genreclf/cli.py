@@ -17,6 +17,7 @@ from genreclf.errors import ConfigError, GenreclfError, ModelError
 
 if TYPE_CHECKING:
     from flows.pipeline import PipelineResult
+    from genreclf.predict import Predictor
 
 
 def _print_summary(out: PipelineResult, seconds: float) -> None:
@@ -28,8 +29,9 @@ def _print_summary(out: PipelineResult, seconds: float) -> None:
     print(f"  model:     {out['model_uri']}")
     print(f"  report:    {out['report_uri']}")
     print(f"  confusion: {out['confusion_png']}")
-    if report.get("promotion"):
-        print(f"  champion:  {report['promotion']['reason']}")
+    if promotion := report.get("promotion"):  # why is in the log above; here, which model predicts now
+        now = "this run" if promotion["promote"] else f"run {promotion.get('champion')}, still"
+        print(f"  champion:  {now}, of line {promotion.get('line')} ({_genres(report['labels'])})")
     if out["quarantine"]:
         print(f"  left out {len(out['quarantine'])} catalog entr{'y' if len(out['quarantine']) == 1 else 'ies'}:")
         for q in out["quarantine"]:
@@ -95,10 +97,10 @@ def _check_weights(model: str | None) -> None:
 def _demo_store(args: argparse.Namespace) -> tuple[str, bool]:
     """The store the demo writes to, and whether it is the default one `status` and `predict` read.
 
-    The default store, unless it already holds a champion of another catalog: the demo must not replace a real
-    model with one that tells drones from chirps.
+    The default store, unless it already holds a champion of another catalog: the demo's would be the most
+    recently promoted, the one `predict` uses by default, and tell drones from chirps.
     """
-    from genreclf import demo, manifest, registry
+    from genreclf import demo, registry
     from genreclf.settings import get_settings
     from genreclf.storage import Store
 
@@ -106,14 +108,8 @@ def _demo_store(args: argparse.Namespace) -> tuple[str, bool]:
     default = Store.open(configured)
     if args.store:
         return args.store, Store.open(args.store).url == default.url
-    champion = registry.read_champion(default)
-    if champion is None:
-        return configured, True
-    try:
-        labels = manifest.read_manifest(default, champion["dataset_id"]).labels
-    except GenreclfError:
-        labels = []
-    if sorted(labels) == sorted(demo.GENRES):
+    others = [c for c in registry.champions(default) if sorted(c.get("labels", [])) != sorted(demo.GENRES)]
+    if not others:
         return configured, True
     own = str(Path(args.dir) / "store")
     print(f"{default.url} holds a champion of another catalog; the demo keeps its own store in {own}")
@@ -167,15 +163,40 @@ def _expand_inputs(inputs: list[str]) -> list[str]:
     return out
 
 
+def _genres(labels: list[str], shown: int = 4) -> str:
+    more = f", ... ({len(labels)} in all)" if len(labels) > shown else ""
+    return f"{len(labels)} genres: {', '.join(labels[:shown])}{more}"
+
+
+def _which_model(predictor: Predictor, args: argparse.Namespace) -> str:
+    """Which model predicts: a run named by --model, or the champion of a line, and which line."""
+    from genreclf import registry
+    from genreclf.storage import Store
+
+    if args.model:
+        return f"{predictor.key} ({_genres(predictor.labels)})"
+    store = Store.open(args.store)
+    lines = registry.champions(store)
+    champion = registry.read_champion(store, args.line)
+    if champion is None:  # gone since the predictor loaded it
+        return predictor.key
+    which = ("the champion of line " + champion["line"] if args.line or len(lines) == 1
+             else f"the most recently promoted champion, of line {champion['line']} ({len(lines)} lines have one: "
+                  "--line picks another, `genreclf status` lists them)")  # fmt: skip
+    return f"{which}: run {champion['run_id']} ({_genres(predictor.labels)})"
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import Progress
 
     from genreclf.predict import open_predictor, predict_rows, write_predictions
 
+    if args.model and args.line:
+        raise ConfigError("--model names a run and --line a champion: give one of them")
     inputs = _expand_inputs(args.inputs)
-    predictor = open_predictor(args.store, args.model, args.device)
-    note = f"model: {predictor.key} ({len(predictor.labels)} genres) on {predictor.device}"
+    predictor = open_predictor(args.store, args.model, args.device, line=args.line)
+    note = f"model: {_which_model(predictor, args)} on {predictor.device}"
     if args.format:  # machine-readable rows on stdout; everything else on stderr
         print(note, file=sys.stderr)
         failed = write_predictions(predict_rows(predictor, inputs), args.format, sys.stdout, labels=predictor.labels)
@@ -229,11 +250,13 @@ def cmd_status(args: argparse.Namespace) -> int:
     if held:
         print(f"labels:   {len(held)} label overrides accepted from audits (version {overrides.latest_version(store)}; "
               "the next build applies them)")  # fmt: skip
-    champ = registry.read_champion(store)
-    if champ:
-        print(f"champion: {champ['run_id']} (track accuracy {champ['track_accuracy']:.3f}, {champ['model_uri']})")
-    else:
+    lines = registry.champions(store)
+    if not lines:
         print("champion: none")
+    for i, champ in enumerate(lines):
+        default = " (the default for predict)" if i == 0 and len(lines) > 1 else ""
+        print(f"champion: line {champ['line']}{default}: run {champ['run_id']}, track accuracy "
+              f"{champ['track_accuracy']:.3f}, {_genres(champ.get('labels', []))}; {champ['model_uri']}")  # fmt: skip
     return 0
 
 
@@ -378,7 +401,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="audio files (any format ffmpeg reads), folders (the audio files under them) or http(s) URLs (direct "
         "files, YouTube videos)",
     )
-    p.add_argument("--model", help="a run id or model URI in the store (default: the champion)")
+    p.add_argument("--model", help="a run id or model URI in the store (default: a champion, see --line)")
+    p.add_argument("--line", help="the champion of this line (an id `genreclf status` lists, or its start; a line "
+                   "is the models predicting the same genres from the same features); default: the champion "
+                   "promoted most recently")  # fmt: skip
     p.add_argument("--store", help="storage root (default $GENRECLF_STORAGE_URL or ./genreclf-data)")
     p.add_argument("--top", type=int, default=3, help="genres to show per file")
     p.add_argument("--timeline", action="store_true", help="also print the top genre of every window")
@@ -387,7 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help=DEVICE_HELP)
     p.set_defaults(func=cmd_predict)
 
-    p = command("status", "print the latest catalog, dataset and champion")
+    p = command("status", "print the latest catalog and dataset, and the champion of each line")
     p.add_argument("--store", help="storage root (default $GENRECLF_STORAGE_URL or ./genreclf-data)")
     p.set_defaults(func=cmd_status)
 

@@ -60,6 +60,8 @@ class Promotion(TypedDict):
 
     promote: bool
     reason: str
+    line: NotRequired[str]  # the line the run was compared in (registry.line_of its dataset)
+    champion: NotRequired[str]  # that line's champion after the decision: the run, or the one it did not beat
 
 
 class Report(TypedDict):

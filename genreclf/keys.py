@@ -89,7 +89,12 @@ def embedding_key(network: str, shard_key: str) -> str:
 
 
 # --- runs and the registry ----------------------------------------------------------------------------------
-CHAMPION_KEY = "registry/champion.json"
+CHAMPION_KEY = "registry/champion.json"  # the most recently promoted champion, of whichever line
+
+
+def champion_line_key(line: str) -> str:
+    """The champion of one line: the models that predict the same genres from the same features."""
+    return f"registry/lines/{line}.json"
 
 
 def run_prefix(run_id: str) -> str:

@@ -53,15 +53,16 @@ class Prediction:
         return {"source": self.source, "genre": self.top(1)[0][0], "top": self.top(k)}
 
 
-def resolve_model_key(store: Store, model: str | None) -> str:
+def resolve_model_key(store: Store, model: str | None, *, line: str | None = None) -> str:
     """A model reference -> the key of its model file in the store's `runs/`.
 
-    `model` is None (the champion in registry/champion.json), a run id, a key `runs/<id>` or
-    `runs/<id>/model.safetensors`, or the URI of one of those in this store. Anything else, and a champion whose
-    `model_key` is anything else, is refused with a ModelError: no model is loaded from outside `runs/`.
+    `model` is None (the champion of `line`, else the most recently promoted champion: registry.read_champion), a
+    run id, a key `runs/<id>` or `runs/<id>/model.safetensors`, or the URI of one of those in this store. Anything
+    else, and a champion whose `model_key` is anything else, is refused with a ModelError: no model is loaded from
+    outside `runs/`.
     """
     if model is None:
-        champion = read_champion(store)
+        champion = read_champion(store, line)
         if champion is None:
             raise ModelError(f"no champion in {store.url}: train one (genreclf run ...) or pass --model")
         ref = str(champion.get("model_key"))
@@ -89,9 +90,11 @@ class Predictor:
     """A loaded model with the feature and segment configs it was trained with, on `device` (else GENRECLF_DEVICE,
     else the best available)."""
 
-    def __init__(self, store: Store, model: str | None = None, *, device: str | None = None) -> None:
+    def __init__(
+        self, store: Store, model: str | None = None, *, device: str | None = None, line: str | None = None
+    ) -> None:
         self.device = resolve_device(device)  # first: a device this machine lacks fails before any model is read
-        self.key = resolve_model_key(store, model)
+        self.key = resolve_model_key(store, model, line=line)
         self.model, bundle = load_model(store, self.key, self.device)
         self.labels: list[str] = bundle["labels"]
         self.norm = Normalizer.from_dict(bundle["normalizer"])
@@ -130,9 +133,11 @@ class Predictor:
         return self.predict_audio(y, source=source)
 
 
-def open_predictor(storage_url: str | None, model: str | None, device: str | None = None) -> Predictor:
+def open_predictor(
+    storage_url: str | None, model: str | None, device: str | None = None, *, line: str | None = None
+) -> Predictor:
     try:
-        return Predictor(Store.open(storage_url), model, device=device)
+        return Predictor(Store.open(storage_url), model, device=device, line=line)
     except StorageError as e:
         raise ModelError(f"cannot load the model: {e}") from e
 

@@ -10,8 +10,10 @@ import polars as pl
 import pytest
 import soundfile as sf
 
+from genreclf import registry
 from genreclf.cli import main
 from genreclf.demo import make_demo_catalog
+from genreclf.evaluation import evaluate_run
 from genreclf.keys import CHAMPION_KEY, splits_key
 from genreclf.models.baselines import knn_k
 from genreclf.storage import Store
@@ -43,6 +45,42 @@ def test_status_prints_dataset_and_champion(tmp_path: Path, capsys) -> None:
     assert "champion: none" in out
 
 
+def test_status_lists_each_lines_champion_and_predict_says_which_it_uses(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two catalogs of other genres in one store: neither champion replaces the other."""
+    store = Store.open(str(tmp_path / "store"))
+    lines = {}
+    for dataset_id, classes in (("three", 3), ("two", 2)):
+        manifest = make_tiny_dataset(store, classes=classes, dataset_id=dataset_id)
+        cfg = TrainConfig(model="small_cnn", epochs=1, crop_s=0.3, device="cpu")
+        fit(store, manifest, cfg, run_id=f"r-{dataset_id}")
+        decision = registry.challenge(
+            store, evaluate_run(store, f"r-{dataset_id}", manifest, baselines=False), manifest
+        )
+        assert decision.promote and decision.reason.startswith("the first champion of its line"), decision
+        lines[dataset_id] = registry.line_of(manifest)
+    song = tmp_path / "song.wav"
+    sf.write(song, np.random.default_rng(0).normal(0, 0.1, SEG.sample_rate).astype(np.float32), SEG.sample_rate)
+
+    assert main(["status", "--store", store.url]) == 0
+    champions = [line for line in capsys.readouterr().out.splitlines() if line.startswith("champion:")]
+    assert len(champions) == 2, champions
+    assert champions[0].startswith(f"champion: line {lines['two']} (the default for predict): run r-two, ")
+    assert "2 genres: genre0, genre1" in champions[0]
+    assert champions[1].startswith(f"champion: line {lines['three']}: run r-three, ")
+
+    assert main(["predict", "--store", store.url, "--device", "cpu", str(song)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"model: the most recently promoted champion, of line {lines['two']} (2 lines have one:")
+    assert "run r-two (2 genres: genre0, genre1) on cpu" in out
+    assert main(["predict", "--store", store.url, "--device", "cpu", "--line", lines["three"][:5], str(song)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"model: the champion of line {lines['three']}: run r-three (3 genres: genre0, genre1, ")
+    assert main(["predict", "--store", store.url, "--line", "zzz", str(song)]) == 2
+    assert "line 'zzz' is not one of the lines with a champion" in capsys.readouterr().err
+
+
 def test_predict_refuses_a_model_outside_the_store_without_running_it(tmp_path: Path, capsys) -> None:
     store = Store.open(str(tmp_path / "store"))
     marker = tmp_path / "marker"
@@ -72,7 +110,9 @@ def test_predict_runs_on_genreclf_device_or_device_and_refuses_one_this_machine_
     monkeypatch.setenv("GENRECLF_DEVICE", "cpu")
     assert main(predict) == 0
     out = capsys.readouterr().out
-    assert "model: runs/r/model.safetensors (3 genres) on cpu" in out and f"{song}: genre" in out
+    assert (
+        "model: runs/r/model.safetensors (3 genres: genre0, genre1, genre2) on cpu" in out and f"{song}: genre" in out
+    )
     for env, device, says in [
         ("tpu", None, "GENRECLF_DEVICE='tpu' is not a device; use cpu, cuda, cuda:N or mps"),
         ("cuda:7", None, "GENRECLF_DEVICE='cuda:7': this machine has"),

@@ -54,12 +54,13 @@ def test_confusion_png_is_a_png() -> None:
 
 def test_decide_promotion() -> None:
     champ = {"run_id": "old"}
-    assert registry.decide(0.7, None, None, compatible=False).promote
-    assert registry.decide(0.7, champ, 0.6, compatible=True).promote
-    tie = registry.decide(0.6, champ, 0.6, compatible=True)
+    assert registry.decide(0.7, None, None).promote
+    assert registry.decide(0.7, champ, 0.6).promote
+    tie = registry.decide(0.6, champ, 0.6)
     assert not tie.promote and "does not beat champion old (0.600)" in tie.reason
-    assert not registry.decide(0.5, champ, 0.6, compatible=True).promote
-    assert registry.decide(0.5, champ, None, compatible=False).promote
+    assert not registry.decide(0.5, champ, 0.6).promote
+    gone = registry.decide(0.5, champ, None)  # its model was deleted: nothing to keep
+    assert gone.promote and "model is gone" in gone.reason
 
 
 def test_evaluate_run_and_challenge_the_champion(tmp_path) -> None:

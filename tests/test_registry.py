@@ -4,6 +4,7 @@ and on a real S3 server (SeaweedFS on loopback), always leave the better model a
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import multiprocessing
 import queue
 import time
@@ -17,7 +18,8 @@ import pytest
 
 from genreclf import registry
 from genreclf.errors import ModelError
-from genreclf.keys import CHAMPION_KEY
+from genreclf.keys import CHAMPION_KEY, champion_line_key, manifest_key
+from genreclf.manifest import Manifest
 from genreclf.settings import Settings
 from genreclf.storage import Store
 from tests import s3server
@@ -26,12 +28,12 @@ from tests.s3server import S3Server
 s3_server = s3server.s3_server
 
 SCORES = {"base": 0.5, "worse": 0.7, "better": 0.9}
+LINE = "l1"
 
 
 def entry(store: Store, run_id: str) -> dict[str, Any]:
-    return registry.champion_entry(
-        store, run_id=run_id, model_key=f"runs/{run_id}/model.pt", dataset_id="d1", score=SCORES[run_id]
-    )
+    return registry.champion_entry(store, run_id=run_id, model_key=f"runs/{run_id}/model.pt", dataset_id="d1",
+                                   line=LINE, labels=["a", "b"], score=SCORES[run_id])  # fmt: skip
 
 
 def stored_score(champion: dict[str, Any]) -> float:
@@ -50,6 +52,8 @@ class RendezvousStore(Store):
 
     def read_versioned(self, key: str) -> tuple[bytes | None, str | None]:
         found = super().read_versioned(key)
+        if key != champion_line_key(LINE):  # the champion the candidate is compared with is its line's
+            return found
         self._reads.append(key)
         if len(self._reads) == 1:
             self.barrier.wait()
@@ -148,8 +152,8 @@ def test_promotion_gives_up_when_the_champion_keeps_changing(tmp_path: Path) -> 
 
     def score_while_another_promotes(champion: dict[str, Any]) -> float:
         # Another evaluation replaces the champion while this one is comparing, every time.
-        _, version = store.read_versioned(CHAMPION_KEY)
-        store.write_if(CHAMPION_KEY, f'{{"run_id": "other-{uuid.uuid4().hex}"}}'.encode(), version)
+        _, version = store.read_versioned(champion_line_key(LINE))
+        store.write_if(champion_line_key(LINE), f'{{"run_id": "other-{uuid.uuid4().hex}"}}'.encode(), version)
         return 0.1
 
     assert registry.promote_if_better(store, entry(store, "base"), stored_score).promote
@@ -173,7 +177,7 @@ def test_a_promotion_whose_answer_was_lost_is_reported_as_made(tmp_path: Path) -
 
     decision = registry.promote_if_better(store, entry(store, "better"), stored_score)
 
-    assert decision.promote and decision.reason.startswith("no champion yet")
+    assert decision.promote and decision.reason.startswith("the first champion of its line")
     assert registry.read_champion(store)["run_id"] == "better"
 
 
@@ -185,4 +189,72 @@ def test_a_worse_candidate_leaves_the_champion(tmp_path: Path) -> None:
 
     assert not decision.promote and "does not beat champion better (0.900)" in decision.reason
     assert registry.read_champion(store)["run_id"] == "better"
-    assert store.keys("") == [CHAMPION_KEY]  # the lock file is not a key
+    assert store.keys("") == [CHAMPION_KEY, champion_line_key(LINE)]  # the lock file is not a key
+
+
+def _manifest_of(store: Store, dataset_id: str, labels: list[str]) -> Manifest:
+    """A dataset's manifest as the registry reads it (its genres and configs); its shards are not needed here."""
+    m = Manifest(dataset_id=dataset_id, catalog_version="c", feature_config={}, feature_hash="f1",
+                 segment_config={"window_s": 3.0}, labels=labels, split_seed=0, shards=[])  # fmt: skip
+    store.write_json(manifest_key(dataset_id), dataclasses.asdict(m))
+    return m
+
+
+def test_each_line_keeps_its_champion_and_the_most_recent_is_the_default(tmp_path: Path) -> None:
+    store = Store.open(str(tmp_path / "store"))
+    gtzan = _manifest_of(store, "gtzan", ["blues", "jazz"])
+    demo = _manifest_of(store, "demo", ["chirp", "drone"])
+    assert registry.line_of(gtzan) != registry.line_of(demo)
+
+    def candidate(run_id: str, m: Manifest, score: float) -> dict[str, Any]:
+        return registry.champion_entry(store, run_id=run_id, model_key=f"runs/{run_id}/model.pt",
+                                       dataset_id=m.dataset_id, line=registry.line_of(m), labels=m.labels,
+                                       score=score)  # fmt: skip
+
+    compared: list[str] = []
+
+    def score(champion: dict[str, Any]) -> float:
+        compared.append(champion["run_id"])
+        return float(champion["track_accuracy"])
+
+    assert registry.promote_if_better(store, candidate("g1", gtzan, 0.8), score).promote
+    # A model of other genres, even a worse one, is never compared with (or promoted over) the GTZAN champion.
+    first_demo = registry.promote_if_better(store, candidate("d1", demo, 0.5), score)
+    assert first_demo.promote and first_demo.reason.startswith("the first champion of its line")
+    assert compared == []
+    assert registry.read_champion(store, registry.line_of(gtzan))["run_id"] == "g1"
+    assert registry.read_champion(store)["run_id"] == "d1"  # the most recently promoted
+    assert [c["run_id"] for c in registry.champions(store)] == ["d1", "g1"]
+
+    assert not registry.promote_if_better(store, candidate("g2", gtzan, 0.7), score).promote
+    assert compared == ["g1"]
+    assert registry.read_champion(store)["run_id"] == "d1"  # a refused candidate names no one
+    assert registry.read_champion(store, registry.line_of(gtzan)[:6])["run_id"] == "g1"  # a unique start will do
+    with pytest.raises(ModelError, match="is not one of the lines"):
+        registry.read_champion(store, "nosuchline")
+
+
+def test_a_champion_json_written_before_lines_keeps_working(tmp_path: Path) -> None:
+    store = Store.open(str(tmp_path / "store"))
+    gtzan = _manifest_of(store, "gtzan", ["blues", "jazz"])
+    demo = _manifest_of(store, "demo", ["chirp", "drone"])
+    old = {"run_id": "old", "model_key": "runs/old/model.pt", "model_uri": store.uri("runs/old/model.pt"),
+           "dataset_id": "gtzan", "track_accuracy": 0.6, "promoted_at": "2026-11-01T00:00:00+00:00"}  # fmt: skip
+    store.write_json(CHAMPION_KEY, old)
+
+    # Read as the champion of its dataset's line, by every reader.
+    assert registry.read_champion(store)["line"] == registry.line_of(gtzan)
+    assert registry.read_champion(store, registry.line_of(gtzan))["run_id"] == "old"
+
+    # Another line's promotion names its own champion in champion.json, and the old one stays its line's.
+    demo_entry = registry.champion_entry(store, run_id="d1", model_key="runs/d1/model.pt", dataset_id="demo",
+                                         line=registry.line_of(demo), labels=demo.labels, score=0.9)  # fmt: skip
+    assert registry.promote_if_better(store, demo_entry, stored_score).promote
+    assert registry.read_champion(store)["run_id"] == "d1"
+    assert [c["run_id"] for c in registry.champions(store)] == ["d1", "old"]
+
+    # A candidate of its line is compared with it, and must beat it.
+    worse = registry.champion_entry(store, run_id="g2", model_key="runs/g2/model.pt", dataset_id="gtzan",
+                                    line=registry.line_of(gtzan), labels=gtzan.labels, score=0.5)  # fmt: skip
+    decision = registry.promote_if_better(store, worse, stored_score)
+    assert not decision.promote and "does not beat champion old (0.600)" in decision.reason

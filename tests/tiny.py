@@ -24,6 +24,7 @@ def make_tiny_dataset(
     seed: int = 0,
     feat: FeatureConfig = FEAT,
     seg: SegmentConfig = SEG,
+    dataset_id: str = "tiny",
 ) -> Manifest:
     """Each class lights up its own band of mels; 2 segments per track; splits by track, 4/1/1 per class."""
     rng = np.random.default_rng(seed)
@@ -45,9 +46,9 @@ def make_tiny_dataset(
                 rows.split.append(split)
                 rows.offset_s.append(s * seg.hop_s)
                 rows.mel.append(mel.astype(np.float32))
-    entry = write_shard(store, "datasets/tiny/shards/part-00000.parquet", rows, feature_hash=feat.hash)
+    entry = write_shard(store, f"datasets/{dataset_id}/shards/part-00000.parquet", rows, feature_hash=feat.hash)
     manifest = Manifest(
-        dataset_id="tiny",
+        dataset_id=dataset_id,
         catalog_version="tiny-catalog",
         feature_config=dataclasses.asdict(feat),
         feature_hash=feat.hash,
