@@ -41,14 +41,16 @@ def pipeline(
     dataset: DatasetParams | None = None,
     training: TrainParams | None = None,
     baselines: bool = True,
+    keep_checkpoint: bool = False,
 ) -> PipelineResult:
-    """Run every stage on a folder laid out ROOT/<genre>/<file>; returns where everything is, and the figures."""
+    """Run every stage on a folder laid out ROOT/<genre>/<file>; returns where everything is, and the figures.
+    `keep_checkpoint`: keep the finished run's resumable checkpoint (the train flow's parameter)."""
     store = Store.open(storage_url)
     if training is not None:  # a pretrained network is fed its own features, from the same decoded audio
         dataset = (dataset or DatasetParams()).for_model(training.model)
     version = scan_folder_catalog(catalog_dir, store.url)
     dataset_id = build_dataset(version, dataset, store.url)
-    run_id = train(dataset_id, training, store.url)
+    run_id = train(dataset_id, training, store.url, keep_checkpoint=keep_checkpoint)
     report = evaluate(run_id, dataset_id, store.url, baselines, device=training.device if training else None)
     manifest = read_manifest(store, dataset_id)
     return {

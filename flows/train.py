@@ -23,8 +23,12 @@ def train(
     params: TrainParams | None = None,
     storage_url: str | None = None,
     run_id: str | None = None,
+    keep_checkpoint: bool = False,
 ) -> str:
-    """Train a model on the dataset's train split (validating on val); returns the run id."""
+    """Train a model on the dataset's train split (validating on val); returns the run id.
+
+    The run's resumable checkpoint (the optimizer's state too: most of what a run stores) is removed when the run
+    finishes, unless `keep_checkpoint`; its best model and history stay."""
     logger = get_run_logger()
     params = params or TrainParams()
     store = Store.open(storage_url)
@@ -32,7 +36,7 @@ def train(
     run_id = check_run_id(run_id or run_id_for(manifest.dataset_id, params.config()))
     logger.info("training %s on dataset %s (%d segments) as run %s", params.model, manifest.dataset_id,
                 manifest.rows("train"), run_id)  # fmt: skip
-    state = fit_model(store.url, manifest.dataset_id, params.config(), run_id, return_state=True)
+    state = fit_model(store.url, manifest.dataset_id, params.config(), run_id, keep_checkpoint, return_state=True)
     result = state.result()
     trained_now = state.name != "Cached" and result.new_epochs > 0
     history = "\n".join(f"| {h['epoch']} | {h['train_loss']:.4f} | {h['val_accuracy']:.3f} |" for h in result.history)

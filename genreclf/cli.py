@@ -75,7 +75,8 @@ def _run_pipeline(catalog_dir: Path, args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     with prefect_api(), live_stages(verbose=args.verbose) as display:
         try:
-            out = pipeline(str(catalog_dir), storage_url=args.store, dataset=dataset, training=training)
+            out = pipeline(str(catalog_dir), storage_url=args.store, dataset=dataset, training=training,
+                           keep_checkpoint=args.keep_checkpoint)  # fmt: skip
         except interrupts.Interrupted as e:
             e.during = display.running()
             raise
@@ -299,6 +300,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help=DEVICE_HELP)
     p.add_argument("--seed", type=int, help="seed of the model's initialisation, its crops and the baselines "
                    "(default 0; the split does not depend on it)")  # fmt: skip
+    p.add_argument("--keep-checkpoint", action="store_true", help="keep the finished run's resumable checkpoint "
+                   "(its optimizer state; removed by default: the best model and its history stay)")  # fmt: skip
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):

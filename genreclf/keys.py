@@ -107,7 +107,13 @@ def run_config_key(run_id: str) -> str:
 
 
 def checkpoint_key(run_id: str) -> str:
+    """Everything to resume a run (the optimizer's state too), until it finishes."""
     return f"{run_prefix(run_id)}/checkpoint.pt"
+
+
+def finished_key(run_id: str) -> str:
+    """A finished run's history and config: a rerun returns it instead of training again."""
+    return f"{run_prefix(run_id)}/finished.json"
 
 
 def report_key(run_id: str, ext: str = "json") -> str:

@@ -21,7 +21,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from genreclf.errors import ConfigError, DataError, ModelError
-from genreclf.keys import checkpoint_key, run_config_key
+from genreclf.keys import checkpoint_key, finished_key, run_config_key
 from genreclf.loader import Normalizer, StreamingSegments, window_starts
 from genreclf.manifest import Manifest
 from genreclf.models import create_model, is_pretrained
@@ -367,6 +367,7 @@ def fit(
     run_id: str,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
     stop_after: int | None = None,
+    keep_checkpoint: bool = False,
 ) -> TrainResult:
     """Train on the manifest's train split, pick the epoch with the best validation accuracy, save it.
 
@@ -378,6 +379,8 @@ def fit(
     `model.json` (see `genreclf.models.files`).
     If a checkpoint of the same run exists, training resumes after its epoch. `stop_after` ends the call after that
     many epochs of this call (to simulate a kill in tests) without finishing the run.
+    A run that finishes writes `runs/<run_id>/finished.json` (its history) and removes its checkpoint, most of what
+    a run stores, unless `keep_checkpoint`; a rerun of a finished run returns its result without training.
     The device is `cfg.device`, else GENRECLF_DEVICE, else the best available (`resolve_device`); the result names it.
     """
     pretrained = is_pretrained(cfg.model)
@@ -408,6 +411,8 @@ def fit(
     val_loader = _loader(
         StreamingSegments(store, manifest, val_split, train=False), cfg, device, torch.Generator().manual_seed(0)
     )
+    if (done := _finished(store, run_id, cfg, manifest)) is not None:
+        return done
     ckpt = _load_checkpoint(store, ckpt_key, device) if store.exists(ckpt_key) else None
     if ckpt is not None and (ckpt["config"] != dataclasses.asdict(cfg) or ckpt["dataset_id"] != manifest.dataset_id):
         raise ModelError(
@@ -495,7 +500,7 @@ def fit(
         epochs_this_call += 1
         if stop_after is not None and epochs_this_call >= stop_after:
             break
-    return TrainResult(
+    result = TrainResult(
         run_id=run_id,
         model_uri=store.uri(model_key),
         epochs=state["epoch"],
@@ -506,6 +511,34 @@ def fit(
         new_epochs=epochs_this_call,
         device=str(device),
     )
+    if state["epoch"] >= cfg.epochs or (cfg.patience is not None and state["bad_epochs"] >= cfg.patience):
+        _finish(store, run_id, cfg, manifest, result, keep_checkpoint=keep_checkpoint)
+    return result
+
+
+def _finish(
+    store: Store, run_id: str, cfg: TrainConfig, manifest: Manifest, result: TrainResult, *, keep_checkpoint: bool
+) -> None:
+    """Record the finished run (first: a crash before the checkpoint goes leaves both, and the record wins), then
+    remove the checkpoint: the best model is in model.safetensors, and the optimizer's state only resumes."""
+    record = {"config": dataclasses.asdict(cfg), "dataset_id": manifest.dataset_id, "result": dataclasses.asdict(result)}
+    store.write_json(finished_key(run_id), record)
+    if not keep_checkpoint:
+        store.delete(checkpoint_key(run_id))
+
+
+def _finished(store: Store, run_id: str, cfg: TrainConfig, manifest: Manifest) -> TrainResult | None:
+    """The result of run `run_id` if it finished already with this config on this dataset; None if it did not."""
+    key = finished_key(run_id)
+    if not store.exists(key):
+        return None
+    record = store.read_json(key)
+    if record["config"] != dataclasses.asdict(cfg) or record["dataset_id"] != manifest.dataset_id:
+        raise ModelError(f"{store.uri(key)} was written with another config or dataset; use a new run id to start over")
+    result = TrainResult(**{**record["result"], "new_epochs": 0, "segments_per_s": 0.0})
+    log.info("run %s finished already (epoch %d, the best %d); nothing to train", run_id, result.epochs,
+             result.best_epoch)  # fmt: skip
+    return result
 
 
 def model_record(manifest: Manifest, cfg: TrainConfig, run_id: str, norm: Normalizer) -> dict[str, Any]:

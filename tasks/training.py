@@ -13,7 +13,9 @@ from tasks.progress import Progress
 
 @task(name="fit", task_run_name="fit-{run_id}", cache_policy=CACHED, persist_result=True, retries=1,
       retry_delay_seconds=10)  # fmt: skip
-def fit_model(storage_url: str, dataset_id: str, cfg: training.TrainConfig, run_id: str) -> training.TrainResult:
+def fit_model(
+    storage_url: str, dataset_id: str, cfg: training.TrainConfig, run_id: str, keep_checkpoint: bool = False
+) -> training.TrainResult:
     """Train (or resume) a run; a retry continues from the last epoch's checkpoint."""
     store = Store.open(storage_url)
     manifest = read_manifest(store, dataset_id)
@@ -23,7 +25,7 @@ def fit_model(storage_url: str, dataset_id: str, cfg: training.TrainConfig, run_
     def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
         progress.advance(detail=f"loss {metrics['train_loss']:.3f}, val accuracy {metrics['val_accuracy']:.3f}")
 
-    result = training.fit(store, manifest, cfg, run_id=run_id, on_epoch=on_epoch)
+    result = training.fit(store, manifest, cfg, run_id=run_id, on_epoch=on_epoch, keep_checkpoint=keep_checkpoint)
     progress.advance(total)  # done: early stopping or a resumed run ends before the last epoch's update
     return result
 

@@ -38,7 +38,8 @@ def test_pipeline_end_to_end_then_reuses_everything(tmp_path: Path) -> None:
     assert out["report"]["promotion"]["promote"]
     assert out["report"]["device"] == str(pick_device())  # no device given, no GENRECLF_DEVICE: the best available
 
-    checkpoint = Path(store.path(f"runs/{out['run_id']}/checkpoint.pt"))
+    assert not store.exists(f"runs/{out['run_id']}/checkpoint.pt")  # finished: only the best model is kept
+    checkpoint = Path(store.path(f"runs/{out['run_id']}/model.safetensors"))
     before = checkpoint.stat().st_mtime_ns
     again = pipeline(str(root), storage_url=store_url, dataset=dataset, training=training)
     assert (again["dataset_id"], again["run_id"]) == (out["dataset_id"], out["run_id"])

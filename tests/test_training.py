@@ -27,11 +27,11 @@ CFG = TrainConfig(
 def test_fit_learns_a_separable_tiny_dataset(tmp_path) -> None:
     store = Store.open(str(tmp_path / "store"))
     manifest = make_tiny_dataset(store)
-    result = fit(store, manifest, CFG, run_id="r1")
+    result = fit(store, manifest, CFG, run_id="r1", keep_checkpoint=True)
     assert result.epochs == 4
     assert result.best_val_accuracy >= 0.8
-    assert store.keys("runs/r1") == [f"runs/r1/{k}" for k in ("checkpoint.pt", "config.json", "model.json",
-                                                              "model.safetensors")]  # fmt: skip
+    assert store.keys("runs/r1") == [f"runs/r1/{k}" for k in ("checkpoint.pt", "config.json", "finished.json",
+                                                              "model.json", "model.safetensors")]  # fmt: skip
     saved = store.read_json("runs/r1/config.json")
     assert saved["train"] == dataclasses.asdict(CFG) and saved["dataset_id"] == "tiny"
     model, bundle = load_model(store, "runs/r1/model.safetensors", torch.device("cpu"))
@@ -141,13 +141,20 @@ def test_a_dataset_smaller_than_a_batch_without_val_split_trains(tmp_path, caplo
 def test_a_finished_run_is_not_trained_again(tmp_path) -> None:
     store = Store.open(str(tmp_path / "store"))
     manifest = make_tiny_dataset(store)
+    killed = fit(store, manifest, CFG, run_id="r", stop_after=2)
+    assert killed.new_epochs == 2 and store.exists("runs/r/checkpoint.pt") and not store.exists("runs/r/finished.json")
     first = fit(store, manifest, CFG, run_id="r")
-    assert first.new_epochs == 4
-    written = {k: store.read_bytes(k) for k in ("runs/r/checkpoint.pt", "runs/r/model.safetensors")}
+    assert first.new_epochs == 2 and first.epochs == 4
+    # Finished: the resumable checkpoint (the optimizer's state, most of a run's bytes) goes; the model stays.
+    assert store.keys("runs/r") == [f"runs/r/{k}" for k in ("config.json", "finished.json", "model.json",
+                                                            "model.safetensors")]  # fmt: skip
+    written = {k: store.read_bytes(k) for k in store.keys("runs/r")}
     again = fit(store, manifest, CFG, run_id="r")
     assert again.new_epochs == 0 and again.segments_per_s == 0.0
     assert (again.epochs, again.best_epoch, again.history) == (4, first.best_epoch, first.history)
-    assert {k: store.read_bytes(k) for k in written} == written  # neither the checkpoint nor the model rewritten
+    assert {k: store.read_bytes(k) for k in store.keys("runs/r")} == written  # nothing trained, nothing rewritten
+    with pytest.raises(ModelError, match="finished.json was written with another config"):
+        fit(store, manifest, dataclasses.replace(CFG, lr=0.5), run_id="r")
 
 
 def test_training_runs_on_genreclf_device_unless_the_config_names_one(tmp_path, monkeypatch) -> None:
@@ -268,7 +275,8 @@ def test_each_training_segment_gives_crops_per_segment_crops_an_epoch_spread_ove
     assert sorted(set(origins)) == list(range(len(whole))) and all(origins.count(i) == 3 for i in set(origins))
     runs_of_one_segment = sum(a == b for a, b in itertools.pairwise(origins))
     assert runs_of_one_segment < len(origins) // 4  # shuffled, not three in a row
-    result = fit(store, manifest, dataclasses.replace(CFG, epochs=1, crops_per_segment=3), run_id="crops")
+    cfg = dataclasses.replace(CFG, epochs=1, crops_per_segment=3)
+    result = fit(store, manifest, cfg, run_id="crops", keep_checkpoint=True)
     steps = 3 * len(whole) // CFG.batch_size
     assert result.segments_per_s > 0 and result.history[0]["epoch"] == 1
     assert store.read_json("runs/crops/config.json")["train"]["crops_per_segment"] == 3
