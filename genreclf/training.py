@@ -521,8 +521,8 @@ def _finish(
 ) -> None:
     """Record the finished run (first: a crash before the checkpoint goes leaves both, and the record wins), then
     remove the checkpoint: the best model is in model.safetensors, and the optimizer's state only resumes."""
-    record = {"config": dataclasses.asdict(cfg), "dataset_id": manifest.dataset_id, "result": dataclasses.asdict(result)}
-    store.write_json(finished_key(run_id), record)
+    record = {"config": dataclasses.asdict(cfg), "dataset_id": manifest.dataset_id}
+    store.write_json(finished_key(run_id), {**record, "result": dataclasses.asdict(result)})
     if not keep_checkpoint:
         store.delete(checkpoint_key(run_id))
 

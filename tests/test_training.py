@@ -153,7 +153,7 @@ def test_a_finished_run_is_not_trained_again(tmp_path) -> None:
     assert again.new_epochs == 0 and again.segments_per_s == 0.0
     assert (again.epochs, again.best_epoch, again.history) == (4, first.best_epoch, first.history)
     assert {k: store.read_bytes(k) for k in store.keys("runs/r")} == written  # nothing trained, nothing rewritten
-    with pytest.raises(ModelError, match="finished.json was written with another config"):
+    with pytest.raises(ModelError, match=r"finished\.json was written with another config"):
         fit(store, manifest, dataclasses.replace(CFG, lr=0.5), run_id="r")
 
 
