@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import codecs
+import contextlib
 import dataclasses
 import hashlib
 import io
 import json
 import logging
+import os
+import re
 import shutil
 import struct
 import subprocess
 import tempfile
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -57,6 +63,54 @@ def _ffmpeg() -> str:
 # with one of these extensions or from bytes; anything libsndfile refuses goes through ffmpeg, which also words the
 # errors. Both routes give the same samples for the same file.
 SOUNDFILE_EXTENSIONS = frozenset({".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".au"})
+# ... and only when the first bytes are those of such a file: libsndfile takes a `.mp3` whose header it does not
+# know for MP3 anyway, and its decoder (mpg123) then prints its search for a frame to fd 2, past Python, for a
+# text file or a saved web page. ffmpeg reads whatever else there is (an MP3 with bytes before its first frame).
+_SOUNDFILE_MAGIC = (b"RIFF", b"RIFX", b"RF64", b"fLaC", b"OggS", b"FORM", b".snd", b"dns.")
+
+
+def _mpeg_audio(head: bytes) -> bool:
+    """An ID3 tag, or the sync word of an MPEG layer I-III frame (not ADTS AAC, whose layer bits are 00)."""
+    return head[:3] == b"ID3" or (len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0 and head[1] & 0x06 != 0)
+
+
+def _soundfile_reads(head: bytes) -> bool:
+    return head[:4] in _SOUNDFILE_MAGIC or _mpeg_audio(head)
+
+
+# What mpg123 prints: "Note: ...", "Warning: ...", "[src/libmpg123/parse.c:wetwork():1349] error: ...".
+_MPG123_LINE = re.compile(rb"^(?:Note: |Warning: |Error: |\[[^\]\n]*libmpg123[^\]\n]*\] )[^\n]*(?:\n|$)", re.MULTILINE)
+# fd 2 belongs to the whole process: one thread at a time may point it elsewhere.
+_FD2_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _decoder_stderr(label: str) -> Iterator[None]:
+    """Keep mpg123's lines off the terminal while libsndfile opens an MP3 (they go to the debug log).
+
+    mpg123 writes them with fprintf to fd 2 and libsndfile has no switch to quiet it, so fd 2 points at a temporary
+    file meanwhile. Keep the block short (an open takes well under a millisecond): whatever other threads write to
+    fd 2 in it is passed on after, a little late.
+    """
+    with _FD2_LOCK, tempfile.TemporaryFile(prefix="genreclf-stderr-") as sink:
+        saved = os.dup(2)
+        try:
+            os.dup2(sink.fileno(), 2)
+            try:
+                yield
+            finally:
+                if os.path.sameopenfile(2, sink.fileno()):  # else someone else has since, e.g. a Ctrl-C quieting it
+                    os.dup2(saved, 2)
+            sink.seek(0)
+            written = sink.read()
+            lines = [m.group().decode(errors="replace").strip() for m in _MPG123_LINE.finditer(written)]
+            if lines:
+                log.debug("%s: libsndfile's MP3 decoder: %s", label, " / ".join(lines))
+            rest = _MPG123_LINE.sub(b"", written)
+            while rest:
+                rest = rest[os.write(saved, rest) :]
+        finally:
+            os.close(saved)
 
 
 # Frames per block when decoding in-process: the channels are averaged and resampled block by block, so peak
@@ -104,6 +158,21 @@ def _head(source: Path | bytes) -> bytes:
         return fh.read(4096)
 
 
+def _text_line(head: bytes) -> str | None:
+    """The first line of `head` (up to 40 characters) when the file holds text (UTF-8, no control characters)."""
+    try:
+        text = codecs.getincrementaldecoder("utf-8")().decode(head)  # a character cut at the end of `head` is kept back
+    except UnicodeDecodeError:
+        return None
+    if not all(c.isprintable() or c in "\t\n\r\f\v" for c in text):
+        return None
+    lines = text.lstrip("\ufeff").strip().splitlines()
+    if not lines:
+        return None
+    line = lines[0].strip()
+    return line if len(line) <= 40 else line[:40] + "..."
+
+
 # Up to this many channels `channel_mean` adds columns in numpy's own order; from 8 on, numpy sums pairwise.
 _SEQUENTIAL_MEAN_MAX = 7
 
@@ -126,7 +195,9 @@ def channel_mean(block: np.ndarray) -> np.ndarray:
     return out
 
 
-def _decode_soundfile(source: Path | bytes, *, sr: int, max_seconds: float | None, label: str) -> np.ndarray | None:
+def _decode_soundfile(
+    source: Path | bytes, head: bytes, *, sr: int, max_seconds: float | None, label: str
+) -> np.ndarray | None:
     """Mono float32 at `sr` via libsndfile and soxr (channel mean, as ffmpeg's path); None when it cannot read it.
 
     Decodes in blocks: each block is averaged to mono and fed to a streaming resampler. Raises AudioError when the
@@ -136,12 +207,15 @@ def _decode_soundfile(source: Path | bytes, *, sr: int, max_seconds: float | Non
     import soxr  # librosa's resampler
 
     try:
-        f = sf.SoundFile(io.BytesIO(source) if isinstance(source, bytes) else source)
+        # Only the open is quieted: what does not decode as MP3 fails there, and fd 2 stays the terminal's while
+        # whole songs decode on other threads beside a progress bar on stderr.
+        with _decoder_stderr(label) if _mpeg_audio(head) else contextlib.nullcontext():
+            f = sf.SoundFile(io.BytesIO(source) if isinstance(source, bytes) else source)
     except (sf.LibsndfileError, RuntimeError, ValueError):
         return None
     with f:
         file_sr = f.samplerate
-        declared = _declared_frames(f, _head(source))
+        declared = _declared_frames(f, head)
         limit = round(max_seconds * file_sr) if max_seconds else None
         stream = soxr.ResampleStream(file_sr, sr, 1, dtype="float32", quality="HQ") if file_sr != sr else None
         parts: list[np.ndarray] = []
@@ -187,8 +261,12 @@ def decode(source: str | Path | bytes, *, sr: int, max_seconds: float | None = N
         data: bytes | None = source
         if not data:
             raise AudioError(f"{label}: file is empty (0 bytes); download it again or remove it")
-        inp = "pipe:0"
-        y = _decode_soundfile(data, sr=sr, max_seconds=max_seconds, label=label)
+        inp, head = "pipe:0", _head(data)
+        y = (
+            _decode_soundfile(data, head, sr=sr, max_seconds=max_seconds, label=label)
+            if _soundfile_reads(head)
+            else None
+        )
         if y is not None:
             return y
     else:
@@ -197,9 +275,9 @@ def decode(source: str | Path | bytes, *, sr: int, max_seconds: float | None = N
             raise AudioError(f"{label}: no such file")
         if path.stat().st_size == 0:
             raise AudioError(f"{label}: file is empty (0 bytes); download it again or remove it")
-        data, inp = None, str(path)
-        if path.suffix.lower() in SOUNDFILE_EXTENSIONS:
-            y = _decode_soundfile(path, sr=sr, max_seconds=max_seconds, label=label)
+        data, inp, head = None, str(path), _head(path)
+        if path.suffix.lower() in SOUNDFILE_EXTENSIONS and _soundfile_reads(head):
+            y = _decode_soundfile(path, head, sr=sr, max_seconds=max_seconds, label=label)
             if y is not None:
                 return y
     if data is not None and _is_quicktime(data):
@@ -209,7 +287,7 @@ def decode(source: str | Path | bytes, *, sr: int, max_seconds: float | None = N
             tmp.write(data)
             tmp.flush()
             proc = _run_ffmpeg(tmp.name, None, sr=sr, max_seconds=max_seconds)
-            proc.stderr = proc.stderr.replace(tmp.name.encode(), label.encode())
+            proc.stderr = proc.stderr.replace(tmp.name.encode(), inp.encode())
     else:
         proc = _run_ffmpeg(inp, data, sr=sr, max_seconds=max_seconds)
     if proc.returncode < 0:
@@ -225,6 +303,8 @@ def decode(source: str | Path | bytes, *, sr: int, max_seconds: float | None = N
             )
         err = proc.stderr.decode(errors="replace").strip().splitlines()
         detail = err[-1] if err else f"ffmpeg exited with {proc.returncode}"
+        if detail.startswith(f"{inp}: "):  # ffmpeg's "<input>: <why>": no demuxer could open it
+            raise AudioError(f"{label}: cannot decode: {_not_audio(head, detail.removeprefix(f'{inp}: '))}")
         raise AudioError(f"{label}: cannot decode ({detail}); check that it is a complete audio file")
     y = np.frombuffer(proc.stdout, dtype=np.float32)
     if y.size == 0:
@@ -255,6 +335,13 @@ def _is_quicktime(data: bytes) -> bool:
 
 def _no_audio_stream(proc: subprocess.CompletedProcess[bytes]) -> bool:
     return b"matches no streams" in proc.stderr
+
+
+def _not_audio(head: bytes, why: str) -> str:
+    """What a file ffmpeg cannot open is, and what to do, in words; `why` is ffmpeg's reason without the path."""
+    line = _text_line(head)
+    what = f"not audio but text ({line!r})" if line else f"not an audio file ffmpeg can read ({why})"
+    return f"{what}; remove it, or replace it with the audio file"
 
 
 # libsndfile's float -> 16-bit FLAC conversion: scale by 2**15, round half to even, clip to int16; reading scales

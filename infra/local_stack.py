@@ -1,14 +1,19 @@
 """Bring up, on one machine, what genreclf's deployments need; stop only what this script started.
 
     python -m infra.local_stack up [--port 4200] [--s3] [--no-gpu-worker]   # idempotent
+    python -m infra.local_stack deploy
     python -m infra.local_stack status
     python -m infra.local_stack down
 
 `up` starts a Prefect server (SQLite, 127.0.0.1), creates the `cpu` and `gpu` process work pools, the global
 concurrency limits for Spotify and YouTube calls and the block that keeps task results in the store, starts one
 worker per pool and, with --s3, a SeaweedFS S3 server on loopback with the bucket. It prints what it did and the
-environment to export. State (PIDs, logs, Prefect's database) lives in --dir (default ./.genreclf-local). Anything
+next commands. State (PIDs, logs, Prefect's database) lives in --dir (default ./.genreclf-local). Anything
 already running is left alone and reused.
+
+`deploy` is `prefect deploy --all`, then it pauses every schedule it created (nightly-retrain's cron): a laptop
+stack left running must not retrain unasked. It prints the command that resumes a schedule; `status` and `up` say,
+loudly, when one is active (as a plain `prefect deploy --all` leaves it) and how to pause it.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from infra.seaweedfs import PORT_FLAGS, free_ports, remove_sockets, weed_mini_command
 
@@ -36,6 +42,35 @@ CONCURRENCY_LIMITS = {
     "youtube-downloads": (4, 0.0),  # downloads at once
 }
 S3_ACCESS_KEY, S3_SECRET_KEY, S3_BUCKET = "genreclf", "genreclf-secret", "genreclf"
+
+
+def next_steps(api_url: str, *, s3_env: dict[str, str], playlists: bool) -> list[str]:
+    """What `up` tells the user to type next: the README's "Operating genreclf" steps, and only those."""
+    lines = ["Use it from this shell:", f"  export PREFECT_API_URL={api_url}"]
+    lines += [f"  export {k}={v}" for k, v in s3_env.items()]
+    if not playlists:
+        lines.append("  cp configs/playlists.example.toml configs/playlists.toml   # and edit it")
+    return [*lines, "  python -m infra.local_stack deploy", "  prefect deployment run ingest-spotify/ingest-spotify"]
+
+
+def schedule_line(deployment: str, schedule: dict[str, Any]) -> str:
+    """One deployment schedule (as the REST API returns it): paused and how to resume it, or loudly active."""
+    spec = schedule["schedule"]
+    if "cron" in spec:
+        when = f'cron "{spec["cron"]}" {spec.get("timezone") or "UTC"}'
+    elif "interval" in spec:
+        when = f"every {spec['interval']} s"
+    else:
+        when = f'rrule "{spec.get("rrule")}"'
+    if schedule["active"]:
+        return (
+            f"{deployment}: schedule {when} is ACTIVE, its runs start by themselves; to pause it: "
+            f"prefect deployment schedule pause {deployment} {schedule['id']}"
+        )
+    return (
+        f"{deployment}: schedule {when} is paused; to run it on schedule: "
+        f"prefect deployment schedule resume {deployment} {schedule['id']}"
+    )
 
 
 def _bin(name: str) -> str:
@@ -121,6 +156,23 @@ class LocalStack:
         )
 
     # ---- pieces -------------------------------------------------------------------------------------------
+    def api(self, path: str, body: dict[str, Any]) -> Any:
+        """POST `body` to this stack's REST API; the answer's JSON."""
+        request = urllib.request.Request(
+            f"{self.api_url}{path}", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as r:
+            return json.loads(r.read())
+
+    def schedules(self) -> list[tuple[str, dict[str, Any]]]:
+        """(flow/deployment, schedule) for every deployment schedule on this stack's server."""
+        flows = {f["id"]: f["name"] for f in self.api("/flows/filter", {})}
+        deployments = self.api("/deployments/filter", {})
+        return [(f"{flows[d['flow_id']]}/{d['name']}", s) for d in deployments for s in d["schedules"]]
+
+    def schedule_lines(self) -> list[str]:
+        return [schedule_line(name, schedule) for name, schedule in self.schedules()]
+
     def healthy(self) -> bool:
         try:
             with urllib.request.urlopen(f"{self.api_url}/health", timeout=2) as r:
@@ -217,7 +269,22 @@ class LocalStack:
         said += self.ensure_limits()
         said.append(self.ensure_result_storage())
         said += self.start_workers(POOLS if gpu_worker else ("cpu",))
-        return said
+        return said + self.schedule_lines()  # deployed earlier: is anything going to run by itself?
+
+    def deploy(self, prefect_file: Path | None = None) -> list[str]:
+        """`prefect deploy --all` on this stack, the schedules it created then paused: here they run only when asked."""
+        if not self.healthy():
+            raise RuntimeError(f"no Prefect server answers at {self.api_url}: run `python -m infra.local_stack up`")
+        before = {schedule["id"] for _, schedule in self.schedules()}  # a deploy replaces its deployments' schedules
+        chosen = ["--prefect-file", str(prefect_file)] if prefect_file else []
+        done = self.prefect("deploy", "--all", *chosen, check=False, timeout=600)
+        if done.returncode != 0:
+            raise RuntimeError(f"prefect deploy --all failed:\n{(done.stdout + done.stderr)[-3000:]}")
+        for name, schedule in self.schedules():
+            if schedule["active"] and schedule["id"] not in before:
+                self.prefect("deployment", "schedule", "pause", name, schedule["id"])
+        said = f"deployments: {prefect_file or 'prefect.yaml'} deployed (prefect deploy --all)"
+        return [said, *self.schedule_lines()]
 
     def ensure_result_storage(self) -> str:
         """Task results and cache records in the store (infra/result_storage.py), shared by every worker."""
@@ -265,7 +332,7 @@ class LocalStack:
     def status(self) -> list[str]:
         said = [f"prefect server {self.api_url}: {'healthy' if self.healthy() else 'not answering'}"]
         said += [f"{n}: {'running' if self._alive(n) else 'stopped'} (pid {p})" for n, p in self._pids().items()]
-        return said
+        return said + (self.schedule_lines() if self.healthy() else [])
 
 
 def _reap(pid: int) -> None:
@@ -278,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m infra.local_stack", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("command", choices=("up", "down", "status"))
+    p.add_argument("command", choices=("up", "deploy", "down", "status"))
     p.add_argument("--dir", type=Path, default=Path(".genreclf-local"), help="state: PIDs, logs, Prefect database")
     p.add_argument("--port", type=int, default=4200, help="Prefect server port")
     p.add_argument("--s3", action="store_true", help="also run SeaweedFS (S3 on loopback) and use it as the store")
@@ -288,12 +355,10 @@ def main(argv: list[str] | None = None) -> int:
     stack = LocalStack(dir=args.dir, port=args.port, s3_port=args.s3_port)
     if args.command == "up":
         lines = stack.up(s3=args.s3, gpu_worker=not args.no_gpu_worker)
-        lines += ["", "Use it from this shell:", f"  export PREFECT_API_URL={stack.api_url}"]
-        block = stack.worker_env["PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK"]
-        lines.append(f"  export PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK={block}")
-        if args.s3:
-            lines += [f"  export {k}={v}" for k, v in stack.s3_env().items()]
-        lines += ["  prefect deploy --all", "  prefect deployment run build-dataset/build-dataset"]
+        playlists = (stack.project / "configs" / "playlists.toml").exists()
+        lines += ["", *next_steps(stack.api_url, s3_env=stack.s3_env() if args.s3 else {}, playlists=playlists)]
+    elif args.command == "deploy":
+        lines = stack.deploy()
     elif args.command == "down":
         lines = stack.down()
     else:

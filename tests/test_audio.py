@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -155,6 +156,64 @@ def test_decode_garbage_named_mp3_fails_clearly(rng: np.random.Generator, tmp_pa
 def test_decode_garbage_bytes_uses_the_given_name(rng: np.random.Generator) -> None:
     with pytest.raises(AudioError, match=r"^garbage\.mp3: cannot decode"):
         decode(rng.bytes(4096), sr=SR, name="garbage.mp3")
+
+
+# What a catalog folder holds by mistake under an audio name: a note, a web page saved by a failed download, and
+# bytes that open like an MP3 frame (libsndfile hands those to mpg123, which prints to fd 2 past Python).
+NOT_AUDIO = {
+    "note.mp3": b"hello\n",
+    "page.mp3": b"<!DOCTYPE html>\n<html><body>Too many requests</body></html>\n",
+    "frames.mp3": b"\xff\xfb\x90" + bytes(range(256)) * 16,
+    "tagged.mp3": b"ID3\x04\x00\x00\x00\x00\x00\x23" + bytes(35) + b"hello world\n" * 10,
+}
+
+
+@pytest.mark.parametrize("name", sorted(NOT_AUDIO))
+def test_decode_not_audio_named_mp3_is_one_quiet_line(name: str, tmp_path: Path, capfd: pytest.CaptureFixture) -> None:
+    path = tmp_path / name
+    path.write_bytes(NOT_AUDIO[name])
+
+    with pytest.raises(AudioError) as e:
+        decode(path, sr=SR)
+
+    with pytest.raises(AudioError) as from_bytes:
+        decode(path.read_bytes(), sr=SR, name=name)
+
+    for message, label in ((str(e.value), str(path)), (str(from_bytes.value), name)):
+        assert message.startswith(f"{label}: cannot decode: not ")
+        assert message.count(name) == 1
+        assert "\n" not in message
+        assert message.endswith("; remove it, or replace it with the audio file")
+    assert capfd.readouterr() == ("", "")  # nothing from libsndfile, mpg123 or ffmpeg reaches the terminal
+
+
+def test_decode_text_named_mp3_quotes_its_first_line(tmp_path: Path) -> None:
+    path = tmp_path / "page.mp3"
+    path.write_bytes(NOT_AUDIO["page.mp3"])
+
+    with pytest.raises(AudioError, match=r"not audio but text \('<!DOCTYPE html>'"):
+        decode(path, sr=SR)
+
+
+def test_mp3_with_bytes_before_its_first_frame_still_decodes(tone: np.ndarray, tmp_path: Path) -> None:
+    # Not an ID3 tag nor a frame at the start: ffmpeg, which searches for the first frame, reads it.
+    mp3 = write_audio(tmp_path / "tone.mp3", tone).read_bytes()
+    padded = tmp_path / "padded.mp3"
+    padded.write_bytes(bytes(100) + mp3)
+
+    y = decode(padded, sr=SR)
+
+    assert abs(len(y) - len(tone)) < 0.1 * SR
+    assert peak_hz(y, SR) == pytest.approx(440, abs=3)
+
+
+def test_decoder_lines_on_fd2_are_dropped_and_other_writes_passed_on(capfd: pytest.CaptureFixture) -> None:
+    # fd 2 is the process's: a thread writing to stderr while mpg123 is quieted must still be heard.
+    with audio._decoder_stderr("x.mp3"):
+        os.write(2, b"Note: Illegal Audio-MPEG-Header 0x00000000 at offset 2.\nprogress 3/5\n")
+        os.write(2, b"[src/libmpg123/parse.c:wetwork():1349] error: Giving up resync\nWarning: Xing stream size\n")
+
+    assert capfd.readouterr().err == "progress 3/5\n"
 
 
 @pytest.mark.parametrize(

@@ -75,3 +75,25 @@ def test_ingest_spotify_deployment_crawls_then_skips_unchanged_playlists(
     assert standin.count(r"/v1/playlists/.*/items") == 0  # unchanged snapshots are not crawled again
     assert read_catalog(store).height == catalog.height
     print(f"ingest-spotify deployment run: {first_s:.1f} s end to end (server, worker, crawl)")  # noqa: T201
+
+
+def test_deploy_creates_the_nightly_schedule_paused_and_prints_how_to_resume_and_pause_it(stack: LocalStack) -> None:
+    nightly = "nightly-retrain/nightly-retrain"
+    said = stack.deploy()
+    assert [s["active"] for name, s in stack.schedules() if name == nightly] == [False]
+    time.sleep(8)  # an active schedule of a just-deployed deployment has its runs within seconds (a plain deploy does)
+    assert scheduled_runs(stack) == 0, "a paused schedule must leave no runs waiting for 03:00"
+
+    resume = next(line for line in said if line.startswith(f"{nightly}: ")).split("to run it on schedule: ")[1]
+    stack.prefect(*resume.split()[1:])  # as printed, less `prefect`
+    status = next(line for line in stack.status() if line.startswith(f"{nightly}: "))
+    assert "is ACTIVE" in status, status
+
+    stack.prefect(*status.split("to pause it: ")[1].split()[1:])
+    assert [s["active"] for name, s in stack.schedules() if name == nightly] == [False]
+    assert scheduled_runs(stack) == 0
+
+
+def scheduled_runs(stack: LocalStack) -> int:
+    only = {"flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}}}}
+    return len(stack.api("/flow_runs/filter", only))
