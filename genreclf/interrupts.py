@@ -94,7 +94,10 @@ def stop(exc: Interrupted, line: str, *, quiet: bool = True) -> NoReturn:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, 1)
         os.dup2(devnull, 2)
-    _drain_prefect(timeout_s=2.0)
+    if os.environ.get("PREFECT_API_URL"):  # a running server: its logs of the run (a temporary one is gone)
+        from genreclf.prefect_setup import drain_prefect
+
+        drain_prefect(timeout_s=2.0)
     stop_children()
     os._exit(exc.exit_code)
 
@@ -128,12 +131,3 @@ def _running(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
         return False
-
-
-def _drain_prefect(timeout_s: float) -> None:
-    """Give Prefect's log and event queues `timeout_s` to reach a server that still answers (a running one)."""
-    services = sys.modules.get("prefect._internal.concurrency.services")
-    if services is None or not os.environ.get("PREFECT_API_URL"):  # a temporary server is already stopped
-        return
-    with contextlib.suppress(Exception):
-        services.QueueService.drain_all(timeout=timeout_s)

@@ -43,6 +43,7 @@ PREFECT_DEFAULTS: Mapping[str, str] = MappingProxyType(
 )
 DEFAULT_PORT = 4200
 _HEALTH_TIMEOUT_S = 2.0  # only asked of a recorded server whose process is running
+DRAIN_TIMEOUT_S = 3.0  # Prefect's queued logs and events, to a server on this machine
 # The start of the RuntimeError SubprocessASGIServer.start raises (prefect/server/api/server.py).
 _EPHEMERAL_TIMEOUT = "Timed out while attempting to connect to ephemeral Prefect API server"
 
@@ -167,12 +168,26 @@ def prefect_api() -> Iterator[str | None]:
     try:
         yield server.url
     finally:
+        # Prefect's last logs and events go now, while the server is there to take them: at exit it would retry
+        # a stopped server for over a minute before giving up.
+        drain_prefect(timeout_s=DRAIN_TIMEOUT_S)
         os.environ.pop("PREFECT_API_URL", None)
         _update_imported_prefect({"PREFECT_API_URL": ""})
         with contextlib.suppress(ServerError):
             _terminate(server.pid, timeout_s=5.0)
         with contextlib.suppress(OSError):
             server.log.unlink()
+
+
+def drain_prefect(timeout_s: float) -> None:
+    """Give Prefect's log and event queues up to `timeout_s` to reach the API (nothing to do before Prefect runs)."""
+    services = sys.modules.get("prefect._internal.concurrency.services")
+    if services is None:
+        return
+    try:
+        services.QueueService.drain_all(timeout=timeout_s)
+    except Exception as e:  # a clean-up: what did not reach the server is only logs
+        log.debug("draining Prefect's log and event queues: %s", e)
 
 
 def _start_temporary() -> LocalServer:
