@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 import codecs
-import contextlib
 import dataclasses
 import hashlib
 import io
 import json
 import logging
-import os
-import re
 import shutil
 import struct
 import subprocess
 import tempfile
-import threading
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -60,57 +55,17 @@ def _ffmpeg() -> str:
 
 
 # Read in-process by libsndfile (no ffmpeg process to start: about twice as fast on song-length files), from a path
-# with one of these extensions or from bytes; anything libsndfile refuses goes through ffmpeg, which also words the
-# errors. Both routes give the same samples for the same file.
-SOUNDFILE_EXTENSIONS = frozenset({".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".au"})
-# ... and only when the first bytes are those of such a file: libsndfile takes a `.mp3` whose header it does not
-# know for MP3 anyway, and its decoder (mpg123) then prints its search for a frame to fd 2, past Python, for a
-# text file or a saved web page. ffmpeg reads whatever else there is (an MP3 with bytes before its first frame).
+# with one of these extensions or from bytes, when the first bytes are those of such a file; anything else goes
+# through ffmpeg, which also words the errors. Both routes give the same samples for the same file.
+# Not MP3: libsndfile's MP3 decoder (mpg123) prints its complaints ("part2_3_length too large", a search for a
+# frame in a text file named .mp3) to fd 2, past Python, hundreds of lines over the progress bars, and libsndfile
+# has no switch to quiet it. ffmpeg's go to a pipe.
+SOUNDFILE_EXTENSIONS = frozenset({".wav", ".flac", ".ogg", ".oga", ".opus", ".aiff", ".aif", ".au"})
 _SOUNDFILE_MAGIC = (b"RIFF", b"RIFX", b"RF64", b"fLaC", b"OggS", b"FORM", b".snd", b"dns.")
 
 
-def _mpeg_audio(head: bytes) -> bool:
-    """An ID3 tag, or the sync word of an MPEG layer I-III frame (not ADTS AAC, whose layer bits are 00)."""
-    return head[:3] == b"ID3" or (len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0 and head[1] & 0x06 != 0)
-
-
 def _soundfile_reads(head: bytes) -> bool:
-    return head[:4] in _SOUNDFILE_MAGIC or _mpeg_audio(head)
-
-
-# What mpg123 prints: "Note: ...", "Warning: ...", "[src/libmpg123/parse.c:wetwork():1349] error: ...".
-_MPG123_LINE = re.compile(rb"^(?:Note: |Warning: |Error: |\[[^\]\n]*libmpg123[^\]\n]*\] )[^\n]*(?:\n|$)", re.MULTILINE)
-# fd 2 belongs to the whole process: one thread at a time may point it elsewhere.
-_FD2_LOCK = threading.Lock()
-
-
-@contextlib.contextmanager
-def _decoder_stderr(label: str) -> Iterator[None]:
-    """Keep mpg123's lines off the terminal while libsndfile opens an MP3 (they go to the debug log).
-
-    mpg123 writes them with fprintf to fd 2 and libsndfile has no switch to quiet it, so fd 2 points at a temporary
-    file meanwhile. Keep the block short (an open takes well under a millisecond): whatever other threads write to
-    fd 2 in it is passed on after, a little late.
-    """
-    with _FD2_LOCK, tempfile.TemporaryFile(prefix="genreclf-stderr-") as sink:
-        saved = os.dup(2)
-        try:
-            os.dup2(sink.fileno(), 2)
-            try:
-                yield
-            finally:
-                if os.path.sameopenfile(2, sink.fileno()):  # else someone else has since, e.g. a Ctrl-C quieting it
-                    os.dup2(saved, 2)
-            sink.seek(0)
-            written = sink.read()
-            lines = [m.group().decode(errors="replace").strip() for m in _MPG123_LINE.finditer(written)]
-            if lines:
-                log.debug("%s: libsndfile's MP3 decoder: %s", label, " / ".join(lines))
-            rest = _MPG123_LINE.sub(b"", written)
-            while rest:
-                rest = rest[os.write(saved, rest) :]
-        finally:
-            os.close(saved)
+    return head[:4] in _SOUNDFILE_MAGIC
 
 
 # Frames per block when decoding in-process: the channels are averaged and resampled block by block, so peak
@@ -207,10 +162,7 @@ def _decode_soundfile(
     import soxr  # librosa's resampler
 
     try:
-        # Only the open is quieted: what does not decode as MP3 fails there, and fd 2 stays the terminal's while
-        # whole songs decode on other threads beside a progress bar on stderr.
-        with _decoder_stderr(label) if _mpeg_audio(head) else contextlib.nullcontext():
-            f = sf.SoundFile(io.BytesIO(source) if isinstance(source, bytes) else source)
+        f = sf.SoundFile(io.BytesIO(source) if isinstance(source, bytes) else source)
     except (sf.LibsndfileError, RuntimeError, ValueError):
         return None
     with f:
