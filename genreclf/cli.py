@@ -464,7 +464,7 @@ def _interrupted_line(stopped: interrupts.Interrupted, during: str | None, argv:
     import shlex
 
     by = "Ctrl-C" if stopped.signum == signal.SIGINT else signal.Signals(stopped.signum).name
-    return (f"genreclf: stopped by {by}{f' during {during}' if during else ''}; what was done is kept, and the same "
+    return (f"genreclf: stopped by {by}{f' {during}' if during else ''}; what was done is kept, and the same "
             f"command resumes from there: {shlex.join(['genreclf', *argv])}")  # fmt: skip
 
 

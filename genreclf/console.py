@@ -25,8 +25,10 @@ class EngineChatter(logging.Filter):
     """Drops the INFO lines Prefect's engine writes itself ("Finished in state Completed()", "Beginning flow run").
 
     Flows log through the same run loggers, so the engine's lines are told apart by where they were written: inside
-    the prefect package. Warnings and errors pass, except after a Ctrl-C or SIGTERM: then the engine's "Crash
-    detected!" lines and its failing calls to a stopped server say nothing the command's own line does not.
+    the prefect package. Warnings and errors pass.
+
+    After a Ctrl-C or SIGTERM nothing passes: the engine's "Crash detected!" lines, its calls to a stopped server,
+    a track whose decoder the signal killed say nothing the command's own line does not.
     """
 
     def __init__(self) -> None:
@@ -34,9 +36,11 @@ class EngineChatter(logging.Filter):
         self.prefect_dir = _package_dir("prefect")
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if interrupts.received():
+            return False
         if not record.name.startswith("prefect"):
             return True
-        if record.levelno >= logging.WARNING and not (interrupts.received() or _signal_crash(record)):
+        if record.levelno >= logging.WARNING and not _signal_crash(record):
             return True
         return self.prefect_dir is None or not record.pathname.startswith(self.prefect_dir)
 
@@ -82,9 +86,12 @@ class StageDisplay(logging.Handler):
             self.handleError(record)
 
     def running(self) -> str | None:
-        """The stage drawn last, with how far it got: "shards written, 2 of 5"."""
+        """Where the stages were, from the one drawn last: "during shards written (2 of 5)", or "after tracks
+        acquired (60 of 60)" when the next has not drawn its bar yet."""
         step = self.last
-        return None if step is None else f"{step.stage}, {step.done} of {step.total}"
+        if step is None:
+            return None
+        return f"{'after' if step.done >= step.total else 'during'} {step.stage} ({step.done} of {step.total})"
 
     def _draw(self, step: progress.Step) -> None:
         self.last = step

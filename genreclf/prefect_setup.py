@@ -165,16 +165,21 @@ def prefect_api() -> Iterator[str | None]:
     server = _start_temporary()
     os.environ["PREFECT_API_URL"] = server.url
     _update_imported_prefect({"PREFECT_API_URL": server.url})
+    interrupted = False
     try:
         yield server.url
+    except KeyboardInterrupt:  # Ctrl-C, SIGTERM (genreclf.interrupts): the run's logs go with the server
+        interrupted = True
+        raise
     finally:
-        # Prefect's last logs and events go now, while the server is there to take them: at exit it would retry
-        # a stopped server for over a minute before giving up.
-        drain_prefect(timeout_s=DRAIN_TIMEOUT_S)
+        if not interrupted:
+            # Prefect's last logs and events go now, while the server is there to take them: at exit it would
+            # retry a stopped server for over a minute before giving up.
+            drain_prefect(timeout_s=DRAIN_TIMEOUT_S)
         os.environ.pop("PREFECT_API_URL", None)
         _update_imported_prefect({"PREFECT_API_URL": ""})
         with contextlib.suppress(ServerError):
-            _terminate(server.pid, timeout_s=5.0)
+            _terminate(server.pid, timeout_s=1.0 if interrupted else 5.0)
         with contextlib.suppress(OSError):
             server.log.unlink()
 

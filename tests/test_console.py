@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import io
 import logging
+import os
+import signal
+import time
 
+import pytest
 from rich.console import Console
 
-from genreclf import console, progress
+from genreclf import console, interrupts, progress
 
 
 def _record(name: str, level: int, pathname: str, msg: str = "m") -> logging.LogRecord:
@@ -24,13 +28,35 @@ def test_engine_lines_are_dropped_and_flow_lines_kept() -> None:
     assert chatter.filter(_record("genreclf.training", logging.INFO, "/repo/genreclf/training.py", "epoch 1"))
 
 
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_after_a_ctrl_c_or_sigterm_nothing_passes_but_the_commands_own_line(signum: int) -> None:
+    chatter = console.EngineChatter()
+    crash = _record("prefect.flow_runs", logging.ERROR, f"{chatter.prefect_dir}flow_engine.py",
+                    "Crash detected! Execution was aborted by a termination signal.")  # fmt: skip
+    quarantined = _record("prefect.task_runs", logging.WARNING, "/repo/tasks/acquire.py",
+                          "quarantined at download: the decoder was stopped by signal 2")  # fmt: skip
+    assert not chatter.filter(crash)  # Prefect catches SIGTERM itself: its crash line can come first
+    assert chatter.filter(quarantined)
+
+    with interrupts.handled():
+        with pytest.raises(interrupts.Interrupted) as stopped:
+            os.kill(os.getpid(), signum)  # a real signal, handled in this (the main) thread
+            time.sleep(5)
+        assert stopped.value.exit_code == 128 + signum
+        assert interrupts.received() is not None and not chatter.filter(quarantined)
+    assert chatter.filter(quarantined) and signal.getsignal(signum) is not None  # handlers and state restored
+
+
 def test_steps_draw_one_bar_per_stage_and_lines_print_above(monkeypatch) -> None:
     out = io.StringIO()
     monkeypatch.setattr(console, "Console", lambda stderr: Console(file=out, width=100, force_terminal=False))
     with console.live_stages(verbose=False) as display:
+        assert display.running() is None
         for i in range(3):
             progress.report("tracks acquired", i + 1, 3)
+        assert display.running() == "after tracks acquired (3 of 3)"  # what a Ctrl-C's line says, as the next starts
         progress.report("epochs of run r", 1, 2, "loss 0.500, val accuracy 0.750")
+        assert display.running() == "during epochs of run r (1 of 2)"
         logging.getLogger("genreclf.test").warning("a track was quarantined")
         bars = {t.description: t for t in display.bars.tasks}
     assert bars["tracks acquired"].completed == 3 and bars["tracks acquired"].total == 3
