@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from genreclf import interrupts, progress
+from genreclf.errors import GenreclfError
 
 
 def _package_dir(name: str) -> str | None:
@@ -40,7 +41,7 @@ class EngineChatter(logging.Filter):
             return False
         if not record.name.startswith("prefect"):
             return True
-        if record.levelno >= logging.WARNING and not _signal_crash(record):
+        if record.levelno >= logging.WARNING and not (_signal_crash(record) or _about_our_error(record)):
             return True
         return self.prefect_dir is None or not record.pathname.startswith(self.prefect_dir)
 
@@ -48,6 +49,19 @@ class EngineChatter(logging.Filter):
 # How Prefect's engine words a run stopped by a signal (prefect/states.py). It catches SIGTERM itself during a flow
 # run, so its crash lines can come before genreclf's own handler has seen the signal.
 _SIGNAL_CRASHES = ("aborted by an interrupt signal", "aborted by a termination signal")
+
+
+def _about_our_error(record: logging.LogRecord) -> bool:
+    """An engine line about a GenreclfError (a task's, then each flow's around it, with tracebacks): the command
+    prints the error itself, once, as one line."""
+    if record.exc_info and isinstance(record.exc_info[1], GenreclfError):
+        return True
+    message = record.getMessage()
+    return any(f"{name}(" in message or f"exception {name}:" in message for name in _error_names())
+
+
+def _error_names(cls: type[BaseException] = GenreclfError) -> set[str]:
+    return {cls.__name__}.union(*(_error_names(sub) for sub in cls.__subclasses__()))
 
 
 def _signal_crash(record: logging.LogRecord) -> bool:

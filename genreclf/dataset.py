@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -414,7 +415,12 @@ def plan_dataset(
     usable, dropped = usable_tracks(rows, results)
     quarantined: list[dict[str, Any]] = [*catalog.read_skipped(store, version), *(r.to_dict() for r in dropped)]
     if not usable:
-        raise DataError(f"catalog {version}: no track could be decoded; see the quarantine table for why")
+        stages = Counter(str(q.get("stage", "?")) for q in quarantined)
+        why = ", ".join(f"{n} at {stage}" for stage, n in stages.most_common())
+        raise DataError(
+            f"catalog {version}: no track is usable ({len(quarantined)} left out: {why}; each is named above with "
+            f"its reason). Fix or replace those files{' or use longer ones' if 'segment' in stages else ''}"
+        )
     split_source = split_source_of(assigned)
     dataset_id = dataset_id_for(
         version, {t["track_id"]: t["audio_hash"] for t in usable}, seg=seg, feat=feat, split_seed=split_seed,

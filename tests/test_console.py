@@ -28,6 +28,21 @@ def test_engine_lines_are_dropped_and_flow_lines_kept() -> None:
     assert chatter.filter(_record("genreclf.training", logging.INFO, "/repo/genreclf/training.py", "epoch 1"))
 
 
+def test_the_engines_lines_about_a_genreclf_error_are_dropped_as_the_command_prints_it_once() -> None:
+    from genreclf.errors import DataError
+
+    chatter = console.EngineChatter()
+    engine = f"{chatter.prefect_dir}task_engine.py"
+    error = DataError("catalog c1: no track is usable")
+    failed = _record("prefect.task_runs", logging.ERROR, engine, f"Task run failed with exception: {error!r}")
+    failed.exc_info = (DataError, error, None)
+    assert not chatter.filter(failed)
+    state = f"Finished in state Failed('Task run encountered an exception DataError: {error}')"
+    assert not chatter.filter(_record("prefect.flow_runs", logging.ERROR, engine, state))
+    # Anything else the engine says at ERROR still shows: nothing else would tell the user.
+    assert chatter.filter(_record("prefect.flow_runs", logging.ERROR, engine, "Task run failed: OSError(28)"))
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_after_a_ctrl_c_or_sigterm_nothing_passes_but_the_commands_own_line(signum: int) -> None:
     chatter = console.EngineChatter()
