@@ -137,13 +137,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from genreclf.sources import local
 
-    # Fail in a second, before any server starts, if the folder is not a catalog; quietly, as the flow's own scan
-    # (which finds the file hashes this one cached) says what it found.
+    # Fail in a second, before any server starts, if the folder is not a catalog: its layout only, quietly, as the
+    # flow's own scan reads and fingerprints the files and says what it found.
     scan_log = logging.getLogger(local.__name__)
     level = scan_log.level
     scan_log.setLevel(logging.WARNING)
     try:
-        local.scan_folder(args.catalog)
+        local.scan_folder(args.catalog, fingerprint=False)
     finally:
         scan_log.setLevel(level)
     return _run_pipeline(Path(args.catalog), args)
@@ -449,6 +449,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     logging.getLogger("genreclf").setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    if args.verbose:  # flows' own debug lines (a run's whole config) too; read when Prefect sets up its logging
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "DEBUG")
     with interrupts.handled():
         try:
             return _run_command(args)

@@ -112,6 +112,9 @@ def test_scan_fingerprints_files_and_rehashes_only_what_changed(
     cache = tmp_path / "hashes.sqlite"
 
     caplog.set_level("INFO", logger="genreclf.sources.local")
+    layout = scan_folder(root, hash_cache=cache, fingerprint=False)  # the CLI's check before a flow starts
+    assert layout.hashed == 0 and layout.tracks["content_hash"].null_count() == 4 and not cache.exists()
+    caplog.clear()
     first = scan_folder(root, hash_cache=cache)
     again = scan_folder(root, hash_cache=cache)
     # What each scan says is true of it: the first read every file, the second none (they were read before).

@@ -267,13 +267,14 @@ class _Walker:
         return out
 
 
-def scan_folder(root: str | Path, *, hash_cache: Path | bool | None = True) -> FolderScan:
+def scan_folder(root: str | Path, *, hash_cache: Path | bool | None = True, fingerprint: bool = True) -> FolderScan:
     """Return the catalog of a folder `ROOT/<genre>/<file>`: one row per audio file, labelled by its folder.
 
     Each row carries `content_hash`, the sha256 of the file's bytes, so a catalog's version changes when any
     audio changes. `hash_cache` is where unchanged files' hashes are remembered (True: the default under
-    `$GENRECLF_CACHE_DIR`, None or False: nowhere). Files have no artist, so `artist_id` is null and each file
-    is its own group when splitting.
+    `$GENRECLF_CACHE_DIR`, None or False: nowhere). Without `fingerprint` no file is read (content_hash is null):
+    only the layout is checked, as the CLI does before it starts a flow. Files have no artist, so `artist_id` is
+    null and each file is its own group when splitting.
     """
     root = Path(root).expanduser()
     if not root.is_dir():
@@ -295,7 +296,8 @@ def scan_folder(root: str | Path, *, hash_cache: Path | bool | None = True) -> F
         raise SourceError(
             f"{root}: no genre folders; lay the catalog out as ROOT/<genre>/<file> (e.g. {root}/jazz/track.mp3)"
         )
-    cache = HashCache(default_hash_cache() if hash_cache is True else hash_cache or None)
+    remembered = default_hash_cache() if hash_cache is True else hash_cache or None
+    cache = HashCache(remembered if fingerprint else None)
     rows: list[dict[str, Any]] = []
     try:
         for genre_dir in genre_dirs:
@@ -324,7 +326,7 @@ def scan_folder(root: str | Path, *, hash_cache: Path | bool | None = True) -> F
                         "snapshot_id": None,
                         "artist_genre_vote": None,
                         "audio_uri": str(real.resolve()),
-                        "content_hash": cache.sha256(real),
+                        "content_hash": cache.sha256(real) if fingerprint else None,
                     }
                 )
     finally:
