@@ -116,9 +116,10 @@ def running_server(root: Path) -> Iterator[str]:
 
 def interrupt(ws: Workspace, *, at: str, signum: int, epochs: int = 2, delay_s: float = 0.0,
               timeout_s: float = 300.0) -> Outcome:  # fmt: skip
-    """Run the pipeline in `ws` and send `signum` once `at` (a STAGES key, or "start": at once) is running, plus
-    `delay_s`. SIGINT goes to the process group, as a terminal sends it; SIGTERM to the process alone, as `kill`.
-    Raises AssertionError if the run ends before the stage is seen."""
+    """Run the pipeline in `ws` and send `signum` once `at` (a STAGES key, or "start": a second after the command
+    was typed, as soon as a person could) is running, plus `delay_s`. SIGINT goes to the process group, as a
+    terminal sends it; SIGTERM to the process alone, as `kill`. Raises AssertionError if the run ends before the
+    stage is seen."""
     out_path = ws.root / f"out-{time.monotonic_ns()}.txt"
     with out_path.open("w") as out:
         proc = subprocess.Popen(ws.command(epochs), stdout=out, stderr=subprocess.STDOUT, env=ws.env(),
@@ -133,7 +134,7 @@ def interrupt(ws: Workspace, *, at: str, signum: int, epochs: int = 2, delay_s: 
             if time.monotonic() > deadline:
                 raise AssertionError(f"{at} not seen within {timeout_s:.0f} s")
             time.sleep(0.02)
-        time.sleep(delay_s)
+        time.sleep(delay_s + (1.0 if at == "start" else 0.0))
         seen = out_path.read_text(errors="replace")
         stage = next((name for name, running in STAGES.items() if running(ws.store, seen)), "between stages")
         family = [proc.pid, *(p.pid for p in psutil.Process(proc.pid).children(recursive=True))]

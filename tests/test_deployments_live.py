@@ -97,3 +97,48 @@ def test_deploy_creates_the_nightly_schedule_paused_and_prints_how_to_resume_and
 def scheduled_runs(stack: LocalStack) -> int:
     only = {"flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}}}}
     return len(stack.api("/flow_runs/filter", only))
+
+
+def test_a_deployment_run_cancelled_as_from_the_ui_ends_cancelled_not_crashed(
+    stack: LocalStack, tmp_path: Path
+) -> None:
+    """The UI's Cancel sets the run's state to Cancelling; the worker stops its process, and the run, with the
+    subflow it was in, must end Cancelled (a Crashed run reads as a failure to whoever watches the UI)."""
+    import json
+    import re
+
+    from genreclf.demo import make_demo_catalog
+
+    if not any(d["name"] == "pipeline" for d in stack.api("/deployments/filter", {})):
+        stack.deploy()
+    catalog = make_demo_catalog(tmp_path / "catalog", tracks_per_genre=3, seconds=6.0)
+    training = {"model": "small_cnn", "epochs": 500, "crop_s": 2.0, "batch_size": 8, "device": "cpu"}
+    dataset = {"window_s": 3.0, "hop_s": 1.5, "n_mels": 64, "n_fft": 1024, "hop_length": 512}
+    started = stack.prefect("deployment", "run", "pipeline/pipeline", "--param", f"catalog_dir={catalog}",
+                            "--param", f"dataset={json.dumps(dataset)}", "--param", f"training={json.dumps(training)}",
+                            "--param", f"storage_url={tmp_path / 'store'}")  # fmt: skip
+    run_id = re.search(r"UUID: ([0-9a-f-]{36})", started.stdout)
+    assert run_id, started.stdout
+    parent = run_id.group(1)
+
+    def runs() -> dict[str, dict]:
+        return {r["id"]: r for r in stack.api("/flow_runs/filter", {})}
+
+    deadline = time.monotonic() + 300
+    while not any(r["name"].startswith("train-") and r["state_type"] == "RUNNING" for r in runs().values()):
+        assert time.monotonic() < deadline, f"no train subflow running after 300 s: {runs().get(parent)}"
+        assert runs()[parent]["state_type"] in ("SCHEDULED", "PENDING", "RUNNING"), runs()[parent]
+        time.sleep(1)
+    time.sleep(3)  # inside an epoch
+
+    stack.api(f"/flow_runs/{parent}/set_state", {"state": {"type": "CANCELLING", "name": "Cancelling"}, "force": True})
+    deadline = time.monotonic() + 120
+    while (state := runs()[parent]["state_type"]) not in ("CANCELLED", "CRASHED", "FAILED", "COMPLETED"):
+        assert time.monotonic() < deadline, f"the run is still {state} 120 s after it was cancelled"
+        time.sleep(1)
+
+    finished = runs()
+    children = [r for r in finished.values() if r.get("parent_task_run_id") and r["id"] != parent
+                and r["name"].startswith(("train-", "build-dataset-"))]  # fmt: skip
+    assert finished[parent]["state_type"] == "CANCELLED", finished[parent]["state_name"]
+    assert [r["state_type"] for r in children if r["name"].startswith("train-")] == ["CANCELLED"], children
