@@ -27,7 +27,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from genreclf import audio
+from genreclf import audio, interrupts
 from genreclf.audio import SegmentConfig
 from genreclf.errors import AudioError, SourceError, TransientSourceError
 from genreclf.keys import audio_key, failure_key, sidecar_key
@@ -334,6 +334,7 @@ def acquire_track(
 
     The samples of a usable track decoded here go to `handoff`, for the shard that computes its features next.
     """
+    interrupts.check()  # a batch takes minutes: a Ctrl-C must not wait for it
     tid = row["track_id"]
     name = f"track {tid} ({row.get('source_ref') or row.get('title') or row.get('audio_uri') or 'untitled'})"
     scratch = (scratch_dir or _scratch_root()) / tid

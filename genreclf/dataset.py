@@ -15,7 +15,7 @@ import numpy as np
 import polars as pl
 from typing_extensions import TypedDict  # typing's is refused by pydantic before 3.12 (compute-shards' DatasetPlan)
 
-from genreclf import audio, catalog
+from genreclf import audio, catalog, interrupts
 from genreclf.acquire import DecodedAudio, TrackResult
 from genreclf.audio import SegmentConfig
 from genreclf.catalog import CatalogRow
@@ -292,6 +292,7 @@ def _windows(
     """Samples (win,) of every window of the tracks, in order, tails zero-padded: from the samples acquisition
     handed over, else from the stored FLAC (the same values)."""
     for t in tracks:
+        interrupts.check()  # a shard takes minutes: a Ctrl-C must not wait for it
         y = handoff.take(t["audio_hash"], sr) if handoff is not None and t.get("audio_hash") else None
         if y is None:
             key = t.get("audio_key") or audio_key(t["track_id"])

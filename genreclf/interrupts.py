@@ -45,6 +45,17 @@ def received() -> Interrupted | None:
     return Interrupted(_received[0]) if _received else None
 
 
+def check() -> None:
+    """Raise `Interrupted`, in whatever thread, once SIGINT or SIGTERM arrived while `handled()` was active.
+
+    The signal interrupts the main thread only; loops that run in task threads (a shard's tracks, a batch's tracks,
+    a download's chunks) call this, so that a Ctrl-C does not wait for them to finish: Prefect's task runner waits
+    for its running tasks as the flow unwinds. Elsewhere (a deployment's worker) it never raises.
+    """
+    if _received:
+        raise Interrupted(_received[0])
+
+
 @contextlib.contextmanager
 def handled() -> Iterator[None]:
     """SIGINT and SIGTERM raise `Interrupted` in the main thread; a second one ends the process at once.

@@ -243,3 +243,24 @@ def test_every_youtube_variable_reaches_youtube_config(tmp_path: Path, monkeypat
     documented = set(re.findall(r"GENRECLF_YOUTUBE_([A-Z_]+[A-Z])", readme))
     known = {n.upper() for n in want} | {n.removeprefix("youtube_").upper() for n in Settings.model_fields}
     assert documented and documented <= known, documented - known
+
+
+def test_a_download_in_a_task_thread_stops_once_the_command_is_interrupted(
+    server: AudioServer, cfg: YoutubeConfig, tmp_path: Path
+) -> None:
+    # The signal interrupts the main thread only; a download in a task thread stops at its next chunk, so the
+    # Ctrl-C does not wait for it (Prefect's task runner waits for running tasks as the flow unwinds).
+    import os
+    import signal
+    from concurrent.futures import ThreadPoolExecutor
+
+    from genreclf import interrupts
+
+    with interrupts.handled():
+        with pytest.raises(interrupts.Interrupted):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+        with ThreadPoolExecutor(1) as pool, pytest.raises(interrupts.Interrupted):
+            pool.submit(youtube.download, server.url("/tone.mp3"), tmp_path, cfg=cfg).result()
+    assert not list(tmp_path.glob("*.mp3"))  # nothing that looks finished; a .part resumes on the rerun
+    assert youtube.download(server.url("/tone.mp3"), tmp_path, cfg=cfg).path.is_file()  # once handled() is over

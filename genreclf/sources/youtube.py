@@ -21,6 +21,7 @@ from yt_dlp.utils import (
     unsmuggle_url,
 )
 
+from genreclf import interrupts
 from genreclf.errors import SourceError
 from genreclf.retry import RetryableError, call_with_retries, retry_after_from
 from genreclf.sources.youtube_config import YoutubeConfig
@@ -344,6 +345,8 @@ def download(url: str, dest_dir: Path, *, cfg: YoutubeConfig) -> Download:
         outtmpl={"default": str(dest_dir / "%(id).80B.%(ext)s")},
         continuedl=True,
         overwrites=False,
+        # Called for every chunk: a Ctrl-C stops the download mid-file (its .part resumes on the rerun).
+        progress_hooks=[lambda _: interrupts.check()],
     )
     what = f"download {url}"
 
