@@ -427,12 +427,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_server)
 
     from genreclf.cli_audit import add_parser as add_audit_parser
+    from genreclf.cli_doctor import add_parser as add_doctor_parser
     from genreclf.cli_spotify import add_parsers as add_spotify_parsers
     from genreclf.cli_weights import add_parser as add_weights_parser
 
     add_audit_parser(sub)
     add_spotify_parsers(sub)
     add_weights_parser(sub)
+    add_doctor_parser(sub)
     return parser
 
 

@@ -29,6 +29,13 @@ class YoutubeConfig:
     min_title_similarity: float = 0.5
     format: str = "bestaudio/best"  # yt-dlp format selector
     cookies_file: str | None = None  # Netscape cookies.txt, for YouTube's sign-in and bot checks
+    # The JavaScript runtime yt-dlp solves YouTube's challenges with: deno (the one installed with genreclf, unless
+    # js_runtime_path names another), node (>= 20), bun or quickjs (js_runtime_path, or found on PATH).
+    js_runtime: str = "deno"
+    js_runtime_path: str | None = None
+    # More yt-dlp extractor arguments, as its --extractor-args takes them, several separated by spaces: a PO-token
+    # provider plugin's ("youtubepot-bgutilhttp:base_url=http://127.0.0.1:4416") or tokens ("youtube:po_token=...").
+    extractor_args: str = ""
     sleep_interval_s: float = 0.0  # sleep before each download (yt-dlp --sleep-interval)
     max_sleep_interval_s: float = 0.0  # sleep a random time up to this instead (--max-sleep-interval)
     sleep_requests_s: float = 0.0  # sleep between extraction requests (--sleep-requests)
