@@ -17,7 +17,7 @@ import logging
 import shutil
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,7 +29,7 @@ import numpy as np
 
 from genreclf import audio, interrupts
 from genreclf.audio import SegmentConfig
-from genreclf.errors import AudioError, SourceError, TransientSourceError
+from genreclf.errors import AudioError, BotCheckError, SourceError, TransientSourceError
 from genreclf.keys import audio_key, failure_key, sidecar_key
 from genreclf.storage import Store, filesystem_for
 
@@ -400,6 +400,33 @@ def acquire_track(
     if handoff is not None and y is not None:
         handoff.put(side["audio_sha256"], cfg.sample_rate, y)
     return _result(tid, side, akey, offsets)
+
+
+def acquire_rows(rows: Sequence[CatalogRow], acquire: Callable[[CatalogRow], TrackResult]) -> list[TrackResult]:
+    """`acquire` (e.g. `acquire_track` with its store and configs) each row: one result per row, in order.
+
+    A transient failure (the network, after its retries) quarantines the track for this run only. YouTube's bot
+    check stops the rest: each further request makes a block likelier, and none of these tracks is at fault, so
+    they are quarantined as not tried, for a rerun (with cookies, a PO token, or later).
+    """
+    results: list[TrackResult] = []
+    for i, row in enumerate(rows):
+        try:
+            results.append(acquire(row))
+        except BotCheckError as e:
+            log.warning("%s", e)
+            results.append(TrackResult(row["track_id"], False, stage="download", reason=f"{e} (a rerun tries again)"))
+            for later in rows[i + 1 :]:
+                reason = (
+                    f"track {later['track_id']}: not tried, YouTube's bot check stopped its batch; a rerun tries it"
+                )
+                results.append(TrackResult(later["track_id"], False, stage="download", reason=reason))
+            break
+        except TransientSourceError as e:
+            reason = f"track {row['track_id']}: {e} (transient; a rerun tries again)"
+            log.warning("quarantined at download: %s", reason)
+            results.append(TrackResult(row["track_id"], False, stage="download", reason=reason))
+    return results
 
 
 def _inputs_fingerprint(row: CatalogRow, cfg: SegmentConfig, yt: YoutubeConfig | None) -> str:

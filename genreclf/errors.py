@@ -17,6 +17,11 @@ class TransientSourceError(SourceError):
     """A source failed in a way that a later retry may fix (HTTP 429/5xx, timeouts)."""
 
 
+class BotCheckError(TransientSourceError):
+    """YouTube asked to confirm we are not a bot: about this machine, not the video. Not remembered as the track's
+    failure, and its batch stops asking (each further request makes a block likelier)."""
+
+
 class AudioError(GenreclfError):
     """An audio file cannot be decoded or is unusable (empty, silent, too short)."""
 

@@ -18,6 +18,7 @@ limits exist and passes only those, so a server without them runs unlimited and 
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 from collections.abc import Iterator
@@ -32,10 +33,9 @@ from prefect.exceptions import ObjectNotFound
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 
-from genreclf.acquire import Gate, TrackResult, acquire_track, is_remote, process_handoff
+from genreclf.acquire import Gate, TrackResult, acquire_rows, acquire_track, is_remote, process_handoff
 from genreclf.audio import SegmentConfig
 from genreclf.catalog import CatalogRow
-from genreclf.errors import TransientSourceError
 from genreclf.settings import Settings, get_settings
 from genreclf.sources.youtube_config import YoutubeConfig
 from genreclf.storage import Store
@@ -89,22 +89,11 @@ def acquire_batch(
 ) -> list[TrackResult]:
     """Search/download/decode each track of a batch into the store: one result per row, in order."""
     store = Store.open(storage_url)
-    gate = network_gate(*limits)
-    results = []
-    for row in rows:
-        try:
-            # The decoded samples stay in this process for the shard that computes them (tasks/dataset.py), if it
-            # runs here: it then skips reading the FLAC back.
-            results.append(
-                acquire_track(
-                    store, row, cfg=seg, yt=yt, gate=gate, handoff=process_handoff(), audio_format=audio_format
-                )
-            )
-        except TransientSourceError as e:
-            reason = f"track {row['track_id']}: {e} (transient; a rerun tries again)"
-            get_run_logger().warning("quarantined at download: %s", reason)
-            results.append(TrackResult(row["track_id"], False, stage="download", reason=reason))
-    return results
+    # The decoded samples stay in this process for the shard that computes them (tasks/dataset.py), if it runs
+    # here: it then skips reading the FLAC back.
+    acquire = functools.partial(acquire_track, store, cfg=seg, yt=yt, gate=network_gate(*limits),
+                                handoff=process_handoff(), audio_format=audio_format)  # fmt: skip
+    return acquire_rows(rows, acquire)
 
 
 def batches(n: int, *, workers: int, max_size: int = MAX_BATCH) -> list[range]:

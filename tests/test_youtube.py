@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from genreclf.errors import SourceError
+from genreclf.errors import SourceError, TransientSourceError
 from genreclf.retry import RetryableError
 from genreclf.sources import youtube
 from genreclf.sources.youtube import Candidate, YoutubeConfig
@@ -183,21 +183,73 @@ def test_cookies_file_must_exist(tmp_path: Path) -> None:
     assert opts["cookiefile"] == str(cookies) and (opts["sleep_interval"], opts["max_sleep_interval"]) == (2, 5)
 
 
-@pytest.mark.parametrize(
-    ("message", "expected"),
-    [
-        ("ERROR: [youtube] abc: Video unavailable. This video has been removed by the uploader", "video unavailable"),
-        ("ERROR: [youtube] abc: Sign in to confirm you're not a bot", "YouTube asks to sign in"),
-        ("ERROR: [youtube] abc: The uploader has not made this video available in your country", "geo-blocked"),
-        ("ERROR: [youtube] abc: HTTP Error 429: Too Many Requests", "rate limited"),
-    ],
+# YouTube's refusals as yt-dlp raises them: its extractor raises ExtractorError (GeoRestrictedError for regions)
+# with YouTube's own reason plus its advice (yt_dlp/extractor/youtube/_video.py, raise_no_formats and
+# raise_geo_restricted), and YoutubeDL wraps that in a DownloadError "ERROR: [youtube] ID: ...".
+_COOKIES_ADVICE = (
+    ". Use --cookies-from-browser or --cookies for the authentication. See  https://github.com/yt-dlp/yt-dlp/wiki/"
+    "FAQ#how-do-i-pass-cookies-to-yt-dlp  for how to manually pass cookies"
 )
-def test_youtube_refusals_are_classified(message: str, expected: str) -> None:
-    from yt_dlp.utils import DownloadError
+REFUSALS = [
+    ("Sign in to confirm you\u2019re not a bot" + _COOKIES_ADVICE, "bot", "YouTube's bot check",
+     "GENRECLF_YOUTUBE_COOKIES_FILE"),
+    ("Sign in to confirm your age. This video may be inappropriate for some users." + _COOKIES_ADVICE, "age",
+     "age-restricted", "signed-in adult"),
+    ("The uploader has not made this video available in your country", "geo", "region-blocked (available in DE, FR)",
+     "another upload"),
+    ("Private video. Sign in if you've been granted access to this video" + _COOKIES_ADVICE, "private",
+     "a private video", "another upload"),
+    ("Video unavailable. This video has been removed by the uploader", "removed", "removed or unavailable",
+     "another upload"),
+    ("Join this channel to get access to members-only content like this video, and other exclusive perks.",
+     "members", "members-only", "a member of the channel"),
+    ("Requested format is not available. Use --list-formats for a list of available formats", "formats",
+     "no audio format offered", "genreclf doctor"),
+    ("HTTP Error 429: Too Many Requests", "429", "rate limited", ""),
+]  # fmt: skip
 
-    err = youtube.classify(DownloadError(message), what="download abc")
-    assert expected in str(err)
-    assert isinstance(err, RetryableError) == (expected == "rate limited")
+
+def _as_ytdlp_raises(reason: str, kind: str) -> Exception:
+    from yt_dlp.utils import DownloadError, ExtractorError, GeoRestrictedError
+
+    cause = (GeoRestrictedError(reason, countries=["DE", "FR"]) if kind == "geo"
+             else ExtractorError(reason, expected=True, video_id="abc123", ie="youtube"))  # fmt: skip
+    return DownloadError(f"ERROR: {cause.msg}", exc_info=(type(cause), cause, None))
+
+
+@pytest.mark.parametrize(("reason", "kind", "says", "what_to_do"), REFUSALS, ids=[r[1] for r in REFUSALS])
+def test_youtube_refusals_are_named_with_what_to_do(reason: str, kind: str, says: str, what_to_do: str) -> None:
+    from genreclf.errors import BotCheckError
+
+    err = youtube.classify(_as_ytdlp_raises(reason, kind), what="download abc123")
+
+    assert f"download abc123: {says}" in str(err) and what_to_do in str(err), str(err)
+    assert "--cookies-from-browser" not in str(err)  # yt-dlp's advice about its own options, not ours
+    assert isinstance(err, BotCheckError) == (kind == "bot")  # not the video's fault: not remembered
+    assert isinstance(err, RetryableError) == (kind == "429")
+
+
+def test_a_bot_check_stops_its_batch_and_blames_no_track() -> None:
+    from genreclf.acquire import TrackResult, acquire_rows
+    from genreclf.errors import BotCheckError
+
+    asked: list[str] = []
+
+    def acquire(row: dict) -> TrackResult:
+        asked.append(row["track_id"])
+        if row["track_id"] == "t2":
+            raise youtube.classify(_as_ytdlp_raises(REFUSALS[0][0], "bot"), what="download abc123")
+        return TrackResult(row["track_id"], True)
+
+    rows = [{"track_id": f"t{i}"} for i in range(1, 6)]
+    results = acquire_rows(rows, acquire)  # type: ignore[arg-type]
+
+    assert asked == ["t1", "t2"]  # t3..t5 are not asked for: each request makes a block likelier
+    assert [r.track_id for r in results] == ["t1", "t2", "t3", "t4", "t5"]
+    assert results[0].ok and not any(r.ok for r in results[1:])
+    assert "YouTube's bot check" in results[1].reason and "a rerun tries again" in results[1].reason
+    assert all("not tried, YouTube's bot check stopped its batch" in r.reason for r in results[2:])
+    assert issubclass(BotCheckError, TransientSourceError)  # not written as the track's failure (acquire_track)
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from yt_dlp.utils import (
 )
 
 from genreclf import interrupts
-from genreclf.errors import ConfigError, SourceError
+from genreclf.errors import BotCheckError, ConfigError, SourceError
 from genreclf.retry import RetryableError, call_with_retries, retry_after_from
 from genreclf.sources.youtube_config import YoutubeConfig
 
@@ -320,12 +320,35 @@ def classify(err: DownloadError, *, what: str) -> SourceError:
     if cause is None and msg.startswith(_DOWNLOADER_GAVE_UP):
         # yt-dlp's downloader reports a fault it would have retried (5xx, reset, cut short) without the cause.
         return RetryableError(f"{what}: network fault ({msg.removeprefix(_DOWNLOADER_GAVE_UP).strip()})")
+    # YouTube's refusals: yt-dlp passes on YouTube's own reason (its playabilityStatus), so they are told apart by
+    # its words. Each says what to do; only the bot check is about us, not the video, and is not remembered.
+    first = _first_sentence(msg)
+    if "not a bot" in low:  # "Sign in to confirm you\u2019re not a bot": matched without its apostrophe
+        return BotCheckError(
+            f"{what}: YouTube's bot check ('{first}'): give it a signed-in browser's cookies "
+            "(GENRECLF_YOUTUBE_COOKIES_FILE) or a PO-token provider (GENRECLF_YOUTUBE_EXTRACTOR_ARGS), and slow down "
+            "(GENRECLF_YOUTUBE_SLEEP_INTERVAL_S); the rest of this batch waits for a rerun"
+        )
     if isinstance(cause, GeoRestrictedError) or "your country" in low or "geo-restrict" in low or "geo restrict" in low:
-        return SourceError(f"{what}: geo-blocked ({msg}); try another region (yt-dlp --geo-bypass) or another video")
-    if "sign in" in low or "not a bot" in low or "login required" in low or "age-restricted" in low:
+        countries = getattr(cause, "countries", None)
+        where = f" (available in {', '.join(countries)})" if countries else ""
+        return SourceError(f"{what}: region-blocked{where} ('{first}'); another upload of the track may play here")
+    if "confirm your age" in low or "age-restricted" in low or "inappropriate for some users" in low:
         return SourceError(
-            f"{what}: YouTube asks to sign in ({msg}); set GENRECLF_YOUTUBE_COOKIES_FILE to a cookies.txt of a "
-            "signed-in browser, and slow down with GENRECLF_YOUTUBE_SLEEP_INTERVAL_S"
+            f"{what}: age-restricted ('{first}'): YouTube plays it only to a signed-in adult; set "
+            "GENRECLF_YOUTUBE_COOKIES_FILE to such an account's cookies.txt"
+        )
+    if "members-only" in low or "join this channel" in low or "members only" in low:
+        return SourceError(
+            f"{what}: members-only ('{first}'): it needs the cookies of a member of the channel "
+            "(GENRECLF_YOUTUBE_COOKIES_FILE), or another upload"
+        )
+    if "private video" in low:
+        return SourceError(f"{what}: a private video ('{first}'); another upload of the track may be public")
+    if "sign in" in low or "login required" in low:
+        return SourceError(
+            f"{what}: YouTube asks to sign in ('{first}'); set GENRECLF_YOUTUBE_COOKIES_FILE to a cookies.txt of "
+            "a signed-in browser"
         )
     if "http error 429" in low or "too many requests" in low:
         return RetryableError(f"{what}: rate limited ({msg})")
@@ -333,9 +356,20 @@ def classify(err: DownloadError, *, what: str) -> SourceError:
         return SourceError(f"{what}: the server sent an empty file (0 bytes)")
     if isinstance(cause, UnsupportedError):
         return SourceError(f"{what}: no audio or video found at that URL (a web page without media?)")
-    if "unavailable" in low or "private video" in low or "has been removed" in low or "terminated" in low:
-        return SourceError(f"{what}: video unavailable ({msg})")
+    if "unavailable" in low or "has been removed" in low or "terminated" in low:
+        return SourceError(f"{what}: removed or unavailable ('{first}'); another upload of the track may be there")
+    if "requested format is not available" in low:
+        return SourceError(
+            f"{what}: no audio format offered ('{first}'); without a JavaScript runtime YouTube hides them: "
+            "run `genreclf doctor`"
+        )
     return SourceError(f"{what}: {msg}")
+
+
+def _first_sentence(msg: str) -> str:
+    """YouTube's reason without yt-dlp's "[youtube] ID: " prefix and its advice about yt-dlp's own options."""
+    text = re.sub(r"^\[[^\]]+\]\s*[^:\s]+:\s*", "", msg)
+    return re.split(r"(?<=[.!?])\s", text, maxsplit=1)[0].rstrip(".")
 
 
 def _entry_candidate(entry: dict[str, Any]) -> Candidate | None:
