@@ -40,12 +40,15 @@ class Check:
         return f"{mark}  {self.name:<{width}} {self.detail}{fix}"
 
 
-def run_checks(settings: Settings | None = None, *, store_url: str | None = None) -> list[Check]:
-    """Every check, in the order of the data's path; a check that raises is reported as failed, not fatal."""
+def run_checks(
+    settings: Settings | None = None, *, store_url: str | None = None, today: date | None = None
+) -> list[Check]:
+    """Every check, in the order of the data's path; a check that raises is reported as failed, not fatal.
+    `today` dates yt-dlp's age (default: today)."""
     settings = settings or get_settings()
     checks: list[tuple[str, Callable[[], Check]]] = [
         ("ffmpeg", check_ffmpeg),
-        ("yt-dlp", lambda: check_ytdlp_age(date.today())),
+        ("yt-dlp", lambda: check_ytdlp_age(today or date.today())),
         ("javascript", lambda: check_js_runtime(settings)),
         ("spotify", lambda: check_spotify(settings)),
         ("store", lambda: check_store(settings, store_url)),
