@@ -21,6 +21,7 @@ from genreclf.manifest import set_latest
 from genreclf.settings import Settings, get_settings
 from genreclf.shards import ShardEntry
 from genreclf.storage import Store
+from tasks import wait_for
 from tasks.acquire import acquire_tracks, as_is
 from tasks.catalog import read_catalog_rows
 from tasks.dataset import build_shard, finish_dataset, plan_dataset, read_split_file
@@ -78,6 +79,7 @@ def build_shards(storage_url: str, plan: DatasetPlan) -> list[ShardEntry]:
     progress = Progress(len(futures), "shards written")
     entries = []
     for f in futures:
+        wait_for(f)
         entries.append(f.result())
         progress.advance()
     return entries

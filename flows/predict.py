@@ -10,6 +10,7 @@ from genreclf import catalog
 from genreclf.keys import predictions_key
 from genreclf.predict import resolve_model_key
 from genreclf.storage import Store
+from tasks import wait_for
 from tasks.catalog import read_catalog_rows
 from tasks.predict import predict_tracks
 
@@ -34,6 +35,8 @@ def predict(
     futures = predict_tracks.map(
         store.url, unmapped(model_key), batches, index=range(len(batches)), device=unmapped(device)
     )
+    for f in futures:
+        wait_for(f)
     results = pl.DataFrame([r for f in futures for r in f.result()])
     labelled = pl.DataFrame(rows).select("track_id", "title", pl.col("genre").alias("catalog_genre"))
     table = labelled.join(results, on="track_id", how="left")

@@ -39,6 +39,7 @@ from genreclf.catalog import CatalogRow
 from genreclf.settings import Settings, get_settings
 from genreclf.sources.youtube_config import YoutubeConfig
 from genreclf.storage import Store
+from tasks import wait_for
 from tasks.progress import Progress
 
 MAX_BATCH = 256  # tracks per task run at most
@@ -157,7 +158,7 @@ def acquire_tracks(
     results: list[TrackResult] = []
     progress = Progress(len(rows), "tracks acquired")
     for i, (part, future) in enumerate(zip(parts, futures, strict=True)):
-        future.wait()
+        wait_for(future)
         progress.advance(len(part))
         if future.state.is_completed():
             results.extend(future.result())
