@@ -11,8 +11,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import hashlib
-import json
 import logging
 import shutil
 import threading
@@ -30,7 +28,7 @@ import numpy as np
 from genreclf import audio, interrupts
 from genreclf.audio import SegmentConfig
 from genreclf.errors import AudioError, BotCheckError, SourceError, TransientSourceError
-from genreclf.keys import audio_key, failure_key, sidecar_key
+from genreclf.keys import audio_key, content_id, failure_key, sidecar_key
 from genreclf.storage import Store, filesystem_for
 
 if TYPE_CHECKING:
@@ -433,7 +431,7 @@ def _inputs_fingerprint(row: CatalogRow, cfg: SegmentConfig, yt: YoutubeConfig |
     """A hash of everything acquiring `row` reads besides the network and the store."""
     inputs = {"version": FAILURE_RECORD_VERSION, "row": row, "seg": dataclasses.asdict(cfg),
               "yt": dataclasses.asdict(yt) if yt is not None else None}  # fmt: skip
-    return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()[:32]
+    return content_id(inputs, length=32)
 
 
 def _result(tid: str, side: dict[str, Any], akey: str, offsets: list[float]) -> TrackResult:

@@ -6,7 +6,6 @@ import codecs
 import dataclasses
 import hashlib
 import io
-import json
 import logging
 import shutil
 import struct
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from genreclf.errors import AudioError, ConfigError, TransientSourceError
+from genreclf.keys import content_id
 
 if TYPE_CHECKING:  # imported where used, so training and the GPU benchmark need no libsndfile
     import soundfile as sf
@@ -43,8 +43,7 @@ class SegmentConfig:
 
     @property
     def hash(self) -> str:
-        blob = json.dumps(dataclasses.asdict(self), sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()[:12]
+        return content_id(dataclasses.asdict(self), length=12)
 
 
 def _ffmpeg() -> str:

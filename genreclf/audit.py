@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import io
-import json
 import logging
 import time
 import warnings
@@ -39,7 +37,7 @@ from typing_extensions import TypedDict
 from genreclf import catalog, duplicates
 from genreclf.errors import DataError
 from genreclf.features import FeatureConfig
-from genreclf.keys import audit_report_key, audit_summary_key
+from genreclf.keys import audit_report_key, audit_summary_key, content_id
 from genreclf.loader import iter_shard_tables
 from genreclf.manifest import Manifest
 from genreclf.storage import Store
@@ -101,7 +99,7 @@ def audit_id_for(dataset_id: str, cfg: AuditConfig, network: str | None = None) 
         del fields["embedding_regularization"]
     else:
         inputs += [network, EMBEDDING_AUDIT_VERSION]
-    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
+    return content_id(inputs, length=16)
 
 
 def audit_network(manifest: Manifest) -> tuple[str, str] | None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 from collections import Counter
@@ -23,6 +22,7 @@ from genreclf.errors import ConfigError, DataError, StorageError
 from genreclf.features import FeatureConfig, features_batch, one_torch_thread
 from genreclf.keys import (
     audio_key,
+    content_id,
     lineage_key,
     manifest_key,
     plan_key,
@@ -52,10 +52,6 @@ def check_configs(seg: SegmentConfig, feat: FeatureConfig) -> None:
         )
 
 
-def _digest(obj: Any, n: int = 16) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:n]
-
-
 def dataset_id_for(
     catalog_version: str,
     audio_of: dict[str, str],
@@ -71,12 +67,12 @@ def dataset_id_for(
     parts.append(split_seed)
     if split_source != "seed":  # ids of datasets built before split files stay the same
         parts.append(split_source)
-    return _digest(parts)
+    return content_id(parts, length=16)
 
 
 def lineage_for(*, split_seed: int, split_source: str = "seed") -> str:
     """Datasets that keep each other's split assignment: same seed, same split source (the seed or a file)."""
-    return _digest(["lineage", split_seed, split_source], 12)
+    return content_id(["lineage", split_seed, split_source], length=12)
 
 
 def lineage_head(store: Store, lineage: str) -> str | None:
@@ -215,7 +211,7 @@ def shard_key_for(tracks: list[PlannedTrack], *, labels: list[str], seg: Segment
          list(t["offsets"])]
         for t in tracks
     ]  # fmt: skip
-    content = _digest([SHARD_FORMAT, dataclasses.asdict(seg), dataclasses.asdict(feat), rows], 20)
+    content = content_id([SHARD_FORMAT, dataclasses.asdict(seg), dataclasses.asdict(feat), rows], length=20)
     return shard_content_key(feat.hash, content)
 
 

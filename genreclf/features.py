@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
-import json
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,6 +12,8 @@ from typing import Literal
 
 import numpy as np
 import torch
+
+from genreclf.keys import content_id
 
 
 @dataclass(frozen=True)
@@ -40,8 +40,7 @@ class FeatureConfig:
         fields = dataclasses.asdict(self)
         if fields["compression"] == "log":  # as before the field existed: existing shards keep their keys
             del fields["compression"]
-        blob = json.dumps(fields, sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()[:12]
+        return content_id(fields, length=12)
 
     def frames(self, n_samples: int) -> int:
         """Frames of a centred STFT over `n_samples`."""

@@ -3,6 +3,22 @@
 from __future__ import annotations
 
 import hashlib
+import json
+
+# --- content ids --------------------------------------------------------------------------------------------
+
+
+def content_id(obj: object, *, length: int) -> str:
+    """The first `length` hex digits of the sha256 of `obj` as JSON (keys sorted, anything JSON cannot hold as
+    its `str`): the id of what `obj` describes (a config, a dataset's inputs, a run's).
+
+    These ids key objects in every store, so they are part of the store's format: whatever changes the JSON of
+    `obj` (a new config field, a renamed one, another serialisation) gives new ids, and a store's existing objects
+    are no longer found. Keep what goes in stable (leave a new field's default out, as `FeatureConfig.hash` does),
+    or bump the store format version and migrate; tests/test_golden_ids.py pins the ids.
+    """
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:length]
+
 
 # --- catalogs -----------------------------------------------------------------------------------------------
 CATALOG_LATEST = "catalogs/LATEST"

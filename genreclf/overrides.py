@@ -8,8 +8,6 @@ builds the catalog version that results, so the dataset, and every model trained
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from datetime import UTC, datetime
 
@@ -18,7 +16,7 @@ from typing_extensions import TypedDict
 
 from genreclf import catalog
 from genreclf.errors import DataError
-from genreclf.keys import LABEL_OVERRIDES_LATEST, label_overrides_key
+from genreclf.keys import LABEL_OVERRIDES_LATEST, content_id, label_overrides_key
 from genreclf.storage import Store
 
 log = logging.getLogger(__name__)
@@ -60,8 +58,7 @@ def accept(store: Store, new: list[Override], *, forget: list[str] | None = None
             raise DataError(f"track {track_id} has no label override to forget")
     merged.update({o["track_id"]: o for o in new})
     entries = [merged[t] for t in sorted(merged)]
-    blob = json.dumps(entries, sort_keys=True)
-    version = hashlib.sha256(blob.encode()).hexdigest()[:16]
+    version = content_id(entries, length=16)
     if not store.exists(label_overrides_key(version)):
         store.write_json(label_overrides_key(version), entries)
     store.write_text(LABEL_OVERRIDES_LATEST, version)

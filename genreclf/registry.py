@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import json
 import logging
 from collections.abc import Callable
@@ -29,7 +28,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
 from genreclf.errors import GenreclfError, ModelError
-from genreclf.keys import CHAMPION_KEY, champion_line_key
+from genreclf.keys import CHAMPION_KEY, champion_line_key, content_id
 from genreclf.storage import Store
 
 if TYPE_CHECKING:
@@ -52,7 +51,7 @@ def score_of(scores: Scores) -> float:
 def line_of(manifest: Manifest) -> str:
     """The line of the models trained on `manifest`: a content id of their genres and feature and segment configs."""
     what = {"labels": manifest.labels, "feature_hash": manifest.feature_hash, "segments": manifest.segment_config}
-    return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return content_id(what, length=12)
 
 
 def read_champion(store: Store, line: str | None = None) -> dict[str, Any] | None:

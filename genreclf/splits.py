@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from collections import Counter, defaultdict
 from collections.abc import Sequence
@@ -12,6 +11,7 @@ import polars as pl
 
 from genreclf.catalog import CatalogRow
 from genreclf.errors import ConfigError, DataError
+from genreclf.keys import content_id
 from genreclf.sources.local import AUDIO_EXTENSIONS
 from genreclf.storage import filesystem_for
 
@@ -246,7 +246,7 @@ def split_source_of(assigned: dict[str, str] | None) -> str:
     """How splits are made: "seed", or "file:<digest of the assignment>"."""
     if assigned is None:
         return "seed"
-    return "file:" + hashlib.sha256(json.dumps(sorted(assigned.items())).encode()).hexdigest()[:12]
+    return "file:" + content_id(sorted(assigned.items()), length=12)
 
 
 def split_tracks(

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import io
-import json
 import logging
 import pickle
 import random
@@ -21,7 +19,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from genreclf.errors import ConfigError, DataError, ModelError
-from genreclf.keys import checkpoint_key, finished_key, run_config_key
+from genreclf.keys import checkpoint_key, content_id, finished_key, run_config_key
 from genreclf.loader import Normalizer, StreamingSegments, window_starts
 from genreclf.manifest import Manifest
 from genreclf.models import create_model, is_pretrained
@@ -101,8 +99,7 @@ def run_id_for(dataset_id: str, cfg: TrainConfig) -> str:
     inputs: list[Any] = [dataset_id, dataclasses.asdict(cfg)]
     if cfg.frozen_head:
         inputs.append({"frozen_head_version": FROZEN_HEAD_VERSION})
-    blob = json.dumps(inputs, sort_keys=True).encode()
-    return f"{cfg.model}-{hashlib.sha256(blob).hexdigest()[:12]}"
+    return f"{cfg.model}-{content_id(inputs, length=12)}"
 
 
 @dataclass
