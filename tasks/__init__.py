@@ -37,6 +37,7 @@ def wait_for(future: PrefectFuture[Any]) -> None:
     """Wait until the task behind `future` has finished, waking every WAKE_S (see above)."""
     while not _finished(future):
         future.wait(timeout=WAKE_S)
+    future.wait()  # done: returns at once, and keeps the task's final state on the future (`future.state`)
 
 
 def _finished(future: PrefectFuture[Any]) -> bool:
