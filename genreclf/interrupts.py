@@ -45,12 +45,24 @@ def received() -> Interrupted | None:
     return Interrupted(_received[0]) if _received else None
 
 
+def note(exc: BaseException) -> None:
+    """Take `exc`, passing through the main thread, for the interrupt it is: a KeyboardInterrupt, or the
+    TerminationSignal Prefect's own SIGTERM handler raises during a flow run (it replaces ours then), so that
+    `check()` stops the task threads at once rather than after the engine has waited for them."""
+    signum = getattr(exc, "signum", None) or getattr(exc, "signal", None)
+    if isinstance(exc, KeyboardInterrupt):
+        _received.append(int(signum or signal.SIGINT))
+    elif isinstance(signum, int) and not isinstance(exc, Exception):
+        _received.append(signum)
+
+
 def check() -> None:
     """Raise `Interrupted`, in whatever thread, once SIGINT or SIGTERM arrived while `handled()` was active.
 
     The signal interrupts the main thread only; loops that run in task threads (a shard's tracks, a batch's tracks,
     a download's chunks) call this, so that a Ctrl-C does not wait for them to finish: Prefect's task runner waits
-    for its running tasks as the flow unwinds. Elsewhere (a deployment's worker) it never raises.
+    for its running tasks as the flow unwinds. In a deployment's worker it raises once a cancellation's SIGTERM has
+    passed through a flow waiting for its tasks (`note`), so those stop at once too.
     """
     if _received:
         raise Interrupted(_received[0])

@@ -8,6 +8,7 @@ from typing import Any
 from prefect.cache_policies import INPUTS, TASK_SOURCE, CachePolicy
 from prefect.futures import PrefectFuture
 
+from genreclf import interrupts
 from genreclf.storage import Store
 
 
@@ -34,9 +35,15 @@ WAKE_S = 0.2
 
 
 def wait_for(future: PrefectFuture[Any]) -> None:
-    """Wait until the task behind `future` has finished, waking every WAKE_S (see above)."""
-    while not _finished(future):
-        future.wait(timeout=WAKE_S)
+    """Wait until the task behind `future` has finished, waking every WAKE_S (see above). An interrupt raised
+    while waiting (a Ctrl-C, Prefect's TerminationSignal for a SIGTERM) tells the task threads to stop before it
+    goes on up (genreclf.interrupts.note)."""
+    try:
+        while not _finished(future):
+            future.wait(timeout=WAKE_S)
+    except BaseException as e:
+        interrupts.note(e)
+        raise
     future.wait()  # done: returns at once, and keeps the task's final state on the future (`future.state`)
 
 

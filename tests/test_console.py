@@ -121,3 +121,21 @@ def test_demo_uses_the_default_store_unless_it_holds_another_catalogs_champion(t
 
     args.store = str(default)  # asked for explicitly: the user's choice
     assert cli._demo_store(args) == (str(default), True)
+
+
+def test_prefects_termination_signal_passing_through_a_wait_stops_the_task_threads() -> None:
+    # During a flow run Prefect's own SIGTERM handler replaces genreclf's and raises TerminationSignal in the
+    # main thread; a flow waiting for its tasks notes it, so that threads mid-shard stop at their next track.
+    from concurrent.futures import ThreadPoolExecutor
+
+    from prefect.exceptions import TerminationSignal
+
+    with interrupts.handled():
+        interrupts.check()  # nothing yet
+        interrupts.note(ValueError("an ordinary error is not an interrupt"))
+        interrupts.check()
+        interrupts.note(TerminationSignal(signal=signal.SIGTERM))
+        with ThreadPoolExecutor(1) as pool, pytest.raises(interrupts.Interrupted) as stopped:
+            pool.submit(interrupts.check).result()
+        assert stopped.value.exit_code == 143
+    interrupts.check()  # handled() is over: nothing noted any more
