@@ -128,8 +128,9 @@ def test_other_models_refuse_a_hidden_head() -> None:
 
 
 def _synthetic_inputs() -> np.ndarray:
-    """The four synthesized signals of the reference (../shared/data/README.md), as musicnn's package makes its
-    input: librosa's mel at 16 kHz, then log10(1 + 10000 mel) in float32 -> (4, 187, 96)."""
+    """The four synthesized signals of the reference (the shared data folder's musicnn-reference notes), as
+    musicnn's package makes its input: librosa's mel at 16 kHz, then log10(1 + 10000 mel) in float32 ->
+    (4, 187, 96)."""
     import librosa
 
     t = np.arange(int(16000 * 3.2)) / 16000

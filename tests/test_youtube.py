@@ -290,9 +290,10 @@ def test_every_youtube_variable_reaches_youtube_config(tmp_path: Path, monkeypat
     monkeypatch.delenv("GENRECLF_YOUTUBE_CANDIDATES")
     assert get_settings().youtube.candidates == 9  # a .env file works as it does for every setting
 
-    # Every GENRECLF_YOUTUBE_* name the README documents is read.
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
-    documented = set(re.findall(r"GENRECLF_YOUTUBE_([A-Z_]+[A-Z])", readme))
+    # Every GENRECLF_YOUTUBE_* name the README and docs/ document is read.
+    root = Path(__file__).parents[1]
+    docs = "".join(p.read_text() for p in [root / "README.md", *sorted((root / "docs").glob("*.md"))])
+    documented = set(re.findall(r"GENRECLF_YOUTUBE_([A-Z_]+[A-Z])", docs))
     known = {n.upper() for n in want} | {n.removeprefix("youtube_").upper() for n in Settings.model_fields}
     assert documented and documented <= known, documented - known
 

@@ -217,7 +217,7 @@ def connect(
             if not path.is_file():
                 raise ConfigError(
                     "auth='user' needs a refresh token: none in the secret block and no token file at "
-                    f"{path}; authorize once (see the README: Spotify credentials)"
+                    f"{path}; authorize once (`genreclf spotify-login`, see docs/spotify.md)"
                 )
             handler = TokenFile(path)
         manager = _user_auth(

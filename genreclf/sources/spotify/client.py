@@ -168,7 +168,7 @@ def _api_error(e: spotipy.SpotifyException, *, what: str, not_found: str) -> Exc
     if status == 403:
         return SourceError(
             f"{what}: forbidden (403: {_reason(e)}). A development-mode app may only read "
-            "playlists its user owns or follows; see the README (Spotify, 2026 API limits)"
+            "playlists its user owns or follows; see docs/spotify.md (2026 API limits)"
         )
     return SourceError(f"{what}: HTTP {status} ({_reason(e)})")
 
