@@ -115,9 +115,9 @@ def ytdlp_release_date(version: str) -> date | None:
 
 
 def check_js_runtime(settings: Settings) -> Check:
-    from genreclf.sources import youtube
+    from genreclf.sources import youtube_js
 
-    found = youtube.challenge_solver(settings.youtube)
+    found = youtube_js.challenge_solver(settings.youtube)
     if found.ok:
         return Check("javascript", "ok", found.detail)
     return Check("javascript", "fail", found.detail, found.fix)

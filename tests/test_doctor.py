@@ -12,7 +12,7 @@ import pytest
 from genreclf import doctor
 from genreclf.cli import main
 from genreclf.settings import Settings
-from genreclf.sources import youtube
+from genreclf.sources import youtube, youtube_js
 from genreclf.sources.youtube_config import YoutubeConfig
 from tests.s3server import free_ports
 from tests.spotify_standin import SpotifyStandin
@@ -38,26 +38,26 @@ def test_a_machine_set_up_by_the_readme_is_green_but_for_what_needs_credentials(
 
 
 def test_the_challenge_solver_runs_under_deno_as_genreclf_configures_yt_dlp() -> None:
-    found = youtube.challenge_solver(YoutubeConfig())
+    found = youtube_js.challenge_solver(YoutubeConfig())
     assert found.ok, found
     assert found.detail.startswith("deno 2.") and "yt-dlp-ejs 0.8" in found.detail and "solved a test" in found.detail
     assert youtube.ytdlp_options(YoutubeConfig())["js_runtimes"]["deno"]["path"].endswith("deno")
 
 
 def test_a_missing_or_unknown_javascript_runtime_is_red_with_the_fix(tmp_path: Path) -> None:
-    gone = youtube.challenge_solver(YoutubeConfig(js_runtime_path=str(tmp_path / "deno")))
+    gone = youtube_js.challenge_solver(YoutubeConfig(js_runtime_path=str(tmp_path / "deno")))
     assert not gone.ok and "GENRECLF_YOUTUBE_JS_RUNTIME_PATH" in gone.detail and "no such file" in gone.detail
-    other = youtube.challenge_solver(YoutubeConfig(js_runtime="rhino"))
+    other = youtube_js.challenge_solver(YoutubeConfig(js_runtime="rhino"))
     assert not other.ok and "use one of deno, node, bun, quickjs" in other.detail
     fake = tmp_path / "quickjs"
     fake.write_text("#!/bin/sh\nexit 1\n")
     fake.chmod(0o755)
-    broken = youtube.challenge_solver(YoutubeConfig(js_runtime="quickjs", js_runtime_path=str(fake)))
+    broken = youtube_js.challenge_solver(YoutubeConfig(js_runtime="quickjs", js_runtime_path=str(fake)))
     assert not broken.ok and broken.detail.startswith("no usable quickjs") and "yt-dlp[default,deno]" in broken.fix
 
 
 def test_extractor_args_take_yt_dlps_syntax_for_po_token_providers() -> None:
-    parsed = youtube.parse_extractor_args(
+    parsed = youtube_js.parse_extractor_args(
         "youtubepot-bgutilhttp:base_url=http://127.0.0.1:4416 youtube:po_token=web.gvs+A,web.player+B;fetch_pot=never"
     )
     assert parsed == {"youtubepot-bgutilhttp": {"base_url": ["http://127.0.0.1:4416"]},
@@ -66,7 +66,7 @@ def test_extractor_args_take_yt_dlps_syntax_for_po_token_providers() -> None:
         "youtube": {"fetch_pot": ["never"]}
     }
     with pytest.raises(Exception, match="is not KEY:ARG=VALUE"):
-        youtube.parse_extractor_args("base_url")
+        youtube_js.parse_extractor_args("base_url")
 
 
 def test_yt_dlp_older_than_60_days_is_a_warning() -> None:
