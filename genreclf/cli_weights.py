@@ -7,7 +7,7 @@ from pathlib import Path
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from genreclf.models.weights import LICENSE, PRETRAINED, WHEEL, WHEEL_FILE
+    from genreclf.pretrained import LICENSE, PRETRAINED, WHEEL, WHEEL_FILE
 
     p = sub.add_parser(
         "weights",

@@ -290,3 +290,10 @@ def test_the_demo_catalog_is_byte_identical_on_a_rerun(tmp_path: Path) -> None:
     assert again["chirp/chirp-02.ogg"].startswith(b"OggS")  # rendered again
     longer = files(make_demo_catalog(root, tracks_per_genre=3, seconds=2.0))
     assert all(longer[name] != first[name] for name in first if name.endswith(".wav"))
+
+
+def test_the_commands_parser_imports_no_torch() -> None:
+    # `genreclf --help`, `--version` and every command's argument errors answer before torch (1.4 s) is imported.
+    code = "import sys; from genreclf.cli import build_parser; build_parser(); print('torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
