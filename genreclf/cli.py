@@ -439,28 +439,34 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
     argv = sys.argv[1:] if argv is None else argv
-    args, extra = parser.parse_known_args(argv)
-    if extra and isinstance(parser, _Parser):  # said by the command's own parser, with its usage and options
-        parser.innermost(args).unrecognized(extra)
-    elif extra:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    if args.command is None:
-        parser.print_help()
-        return 0
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
-    logging.getLogger("genreclf").setLevel(logging.DEBUG if args.verbose else logging.INFO)
-    if args.verbose:  # flows' own debug lines (a run's whole config) too; read when Prefect sets up its logging
-        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "DEBUG")
-    with interrupts.handled():
+    args: argparse.Namespace | None = None
+    with interrupts.handled():  # first: a Ctrl-C a moment after Enter gets the same one line
         try:
+            parser = build_parser()
+            args, extra = parser.parse_known_args(argv)
+            if extra and isinstance(parser, _Parser):  # said by the command's own parser, with its usage
+                parser.innermost(args).unrecognized(extra)
+            elif extra:
+                parser.error(f"unrecognized arguments: {' '.join(extra)}")
+            if args.command is None:
+                parser.print_help()
+                return 0
+            _set_up_logging(verbose=args.verbose)
             return _run_command(args)
         except BaseException as e:
             if (stopped := interrupts.received()) is None:
                 raise
             during = e.during if isinstance(e, interrupts.Interrupted) else None
-            interrupts.stop(stopped, _interrupted_line(stopped, during, argv), quiet=not args.verbose)
+            verbose = bool(getattr(args, "verbose", False))
+            interrupts.stop(stopped, _interrupted_line(stopped, during, argv), quiet=not verbose)
+
+
+def _set_up_logging(*, verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    logging.getLogger("genreclf").setLevel(logging.DEBUG if verbose else logging.INFO)
+    if verbose:  # flows' own debug lines (a run's whole config) too; read when Prefect sets up its logging
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "DEBUG")
 
 
 def _interrupted_line(stopped: interrupts.Interrupted, during: str | None, argv: list[str]) -> str:
