@@ -73,13 +73,9 @@ def _run_pipeline(catalog_dir: Path, args: argparse.Namespace) -> int:
     updates = {k: v for k, v in options.items() if v is not None}
     training = training.model_copy(update=updates)
     t0 = time.perf_counter()
-    with prefect_api(), live_stages(verbose=args.verbose) as display:
-        try:
-            out = pipeline(str(catalog_dir), storage_url=args.store, dataset=dataset, training=training,
-                           keep_checkpoint=args.keep_checkpoint)  # fmt: skip
-        except interrupts.Interrupted as e:
-            e.during = display.running()
-            raise
+    with prefect_api(), live_stages(verbose=args.verbose) as display, interrupts.describing(display.running):
+        out = pipeline(str(catalog_dir), storage_url=args.store, dataset=dataset, training=training,
+                       keep_checkpoint=args.keep_checkpoint)  # fmt: skip
     _print_summary(out, time.perf_counter() - t0)
     return 0
 
@@ -441,7 +437,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args: argparse.Namespace | None = None
-    with interrupts.handled():  # first: a Ctrl-C a moment after Enter gets the same one line
+    # First of all, so that a Ctrl-C a moment after Enter gets the same one line.
+    with interrupts.handled(line=lambda stopped: _interrupted_line(stopped, argv)):
         try:
             parser = build_parser()
             args, extra = parser.parse_known_args(argv)
@@ -454,12 +451,11 @@ def main(argv: list[str] | None = None) -> int:
                 return 0
             _set_up_logging(verbose=args.verbose)
             return _run_command(args)
-        except BaseException as e:
+        except BaseException:
             if (stopped := interrupts.received()) is None:
                 raise
-            during = e.during if isinstance(e, interrupts.Interrupted) else None
             verbose = bool(getattr(args, "verbose", False))
-            interrupts.stop(stopped, _interrupted_line(stopped, during, argv), quiet=not verbose)
+            interrupts.stop(stopped, _interrupted_line(stopped, argv), quiet=not verbose)
 
 
 def _set_up_logging(*, verbose: bool) -> None:
@@ -469,12 +465,13 @@ def _set_up_logging(*, verbose: bool) -> None:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "DEBUG")
 
 
-def _interrupted_line(stopped: interrupts.Interrupted, during: str | None, argv: list[str]) -> str:
+def _interrupted_line(stopped: interrupts.Interrupted, argv: list[str]) -> str:
     """What the user reads after a Ctrl-C or SIGTERM: what stopped, that the work is kept, how to go on."""
     import shlex
 
     by = "Ctrl-C" if stopped.signum == signal.SIGINT else signal.Signals(stopped.signum).name
-    return (f"genreclf: stopped by {by}{f' {during}' if during else ''}; what was done is kept, and the same "
+    during = f" {stopped.during}" if stopped.during else ""
+    return (f"genreclf: stopped by {by}{during}; what was done is kept, and the same "
             f"command resumes from there: {shlex.join(['genreclf', *argv])}")  # fmt: skip
 
 

@@ -47,6 +47,7 @@ class Outcome:
     signum: int
     returncode: int | None  # None: still running STOP_LIMIT_S * 4 after the signal (a hang; it was killed)
     stop_s: float  # from the signal to the exit
+    line_s: float | None  # from the signal to its "stopped by" line (the rest of stop_s is the clean-up)
     after: list[str]  # the lines printed after the signal (progress bars left out)
     left: list[str]  # processes of the run still there after it exited
 
@@ -144,19 +145,30 @@ def interrupt(ws: Workspace, *, at: str, signum: int, epochs: int = 2, delay_s: 
             os.killpg(proc.pid, signum)
         else:
             proc.send_signal(signum)
-        try:
-            returncode: int | None = proc.wait(timeout=STOP_LIMIT_S * 4)
-        except subprocess.TimeoutExpired:
-            returncode = None
+        returncode, line_s = _wait_noting_the_line(proc, out_path, before, t0)
         stop_s = time.monotonic() - t0
         time.sleep(0.3)
         left = [f"{p.pid} {' '.join(p.cmdline()[:4])}" for p in _alive(family)]
         after = out_path.read_bytes()[before:].decode(errors="replace").splitlines()
-        return Outcome(stage, signum, returncode, stop_s, [line for line in after if not _is_bar(line)], left)
+        return Outcome(stage, signum, returncode, stop_s, line_s, [line for line in after if not _is_bar(line)], left)
     finally:
         for p in _alive([proc.pid, *_descendants(proc.pid)]):
             p.kill()
         proc.wait()
+
+
+def _wait_noting_the_line(proc: subprocess.Popen[bytes], out_path: Path, offset: int,
+                          t0: float) -> tuple[int | None, float | None]:  # fmt: skip
+    """Wait for `proc` to exit, up to STOP_LIMIT_S * 4 after `t0`; its exit code (None: it did not exit) and when
+    its "stopped by" line appeared, after `t0`."""
+    line_s = None
+    while (returncode := proc.poll()) is None and time.monotonic() - t0 < STOP_LIMIT_S * 4:
+        if line_s is None and b"genreclf: stopped by" in out_path.read_bytes()[offset:]:
+            line_s = time.monotonic() - t0
+        time.sleep(0.01)
+    if line_s is None and b"genreclf: stopped by" in out_path.read_bytes()[offset:]:
+        line_s = time.monotonic() - t0
+    return returncode, line_s
 
 
 def finish(ws: Workspace, *, epochs: int = 2, timeout_s: float = 600.0) -> str:
@@ -190,6 +202,10 @@ def _alive(pids: list[int]) -> list[psutil.Process]:
     return found
 
 
+def _seconds(s: float | None) -> str:
+    return "--" if s is None else f"{s:.1f} s"
+
+
 def _say(line: str) -> None:
     sys.stdout.write(line + "\n")
     sys.stdout.flush()
@@ -220,7 +236,8 @@ def main() -> int:
                     reused = "resuming run" in rerun or "already computed" in rerun or "reusing" in rerun
                     results.append(outcome)
                     _say(f"{setup:<16} {signal.Signals(signum).name:<7} at {outcome.stage:<14} "
-                         f"rc {outcome.returncode}  stopped in {outcome.stop_s:4.1f} s  "
+                         f"rc {outcome.returncode}  stopped in {outcome.stop_s:4.1f} s "
+                         f"(said at {_seconds(outcome.line_s)})  "
                          f"{'ok ' if outcome.ok else 'BAD'}  rerun finished{' and reused work' if reused else ''}; "
                          f"last line: {outcome.after[-1][:90] if outcome.after else '(none)'}")  # fmt: skip
     finally:

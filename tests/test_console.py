@@ -139,3 +139,48 @@ def test_prefects_termination_signal_passing_through_a_wait_stops_the_task_threa
             pool.submit(interrupts.check).result()
         assert stopped.value.exit_code == 143
     interrupts.check()  # handled() is over: nothing noted any more
+
+
+_STUCK = """
+import signal, sys, threading, time
+from genreclf import interrupts
+
+def task():  # a task thread, checking between tracks
+    while True:
+        try:
+            interrupts.check()
+        except interrupts.Interrupted as e:
+            print(f"task stopped by {e.signum} {e.during}", flush=True)
+            return
+        time.sleep(0.01)
+
+with interrupts.handled(line=lambda s: f"stopped by {s.signum} {s.during}; resume with the same command"):
+    with interrupts.describing(lambda: "during shards written (0 of 1)"):
+        signal.signal(signal.SIGTERM, lambda *_: None)  # another handler takes SIGTERM, as Prefect's does
+        worker = threading.Thread(target=task)
+        worker.start()
+        print("ready", flush=True)
+        worker.join()
+        while True:  # the main thread waits on something that never ends
+            time.sleep(0.1)
+"""
+
+
+def test_a_signal_someone_else_handles_still_stops_the_task_threads_and_the_process_by_the_deadline() -> None:
+    # Prefect's SIGTERM handler replaces genreclf's during a flow run; the wakeup-fd watcher sees the signal anyway,
+    # so task threads stop at their next check, and a main thread that never unwinds ends at the deadline.
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", _STUCK], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)  # fmt: skip
+    assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    took = time.monotonic() - t0
+
+    assert proc.returncode == 143
+    assert out == "task stopped by 15 during shards written (0 of 1)\n"
+    assert err == "stopped by 15 during shards written (0 of 1); resume with the same command\n"  # once
+    assert interrupts.OVERDUE_S <= took < interrupts.OVERDUE_S + 5.0
