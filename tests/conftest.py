@@ -31,6 +31,8 @@ os.environ["GENRECLF_CACHE_DIR"] = tempfile.mkdtemp(prefix="genreclf-cache-")
 for _folder in (_PREFECT_HOME, os.environ["GENRECLF_CACHE_DIR"]):
     atexit.register(shutil.rmtree, _folder, ignore_errors=True)
 
+from tests.s3server import s3_server  # noqa: E402,F401  the S3 fixture, for every test module
+
 SR = 22_050
 
 

@@ -19,11 +19,9 @@ from genreclf.loader import load_split
 from genreclf.manifest import read_manifest
 from genreclf.sources.local import scan_folder
 from genreclf.storage import Store
-from tests import s3server
 from tests.s3server import S3Server
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
-s3_server = s3server.s3_server
 
 # 3 s tracks in 1 s windows of 32 mels; shards of ~3 tracks, so there are several.
 PARAMS = DatasetParams(window_s=1.0, hop_s=1.0, n_mels=32, n_fft=512, hop_length=256, shard_mb=0.05)

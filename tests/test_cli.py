@@ -18,7 +18,7 @@ from genreclf.keys import CHAMPION_KEY, splits_key
 from genreclf.models.baselines import knn_k
 from genreclf.storage import Store
 from genreclf.training import TrainConfig, fit
-from tests.test_model_files import plant_pickle
+from tests.planted import plant_pickle
 from tests.tiny import SEG, make_tiny_dataset
 
 

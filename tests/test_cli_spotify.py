@@ -19,8 +19,8 @@ from genreclf.settings import get_settings
 from genreclf.sources import spotify
 from genreclf.storage import Store
 from tests.spotify_standin import SpotifyStandin, StandinPlaylist, make_track, spotify_id, track_entry
+from tests.spotify_world import CLIENT_ID, CLIENT_SECRET
 
-CLIENT_ID, CLIENT_SECRET = "standin-client", "standin-secret"
 JAZZ, ROCK, EDITORIAL = (spotify_id("pl", n) for n in (1, 2, 9))
 JAZZ_ARTIST, ROCK_ARTIST = spotify_id("ar", 1), spotify_id("ar", 2)
 

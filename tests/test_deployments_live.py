@@ -13,7 +13,7 @@ from genreclf.storage import Store
 from infra.local_stack import LocalStack
 from tests.s3server import free_ports
 from tests.spotify_standin import SpotifyStandin
-from tests.test_spotify import CLIENT_ID, CLIENT_SECRET, EDITORIAL, ROCK_1, _playlists_file, populate
+from tests.spotify_world import CLIENT_ID, CLIENT_SECRET, EDITORIAL, ROCK_1, populate, write_playlists_file
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,7 +60,7 @@ def test_ingest_spotify_deployment_crawls_then_skips_unchanged_playlists(
 ) -> None:
     deployed = stack.prefect("deploy", "--name", "ingest-spotify", check=False, timeout=180)
     assert deployed.returncode == 0, deployed.stdout[-2000:] + deployed.stderr[-2000:]
-    playlists = _playlists_file(tmp_path, [ROCK_1, EDITORIAL])
+    playlists = write_playlists_file(tmp_path, [ROCK_1, EDITORIAL])
     store = Store.open(stack.worker_env["GENRECLF_STORAGE_URL"])
 
     t0 = time.perf_counter()

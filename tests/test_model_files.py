@@ -21,25 +21,10 @@ from genreclf.models.files import load_safetensors, read_model, save_safetensors
 from genreclf.predict import Predictor, resolve_model_key
 from genreclf.storage import Store
 from genreclf.training import load_model
+from tests.planted import plant_pickle
 from tests.tiny import FEAT, SEG
 
 LABELS = ["genre0", "genre1", "genre2"]
-
-
-class Planted:
-    """A pickle that writes `marker` when it is unpickled: what a store writer or a stray file could plant."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return Path.write_text, (self.marker, "code ran")
-
-
-def plant_pickle(path: Path, marker: Path) -> None:
-    """A torch file shaped like an old model bundle whose state dict runs code when unpickled."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"state_dict": Planted(marker), "labels": LABELS}, path)
 
 
 def _meta(run_id: str) -> dict[str, Any]:

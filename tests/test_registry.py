@@ -25,8 +25,6 @@ from genreclf.storage import Store
 from tests import s3server
 from tests.s3server import S3Server
 
-s3_server = s3server.s3_server
-
 SCORES = {"base": 0.5, "worse": 0.7, "better": 0.9}
 LINE = "l1"
 

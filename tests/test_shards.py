@@ -14,55 +14,23 @@ import pytest
 from pydantic import SecretStr
 
 from genreclf import shards
-from genreclf.audio import SegmentConfig, encode_flac
+from genreclf.audio import encode_flac
 from genreclf.dataset import build_shard
 from genreclf.errors import ConfigError, DataError, StorageError
-from genreclf.features import FeatureConfig, log_mel_batch
+from genreclf.features import log_mel_batch
 from genreclf.keys import DATASET_LATEST, audio_key, dataset_prefix
 from genreclf.loader import StreamingSegments, iter_shard_tables, load_split
 from genreclf.manifest import Manifest, read_manifest, write_manifest
 from genreclf.settings import Settings
 from genreclf.shards import SegmentRows, mel_numpy, read_shard_entry, write_shard
 from genreclf.storage import Store
-from tests import s3server
 from tests.s3server import S3Server
-
-s3_server = s3server.s3_server
-
-FEAT = FeatureConfig(n_mels=16, n_fft=256, hop_length=128)
-
-
-def shard_key(dataset_id: str, index: int) -> str:
-    """A per-dataset key for shards written by hand (the flow uses content keys from `plan_shards`)."""
-    return f"{dataset_prefix(dataset_id)}/shards/part-{index:05d}.parquet"
-
-
-SEG = SegmentConfig(window_s=0.25, hop_s=0.25)
-WIN = round(SEG.window_s * SEG.sample_rate)
-N_MELS, FRAMES = FEAT.n_mels, FEAT.frames(WIN)  # 16, 44
-LABELS = ["jazz", "rock"]
+from tests.shard_rows import FEAT, FRAMES, LABELS, N_MELS, SEG, SPLITS_A, WIN, make_rows, shard_key
 
 
 @pytest.fixture
 def store(store_url: str) -> Store:
     return Store.open(store_url)
-
-
-def make_rows(rng: np.random.Generator, splits: list[str], *, prefix: str = "t") -> SegmentRows:
-    """One segment per entry of `splits`, two segments per track, genres alternating by track."""
-    rows = SegmentRows()
-    for i, split in enumerate(splits):
-        track = i // 2
-        genre = LABELS[track % 2]
-        rows.segment_id.append(f"{prefix}{track}-{i % 2:04d}")
-        rows.track_id.append(f"{prefix}{track}")
-        rows.artist_id.append(f"artist{track}" if track % 3 else None)
-        rows.genre.append(genre)
-        rows.label.append(LABELS.index(genre))
-        rows.split.append(split)
-        rows.offset_s.append((i % 2) * SEG.hop_s)
-        rows.mel.append(rng.normal(-4, 2, (N_MELS, FRAMES)).astype(np.float32))
-    return rows
 
 
 def manifest_of(dataset_id: str, shards: list[dict[str, Any]], *, feature_hash: str = FEAT.hash) -> Manifest:
@@ -85,9 +53,6 @@ def write_dataset(store: Store, dataset_id: str, shards: list[SegmentRows], **kw
     manifest = manifest_of(dataset_id, entries)
     write_manifest(store, manifest, **kw)
     return manifest
-
-
-SPLITS_A = ["train", "train", "val", "val", "test", "test", "train", "train"]
 
 
 # --- write and read back --------------------------------------------------------------------------------------
@@ -378,7 +343,7 @@ def test_build_shard_refuses_features_above_the_decoding_rate(store: Store) -> N
 _KILLED_WRITER = """
 import sys, time, numpy as np
 sys.path.insert(0, {root!r})
-from tests.test_shards import make_rows, shard_key, FEAT, SPLITS_A
+from tests.shard_rows import make_rows, shard_key, FEAT, SPLITS_A
 from genreclf.shards import write_shard
 from genreclf.storage import Store
 store = Store.open({url!r})

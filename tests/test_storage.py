@@ -21,11 +21,9 @@ from pydantic import SecretStr
 from genreclf.errors import ConfigError, StorageError
 from genreclf.settings import Settings
 from genreclf.storage import TEMP_PREFIX, Store, filesystem_for
-from tests import s3server
 from tests.s3server import S3Server
 
 # The session-scoped SeaweedFS fixture, by name (move it to conftest.py once other modules need S3).
-s3_server = s3server.s3_server
 
 
 def s3_env(monkeypatch: pytest.MonkeyPatch, server: S3Server, *, secret_key: str | None = None) -> None:

@@ -16,7 +16,7 @@ from genreclf.manifest import Manifest, write_manifest
 from genreclf.shards import SegmentRows, write_shard
 from genreclf.storage import Store
 from genreclf.training import TrainConfig, fit, load_model, run_id_for, spec_augment
-from tests.test_model_files import plant_pickle
+from tests.planted import plant_pickle
 from tests.tiny import FEAT, SEG, make_tiny_dataset
 
 CFG = TrainConfig(
