@@ -21,13 +21,11 @@ from __future__ import annotations
 import argparse
 import csv
 import math
-import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -35,11 +33,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from flows.params import DatasetParams
-from genreclf import catalog, dataset
-from genreclf.acquire import acquire_track
+from genreclf import catalog
 from genreclf.audit import AuditReport, audit_dataset
+from genreclf.build import build_dataset
 from genreclf.manifest import Manifest
-from genreclf.settings import get_settings
 from genreclf.sources.local import scan_folder
 from genreclf.storage import Store
 
@@ -51,23 +48,8 @@ def build(root: Path, store_url: str, model: str) -> Manifest:
     scan = scan_folder(root, hash_cache=False)
     version = catalog.write_catalog(store, scan.tracks, skipped=scan.skipped)
     params = DatasetParams().for_model(model)
-    seg, feat = params.segment_config(), params.feature_config()
-    rows = catalog.rows_of(catalog.read_catalog(store, version))
-    yt = get_settings().youtube
-    with ThreadPoolExecutor(os.cpu_count() or 2) as pool:
-        results = list(pool.map(lambda row: acquire_track(Store.open(store_url), row, cfg=seg, yt=yt), rows))
-    plan = dataset.plan_dataset(
-        store, version, rows, results, seg=seg, feat=feat, split_seed=0, assigned=None, shard_mb=params.shard_mb
-    )
-    if not plan.built:
-        with ThreadPoolExecutor(os.cpu_count() or 2) as pool:
-            entries = list(pool.map(lambda s: dataset.build_shard(
-                Store.open(store_url), s.key, s.tracks, labels=plan.labels, seg=plan.seg, feat=plan.feat
-            ), plan.shards))  # fmt: skip
-        return dataset.finish_dataset(store, plan, entries)
-    from genreclf.manifest import read_manifest
-
-    return read_manifest(store, plan.dataset_id)
+    return build_dataset(store, version, params.segment_config(), params.feature_config(),
+                         shard_mb=params.shard_mb).manifest  # fmt: skip
 
 
 def audit(root: Path, store_url: str, label: str, model: str) -> AuditReport:

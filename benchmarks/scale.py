@@ -9,8 +9,8 @@ store, one after the other:
   flow      flows.build_dataset.build_dataset(version, params=DatasetParams.small(), storage_url=STORE) against a
             real Prefect server (`prefect server start` on a free loopback port, SQLite in a temporary PREFECT_HOME),
             started once for the whole benchmark and stopped at the end;
-  library   the calls the flow makes, with no Prefect: acquire_track per row, plan_dataset, build_shard per planned
-            shard, finish_dataset, on thread pools of os.cpu_count() workers as the flow's task runners, the
+  library   genreclf.build.build_dataset, the same stages with no Prefect: acquisition in batches, the plan, the
+            shards, the manifest, on thread pools of os.cpu_count() workers as the flow's task runners, the
             decoded samples handed from acquisition to the shards as the flow's tasks do (DecodedAudio).
 
 Per size it prints the wall time of each process (interpreter start to exit), the flow's wall over the library's,
@@ -40,7 +40,6 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,45 +74,14 @@ def build_with_flow(store_url: str, version: str) -> str:
 def build_with_library(store_url: str, version: str) -> str:
     """What flows/build_dataset.build_dataset does for a catalog version without a split file, without Prefect."""
     from flows.params import DatasetParams  # pydantic only: `flows` itself never imports Prefect
-    from genreclf import catalog, dataset
-    from genreclf.acquire import DecodedAudio, acquire_track
-    from genreclf.manifest import set_latest
-    from genreclf.settings import get_settings
-    from genreclf.shards import ShardEntry
+    from genreclf.build import build_dataset
     from genreclf.storage import Store
 
     params = DatasetParams.small()
-    store = Store.open(store_url)
-    store.sweep_temp()
-    version = catalog.resolve_version(store, version)
-    seg, feat = params.segment_config(), params.feature_config()
-    rows = catalog.rows_of(catalog.read_catalog(store, version))
-    yt = get_settings().youtube
-    workers = os.cpu_count() or 2  # the flow's ThreadPoolTaskRunner, for acquisition and for shards
-    handoff = DecodedAudio()  # the flow's tasks share one per process (process_handoff)
-    with ThreadPoolExecutor(workers) as pool:
-        # Each task opens the store from its URL; so does each call here.
-        results = list(
-            pool.map(lambda row: acquire_track(Store.open(store.url), row, cfg=seg, yt=yt, handoff=handoff), rows)
-        )
-    plan = dataset.plan_dataset(
-        Store.open(store.url), version, rows, results, seg=seg, feat=feat, split_seed=params.split_seed,
-        assigned=None, shard_mb=params.shard_mb, handoff=handoff,
-    )  # fmt: skip
-    if plan.built:
-        set_latest(store, plan.dataset_id)
-        return plan.dataset_id
-    sum(store.exists(s.key) for s in plan.shards)  # the flow counts the shards it reuses, for its log line
-
-    def shard(s: dataset.ShardPlan) -> ShardEntry:
-        return dataset.build_shard(
-            Store.open(store.url), s.key, s.tracks, labels=plan.labels, seg=plan.seg, feat=plan.feat, handoff=handoff
-        )
-
-    with ThreadPoolExecutor(workers) as pool:
-        entries = list(pool.map(shard, plan.shards))
-    dataset.finish_dataset(Store.open(store.url), plan, entries).counts()  # counts: for the flow's artifact
-    return plan.dataset_id
+    built = build_dataset(Store.open(store_url), version, params.segment_config(), params.feature_config(),
+                          split_seed=params.split_seed, shard_mb=params.shard_mb)  # fmt: skip
+    built.manifest.counts()  # for the flow's artifact
+    return built.dataset_id
 
 
 def child(way: str, store_url: str, version: str, result_path: Path) -> None:

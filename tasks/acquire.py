@@ -35,14 +35,13 @@ from prefect.utilities.annotations import quote
 
 from genreclf.acquire import Gate, TrackResult, acquire_rows, acquire_track, is_remote, process_handoff
 from genreclf.audio import SegmentConfig
+from genreclf.build import batches
 from genreclf.catalog import CatalogRow
 from genreclf.settings import Settings, get_settings
 from genreclf.sources.youtube_config import YoutubeConfig
 from genreclf.storage import Store
 from tasks import wait_for
 from tasks.progress import Progress
-
-MAX_BATCH = 256  # tracks per task run at most
 
 
 def as_is(value: Any) -> Any:
@@ -95,15 +94,6 @@ def acquire_batch(
     acquire = functools.partial(acquire_track, store, cfg=seg, yt=yt, gate=network_gate(*limits),
                                 handoff=process_handoff(), audio_format=audio_format)  # fmt: skip
     return acquire_rows(rows, acquire)
-
-
-def batches(n: int, *, workers: int, max_size: int = MAX_BATCH) -> list[range]:
-    """Split n tracks into batches: about four per worker (so a slow batch does not hold the others up), at most
-    `max_size` tracks each (so a retry or a crash costs little)."""
-    if n == 0:
-        return []
-    size = min(max_size, max(1, math.ceil(n / (4 * workers))))
-    return [range(i, min(n, i + size)) for i in range(0, n, size)]
 
 
 def ensure_limits(settings: Settings) -> tuple[str | None, str | None]:

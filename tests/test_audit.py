@@ -16,13 +16,12 @@ import pytest
 
 from flows.params import DatasetParams
 from genreclf import catalog, dataset, overrides
-from genreclf.acquire import acquire_track
 from genreclf.audit import DROP, DUPLICATE, MISLABELLED, RELABEL, AuditConfig, audit_dataset, audit_id_for
+from genreclf.build import build_dataset
 from genreclf.cli import main
 from genreclf.demo import make_demo_catalog
 from genreclf.errors import DataError
 from genreclf.manifest import Manifest, read_manifest
-from genreclf.settings import get_settings
 from genreclf.sources.local import scan_folder
 from genreclf.storage import Store
 
@@ -37,16 +36,9 @@ def build(root: Path, store_url: str, model: str = "resnet18") -> Manifest:
     features `model` is fed)."""
     store = Store.open(store_url)
     scan = scan_folder(root, hash_cache=False)
-    version = overrides.apply_overrides(store, catalog.write_catalog(store, scan.tracks, skipped=scan.skipped))
+    version = catalog.write_catalog(store, scan.tracks, skipped=scan.skipped)
     params = DatasetParams.small().for_model(model)
-    seg, feat = params.segment_config(), params.feature_config()
-    rows = catalog.rows_of(catalog.read_catalog(store, version))
-    results = [acquire_track(store, row, cfg=seg, yt=get_settings().youtube) for row in rows]
-    plan = dataset.plan_dataset(store, version, rows, results, seg=seg, feat=feat, split_seed=0)
-    if plan.built:
-        return read_manifest(store, plan.dataset_id)
-    entries = [dataset.build_shard(store, s.key, s.tracks, labels=plan.labels, seg=seg, feat=feat) for s in plan.shards]
-    return dataset.finish_dataset(store, plan, entries)
+    return build_dataset(store, version, params.segment_config(), params.feature_config()).manifest  # overrides too
 
 
 @pytest.fixture(scope="module")

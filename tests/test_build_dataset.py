@@ -113,6 +113,23 @@ def test_dask_path_writes_the_same_shards(catalog_dir: Path, tmp_path: Path, mon
         assert dask_store.read_parquet(shard["key"]).equals(local_store.read_parquet(shard["key"]))
 
 
+def test_the_library_build_makes_the_flows_dataset_and_reuses_it(catalog_dir: Path, tmp_path: Path) -> None:
+    from genreclf.build import build_dataset as build_without_prefect
+
+    by_flow = read_manifest(Store.open(str(tmp_path / "flow")), build(catalog_dir, str(tmp_path / "flow")))
+    store = Store.open(str(tmp_path / "library"))
+    catalog.write_catalog(store, scan_folder(str(catalog_dir)).tracks)
+    seg, feat = PARAMS.segment_config(), PARAMS.feature_config()
+
+    built = build_without_prefect(store, "latest", seg, feat, shard_mb=PARAMS.shard_mb, workers=2)
+    again = build_without_prefect(store, "latest", seg, feat, shard_mb=PARAMS.shard_mb, workers=2)
+
+    assert built.new and built.shards_reused == 0 and built.dataset_id == by_flow.dataset_id
+    assert built.manifest.shards == by_flow.shards  # the same keys, rows and content hashes
+    assert read_manifest(store).dataset_id == built.dataset_id
+    assert not again.new and again.dataset_id == built.dataset_id and again.manifest.shards == built.manifest.shards
+
+
 def test_create_bucket_script_is_idempotent(s3_server: S3Server, tmp_path: Path) -> None:
     env = {
         "PATH": "/usr/bin:/bin",

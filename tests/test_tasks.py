@@ -5,12 +5,13 @@ from pathlib import Path
 import pytest
 
 from genreclf.audio import SegmentConfig
+from genreclf.build import batches
 from genreclf.catalog import read_catalog
 from genreclf.demo import make_demo_catalog
 from genreclf.features import FeatureConfig
 from genreclf.sources.youtube import YoutubeConfig
 from genreclf.storage import Store
-from tasks.acquire import acquire_batch, batches
+from tasks.acquire import acquire_batch
 from tasks.catalog import read_catalog_rows, scan_folder_catalog
 from tasks.dataset import plan_dataset
 
