@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Literal
 
@@ -21,41 +22,50 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="GENRECLF_", env_file=".env", extra="ignore")
 
-    # Object storage: a local directory, a file:// URI or an s3://bucket/prefix URI.
-    storage_url: str = "./genreclf-data"
-    s3_endpoint_url: str | None = None
-    s3_access_key: str | None = None
-    s3_secret_key: SecretStr | None = None
-    s3_region: str = "us-east-1"
+    storage_url: str = Field(
+        "./genreclf-data", description="store root: a directory, `file://` or `s3://bucket/prefix`"
+    )
+    s3_endpoint_url: str | None = Field(None, description="an S3-compatible server, e.g. `http://127.0.0.1:8333`; "
+                                        "unset: AWS")  # fmt: skip
+    s3_access_key: str | None = Field(None, description="S3 access key; unset: the AWS credential chain")
+    s3_secret_key: SecretStr | None = Field(None, description="S3 secret key; unset: the AWS credential chain")
+    s3_region: str = Field("us-east-1", description="S3 region")
 
-    # Spotify Web API; pointed elsewhere for a stand-in.
-    spotify_api_url: str = "https://api.spotify.com/v1/"
-    spotify_token_url: str = "https://accounts.spotify.com/api/token"
-    spotify_max_retry_after_s: float = 120.0
+    spotify_api_url: str = Field("https://api.spotify.com/v1/", description="Spotify Web API base (a stand-in's, "
+                                 "in tests)")  # fmt: skip
+    spotify_token_url: str = Field("https://accounts.spotify.com/api/token", description="Spotify's token URL")
+    spotify_max_retry_after_s: float = Field(120.0, description="the longest `Retry-After` of a 429 that is waited "
+                                             "out (see [spotify.md](spotify.md#2026-web-api-limits-development-mode"
+                                             "-apps))")  # fmt: skip
 
-    # YouTube / acquisition (yt-dlp): GENRECLF_YOUTUBE_<FIELD> sets each field of YoutubeConfig (search template,
-    # candidates, tolerances, cookies, sleeps, timeouts, retries), e.g. GENRECLF_YOUTUBE_RETRIES=5; its defaults are
+    # GENRECLF_YOUTUBE_<FIELD> sets each field of YoutubeConfig, e.g. GENRECLF_YOUTUBE_RETRIES=5; its defaults are
     # declared there only (genreclf/sources/youtube_config.py). Read by _YoutubeEnv below.
-    youtube: YoutubeConfig = Field(default_factory=lambda: _YoutubeEnv().youtube)
-    # Prefect global concurrency limits (names) the acquire tasks take slots from; missing limits are skipped.
-    youtube_rate_limit: str = "youtube-requests"  # rate limit (slot decay): one slot per search or download
-    youtube_concurrency_limit: str = "youtube-downloads"  # at most `limit` downloads at once
-    youtube_requests_per_minute: float | None = None  # set: the flow creates/updates the rate limit to this
-    youtube_max_concurrent_downloads: int | None = None  # set: the flow creates/updates the concurrency limit
+    youtube: YoutubeConfig = Field(default_factory=lambda: _YoutubeEnv().youtube, description="how tracks are "
+                                   "searched, matched and downloaded (the `GENRECLF_YOUTUBE_<FIELD>` rows)")  # fmt: skip
+    youtube_rate_limit: str = Field("youtube-requests", description="the Prefect rate limit (slot decay) the "
+                                    "acquire tasks take a slot of per search or download; a missing one is "
+                                    "skipped")  # fmt: skip
+    youtube_concurrency_limit: str = Field("youtube-downloads", description="the Prefect concurrency limit held "
+                                           "per download; a missing one is skipped")  # fmt: skip
+    youtube_requests_per_minute: float | None = Field(None, description="set: the flow creates or updates the "
+                                                      "rate limit to this")  # fmt: skip
+    youtube_max_concurrent_downloads: int | None = Field(None, description="set: the flow creates or updates the "
+                                                         "concurrency limit to this")  # fmt: skip
 
-    # How decoded audio is stored: "flac" (about half the bytes) or "wav" (no encoding: a build from mp3s takes
-    # about a fifth less CPU). The samples are the same, so fingerprints, dataset ids and shards are too; audio
-    # stored in one format is reused as it is when the setting changes.
-    audio_format: Literal["flac", "wav"] = "flac"
+    audio_format: Literal["flac", "wav"] = Field("flac", description="how decoded audio is stored: `flac`, or `wav` "
+                                                 "(the same 16-bit samples, about twice the bytes, no encoding: a "
+                                                 "build from mp3s takes about a fifth less CPU). Fingerprints, "
+                                                 "dataset ids and shards are the same either way, and audio stored "
+                                                 "in the other format is reused")  # fmt: skip
 
-    # Compute.
-    dask_address: str | None = None
-    # "cpu", "cuda", "cuda:1", "mps": where training, evaluation and prediction run when no device is passed
-    # (genreclf.training.resolve_device); None picks the best available. One this machine lacks fails at once.
-    device: str | None = None
-
-    # Where per-user caches live (decoded audio scratch, Spotify artist cache).
-    cache_dir: Path = Path.home() / ".cache" / "genreclf"
+    dask_address: str | None = Field(None, description="run the feature tasks on a Dask cluster, e.g. "
+                                     "`tcp://scheduler:8786`; unset: threads on this machine")  # fmt: skip
+    device: str | None = Field(None, description="`cpu`, `cuda`, `cuda:1`, `mps`: where training, evaluation and "
+                               "prediction run unless `--device` or a flow's `device` parameter says otherwise; "
+                               "unset: the best available. A device the machine lacks fails at once, naming this "
+                               "variable")  # fmt: skip
+    cache_dir: Path = Field(Path.home() / ".cache" / "genreclf", description="per-user caches: partial downloads, "
+                            "file hashes, the Spotify user token, pretrained weights (`weights/`)")  # fmt: skip
 
 
 class _YoutubeEnv(BaseSettings):
@@ -80,3 +90,45 @@ def get_settings() -> Settings:
             for err in e.errors()
         )
         raise ConfigError(f"{problems} (set in the environment or a .env file)") from e
+
+
+TABLE_BEGIN = "<!-- settings table: generated from genreclf/settings.py by `python -m genreclf.settings` -->"
+TABLE_END = "<!-- end of the settings table -->"
+
+
+def settings_table() -> str:
+    """The markdown table of every `GENRECLF_` variable: name, default, what it does, from the declarations."""
+    import dataclasses
+
+    rows = ["| variable | default | |", "|---|---|---|"]
+    for name, spec in Settings.model_fields.items():
+        if name == "youtube":
+            for f in dataclasses.fields(YoutubeConfig):
+                rows.append(_row(f"youtube_{f.name}", f.default, f.metadata["doc"]))
+            continue
+        default = spec.default_factory() if spec.default_factory else spec.default  # type: ignore[call-arg]
+        rows.append(_row(name, default, spec.description or ""))
+    return "\n".join(rows)
+
+
+def _row(name: str, default: object, doc: str) -> str:
+    if isinstance(default, Path) and default.is_relative_to(Path.home()):
+        shown = f"`~/{default.relative_to(Path.home())}`"
+    else:
+        shown = "unset" if default is None else '`""`' if default == "" else f"`{default}`"
+    return f"| `GENRECLF_{name.upper()}` | {shown} | {doc} |"
+
+
+def write_settings_table(doc: Path) -> bool:
+    """Put the current table between the markers of `doc`; whether it changed."""
+    text = doc.read_text()
+    begin, end = text.index(TABLE_BEGIN) + len(TABLE_BEGIN), text.index(TABLE_END)
+    updated = f"{text[:begin]}\n{settings_table()}\n{text[end:]}"
+    if updated != text:
+        doc.write_text(updated)
+    return updated != text
+
+
+if __name__ == "__main__":
+    changed = write_settings_table(Path(__file__).parents[1] / "docs" / "settings.md")
+    sys.stdout.write(f"docs/settings.md: {'table updated' if changed else 'already current'}\n")
