@@ -41,7 +41,7 @@ class Settings(BaseSettings):
     # GENRECLF_YOUTUBE_<FIELD> sets each field of YoutubeConfig, e.g. GENRECLF_YOUTUBE_RETRIES=5; its defaults are
     # declared there only (genreclf/sources/youtube_config.py). Read by _YoutubeEnv below.
     youtube: YoutubeConfig = Field(default_factory=lambda: _YoutubeEnv().youtube, description="how tracks are "
-                                   "searched, matched and downloaded (the `GENRECLF_YOUTUBE_<FIELD>` rows)")  # fmt: skip
+                                   "searched, matched and downloaded (`GENRECLF_YOUTUBE_<FIELD>`)")  # fmt: skip
     youtube_rate_limit: str = Field("youtube-requests", description="the Prefect rate limit (slot decay) the "
                                     "acquire tasks take a slot of per search or download; a missing one is "
                                     "skipped")  # fmt: skip
