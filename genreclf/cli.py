@@ -50,9 +50,9 @@ def _print_summary(out: PipelineResult, seconds: float) -> None:
 
 def _run_pipeline(catalog_dir: Path, args: argparse.Namespace) -> int:
     from genreclf.console import live_stages
+    from genreclf.inference import resolve_device
     from genreclf.models import default_model, is_pretrained
     from genreclf.prefect_setup import prefect_api
-    from genreclf.training import resolve_device
 
     resolve_device(args.device)  # a device this machine lacks fails at once, before any flow starts
     if not args.model:

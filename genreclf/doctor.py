@@ -182,7 +182,7 @@ def check_prefect() -> Check:
 def check_device(settings: Settings) -> Check:
     import torch
 
-    from genreclf.training import resolve_device
+    from genreclf.inference import resolve_device
 
     try:
         device = resolve_device()

@@ -10,6 +10,7 @@ from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 from typing_extensions import TypedDict  # typing's is refused by pydantic before 3.12
 
 from genreclf.features import FeatureConfig
+from genreclf.inference import eval_window, load_model, predict_logits, resolve_device
 from genreclf.keys import confusion_key, model_file_key, report_key, run_config_key
 from genreclf.loader import Normalizer, load_split
 from genreclf.manifest import Manifest
@@ -17,7 +18,6 @@ from genreclf.models.baselines import BASELINES, class_probabilities, create_bas
 from genreclf.models.files import META, find_model
 from genreclf.plots import confusion_png
 from genreclf.storage import Store
-from genreclf.training import eval_window, load_model, predict_logits, resolve_device
 
 log = logging.getLogger(__name__)
 

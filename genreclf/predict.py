@@ -21,12 +21,12 @@ from genreclf.acquire import fetch_audio
 from genreclf.audio import SegmentConfig
 from genreclf.errors import AudioError, ConfigError, GenreclfError, ModelError, SourceError, StorageError
 from genreclf.features import FeatureConfig, features_batch
+from genreclf.inference import eval_window, load_model, predict_logits, resolve_device
 from genreclf.keys import CHAMPION_KEY, audio_key
 from genreclf.loader import Normalizer
 from genreclf.models.files import find_model, is_run_id, parse_run_key
 from genreclf.registry import read_champion
 from genreclf.storage import Store
-from genreclf.training import eval_window, load_model, predict_logits, resolve_device
 
 if TYPE_CHECKING:  # not imported to predict: polars and scikit-learn take seconds to import
     from genreclf.catalog import CatalogRow

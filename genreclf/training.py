@@ -19,8 +19,9 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from genreclf.errors import ConfigError, DataError, ModelError
+from genreclf.inference import crop_frames, eval_window, resolve_device, stream_accuracy
 from genreclf.keys import checkpoint_key, content_id, finished_key, run_config_key
-from genreclf.loader import Normalizer, StreamingSegments, window_starts
+from genreclf.loader import Normalizer, StreamingSegments
 from genreclf.manifest import Manifest
 from genreclf.models import create_model, is_pretrained
 from genreclf.models.files import check_run_id, read_model, weights_key, write_model
@@ -84,11 +85,6 @@ class TrainConfig:
         return crop_frames(self.crop_s, sample_rate=sample_rate, hop_length=hop_length)
 
 
-def crop_frames(crop_s: float, *, sample_rate: int, hop_length: int) -> int:
-    """Spectrogram frames of a crop of `crop_s` seconds."""
-    return max(1, round(crop_s * sample_rate / hop_length))
-
-
 # Bumped when how a frozen head is chosen and fitted (genreclf.transfer) changes: a frozen head's run id names it, so
 # a stored head made the old way is not taken for the new one. (ResNet runs resume from checkpoints instead.)
 FROZEN_HEAD_VERSION = 1
@@ -113,48 +109,6 @@ class TrainResult:
     segments_per_s: float = 0.0  # training throughput of this call (loader + steps, not validation)
     new_epochs: int = 0  # epochs trained by this call (0 when the run had already finished)
     device: str = ""  # the device this call trained on ("cpu", "cuda", "cuda:1")
-
-
-def pick_device(requested: str | None = None, *, source: str = "device") -> torch.device:
-    """`requested` if given, checked against this machine (a one-line ConfigError naming `source` when this machine
-    lacks it); else CUDA when there is one, else the CPU."""
-    if not requested:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    where, fallback = f"{source}={requested!r}", "use cpu, or leave it unset for the best available"
-    try:
-        device = torch.device(requested)
-    except RuntimeError:
-        raise ConfigError(f"{where} is not a device; use cpu, cuda, cuda:N or mps") from None
-    if device.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0:
-            raise ConfigError(f"{where}: this machine has no CUDA device; {fallback}")
-        if device.index is not None and device.index >= count:
-            raise ConfigError(f"{where}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
-    elif device.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError(f"{where}: this machine has no MPS (Apple GPU) device; {fallback}")
-    elif device.type not in ("cpu", "cuda", "mps"):
-        raise ConfigError(f"{where}: genreclf runs on cpu, cuda, cuda:N or mps, not {device.type}")
-    return device
-
-
-def resolve_device(requested: str | None = None) -> torch.device:
-    """The device to run on: `requested` (a `--device` option, a config's `device`) if given, else the setting
-    `GENRECLF_DEVICE` if set, else the best available (`pick_device`). A device this machine lacks is a ConfigError
-    naming where it came from."""
-    if requested:
-        return pick_device(requested)
-    return pick_device(_configured_device(), source="GENRECLF_DEVICE")
-
-
-def _configured_device() -> str | None:
-    # Read here, only when no device was given: a bare GPU image has torch but no pydantic-settings.
-    try:
-        from genreclf.settings import get_settings
-    except ImportError:
-        log.warning("pydantic-settings is not installed, so GENRECLF_DEVICE is not read; pass a device instead")
-        return None
-    return get_settings().device
 
 
 def spec_augment(x: torch.Tensor, *, freq_mask: int, time_mask: int) -> torch.Tensor:
@@ -197,71 +151,6 @@ def _seed_epoch(seed: int, epoch: int) -> torch.Generator:
     torch.manual_seed(s)
     random.seed(s)
     return torch.Generator().manual_seed(s)
-
-
-def eval_window(train_config: dict[str, Any], feature_config: dict[str, Any]) -> int | None:
-    """Frames of the windows a model's segments are scored in (its training crop), or None for whole segments."""
-    if is_pretrained(train_config.get("model", "")):  # a pretrained network's classifier cuts its own 3 s patches
-        return None
-    if not train_config.get("eval_crops", False):  # models saved before windows were scored whole
-        return None
-    fc = feature_config
-    return crop_frames(train_config["crop_s"], sample_rate=fc["sample_rate"], hop_length=fc["hop_length"])
-
-
-def _eval_logits(
-    model: nn.Module, x: torch.Tensor, norm: Normalizer, device: torch.device, window: int | None = None
-) -> torch.Tensor:
-    """Logits of one batch of whole segments (model in eval mode, under inference_mode): (B, 1, M, T) -> (B, C).
-    With `window`, each segment's logits are the mean over its windows (`window_starts`)."""
-    x = norm.apply(x.to(device, non_blocking=True))
-    starts = [0]
-    if window:
-        starts = window_starts(x.shape[-1], window)
-        x = torch.stack([x[..., s : s + window] for s in starts], 1).flatten(0, 1)  # (B * windows, 1, M, window)
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-        logits = model(x).float()  # (B * windows, num_classes)
-    return logits.view(-1, len(starts), logits.shape[-1]).mean(1)  # (B, num_classes)
-
-
-@torch.inference_mode()
-def predict_logits(
-    model: nn.Module,
-    mel: np.ndarray,
-    norm: Normalizer,
-    *,
-    device: torch.device,
-    window: int | None = None,
-    batch_size: int = 64,
-) -> np.ndarray:
-    """Logits of whole segments, each the mean over its windows when `window` is given:
-    (n, n_mels, frames) -> (n, num_classes) float32."""
-    model.eval()
-    if window:  # about batch_size windows a forward pass
-        batch_size = max(1, batch_size // len(window_starts(mel.shape[-1], window)))
-    out = []
-    for i in range(0, len(mel), batch_size):
-        x = torch.from_numpy(np.asarray(mel[i : i + batch_size], dtype=np.float32))[:, None]  # (batch, 1, M, T)
-        out.append(_eval_logits(model, x, norm, device, window).cpu().numpy())
-    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
-
-
-@torch.inference_mode()
-def stream_accuracy(
-    model: nn.Module,
-    loader: DataLoader[tuple[torch.Tensor, int]],
-    norm: Normalizer,
-    *,
-    device: torch.device,
-    window: int | None = None,
-) -> float:
-    """Accuracy per segment over a loader of whole segments ((B, 1, n_mels, frames), labels (B,))."""
-    model.eval()
-    correct, seen = 0, 0
-    for x, y in loader:
-        correct += int((_eval_logits(model, x, norm, device, window).argmax(1).cpu() == y).sum())
-        seen += len(y)
-    return correct / seen if seen else 0.0
 
 
 def _train_epoch(
@@ -589,19 +478,3 @@ def _head_prefix(model: nn.Module) -> str:
     """The state-dict prefix of the classifier (the last Linear layer)."""
     name = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)][-1]
     return f"{name}."
-
-
-def load_model(store: Store, key: str, device: torch.device | None = None) -> tuple[nn.Module, dict[str, Any]]:
-    """Load the model at `key` (`runs/<id>/model.safetensors`) -> (model in eval mode on `device` (default:
-    `resolve_device()`), everything else: labels, normaliser, configs). Keys outside `runs/` are refused."""
-    device = device or resolve_device()
-    state, bundle = read_model(store, key)
-    model = create_model(
-        bundle["model"], num_classes=bundle["num_classes"], dropout=bundle["dropout"], hidden=bundle.get("hidden", 0)
-    )
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as e:
-        first = str(e).splitlines()[0]
-        raise ModelError(f"{store.uri(key)}: the weights do not fit model {bundle['model']!r} ({first})") from e
-    return model.to(device).eval(), bundle

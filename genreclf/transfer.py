@@ -26,6 +26,7 @@ from sklearn.preprocessing import StandardScaler
 from genreclf.embeddings import Embeddings, ensure_embeddings, live_columns, load_embeddings
 from genreclf.errors import ModelError
 from genreclf.evaluation import track_scores
+from genreclf.inference import resolve_device
 from genreclf.keys import model_file_key, run_config_key
 from genreclf.loader import Normalizer
 from genreclf.manifest import Manifest
@@ -33,7 +34,7 @@ from genreclf.models import weights
 from genreclf.models.files import META, read_model, weights_key, write_model
 from genreclf.models.musicnn import EMBEDDING_DIM, EMBEDDING_LAYERS, FEATURES, MusicnnClassifier
 from genreclf.storage import Store
-from genreclf.training import TrainConfig, TrainResult, model_record, resolve_device
+from genreclf.training import TrainConfig, TrainResult, model_record
 
 log = logging.getLogger(__name__)
 

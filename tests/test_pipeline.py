@@ -7,9 +7,9 @@ import pytest
 from flows.params import DatasetParams, TrainParams
 from flows.pipeline import pipeline
 from genreclf.demo import make_demo_catalog
+from genreclf.inference import pick_device
 from genreclf.manifest import read_manifest
 from genreclf.storage import Store
-from genreclf.training import pick_device
 
 pytestmark = [pytest.mark.usefixtures("prefect_server"), pytest.mark.slow]
 

@@ -9,13 +9,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from genreclf import loader, shards, training
+from genreclf import inference, loader, shards, training
 from genreclf.errors import ConfigError, ModelError
+from genreclf.inference import load_model
 from genreclf.loader import StreamingSegments
 from genreclf.manifest import Manifest, write_manifest
 from genreclf.shards import SegmentRows, write_shard
 from genreclf.storage import Store
-from genreclf.training import TrainConfig, fit, load_model, run_id_for, spec_augment
+from genreclf.training import TrainConfig, fit, run_id_for, spec_augment
 from tests.planted import plant_pickle
 from tests.tiny import FEAT, SEG, make_tiny_dataset
 
@@ -240,10 +241,10 @@ def test_training_imports_without_prefect_polars_librosa_or_pydantic() -> None:
     code = (
         "import sys\n"
         + "".join(f"sys.modules[{m!r}] = None\n" for m in blocked)
-        + "import genreclf.training, genreclf.models.files, genreclf.loader, genreclf.manifest, genreclf.shards\n"
+        + "import genreclf.training, genreclf.inference, genreclf.models.files, genreclf.loader, genreclf.manifest\n"
         # an explicit device needs no settings; without one, GENRECLF_DEVICE cannot be read there: the best available
-        + "assert str(genreclf.training.resolve_device('cpu')) == 'cpu'\n"
-        + "assert genreclf.training.resolve_device() == genreclf.training.pick_device()\n"
+        + "assert str(genreclf.inference.resolve_device('cpu')) == 'cpu'\n"
+        + "assert genreclf.inference.resolve_device() == genreclf.inference.pick_device()\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
@@ -337,17 +338,17 @@ def test_a_segment_scored_in_windows_is_the_mean_of_its_windows_logits(tmp_path)
     fit(store, manifest, dataclasses.replace(CFG, epochs=1), run_id="w")
     model, bundle = load_model(store, "runs/w/model.safetensors", torch.device("cpu"))
     norm = loader.Normalizer.from_dict(bundle["normalizer"])
-    window = training.eval_window(bundle["train_config"], bundle["feature_config"])
+    window = inference.eval_window(bundle["train_config"], bundle["feature_config"])
     assert window == CFG.crop_frames(sample_rate=FEAT.sample_rate, hop_length=FEAT.hop_length) == 52
     mel = loader.load_split(store, manifest, "val").mel  # (6, 16, 87): windows at 0, then 35 (ending at the end)
     assert loader.window_starts(87, 52) == [0, 35] and loader.window_starts(40, 52) == [0]
     assert loader.window_starts(104, 52) == [0, 52]
-    got = training.predict_logits(model, mel, norm, device=torch.device("cpu"), window=window, batch_size=5)
+    got = inference.predict_logits(model, mel, norm, device=torch.device("cpu"), window=window, batch_size=5)
     by_hand = np.stack([
-        training.predict_logits(model, np.ascontiguousarray(mel[:, :, s : s + 52]), norm, device=torch.device("cpu"))
+        inference.predict_logits(model, np.ascontiguousarray(mel[:, :, s : s + 52]), norm, device=torch.device("cpu"))
         for s in (0, 35)
     ]).mean(0)  # fmt: skip
     np.testing.assert_allclose(got, by_hand, rtol=1e-5, atol=1e-5)
-    whole = training.predict_logits(model, mel, norm, device=torch.device("cpu"))
+    whole = inference.predict_logits(model, mel, norm, device=torch.device("cpu"))
     assert not np.allclose(got, whole)
-    assert training.eval_window({"crop_s": 0.3}, bundle["feature_config"]) is None  # a model saved before windows
+    assert inference.eval_window({"crop_s": 0.3}, bundle["feature_config"]) is None  # a model saved before windows

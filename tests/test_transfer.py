@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from genreclf import embeddings, evaluation, training
+from genreclf import embeddings, evaluation, inference, training
 from genreclf.audio import SegmentConfig
 from genreclf.embeddings import Embeddings
 from genreclf.errors import ConfigError
@@ -75,7 +75,7 @@ def frozen_run(musicnn_weights, tmp_path_factory) -> tuple[Store, Manifest, str]
 
 def test_a_frozen_head_trains_saves_and_is_evaluated_like_any_model(frozen_run, caplog) -> None:
     store, manifest, run_id = frozen_run
-    _, bundle = training.load_model(store, weights_key(run_id), torch.device("cpu"))
+    _, bundle = inference.load_model(store, weights_key(run_id), torch.device("cpu"))
     assert bundle["pretrained"]["wheel_sha256"] == "f38a4890c648c1ddbb141c5d96d2b0a8cfcd36746002d896989f7b88beb65cfa"
     assert bundle["head"]["chosen_on"] == "val" and bundle["head"]["refit_on"] == "train+val"
     assert len(bundle["head"]["candidates"]) >= 10
@@ -116,7 +116,7 @@ def test_fine_tuning_starts_from_the_network_and_a_probed_head_and_resumes(music
     first = training.fit(store, manifest, cfg, run_id="ft", stop_after=1)
     assert first.epochs == 1 and first.best_val_accuracy == 1.0  # the probed head is right from the first epoch
     assert first.history[0]["train_loss"] < 2.0  # the features the head was fitted on did not move at the start
-    _, bundle = training.load_model(store, weights_key("ft"), torch.device("cpu"))
+    _, bundle = inference.load_model(store, weights_key("ft"), torch.device("cpu"))
     assert bundle["head"]["start_of"] == "finetune" and bundle["pretrained"]["name"] == "musicnn-msd"
     assert bundle["normalizer"]["mean"] == [0.0] * 96  # the network's own batch norm normalizes its input
     done = training.fit(store, manifest, cfg, run_id="ft")
