@@ -27,11 +27,11 @@ if str(ROOT) not in sys.path:
 
 import numpy as np  # noqa: E402
 
-from genreclf import audio  # noqa: E402
-from genreclf.acquire import acquire_track  # noqa: E402
-from genreclf.audio import SegmentConfig  # noqa: E402
+from genreclf.acquisition import audio  # noqa: E402
+from genreclf.acquisition.acquire import acquire_track  # noqa: E402
+from genreclf.acquisition.audio import SegmentConfig  # noqa: E402
 from genreclf.sources.local import AUDIO_EXTENSIONS  # noqa: E402
-from genreclf.storage import Store  # noqa: E402
+from genreclf.store.storage import Store  # noqa: E402
 
 SEG = SegmentConfig()  # 22,050 Hz, 30 s windows
 

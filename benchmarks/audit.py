@@ -33,12 +33,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from flows.params import DatasetParams
-from genreclf import catalog
-from genreclf.audit import AuditReport, audit_dataset
-from genreclf.build import build_dataset
-from genreclf.manifest import Manifest
+from genreclf.datasets.build import build_dataset
+from genreclf.datasets.manifest import Manifest
+from genreclf.ingest import catalog
+from genreclf.labels.audit import AuditReport, audit_dataset
 from genreclf.sources.local import scan_folder
-from genreclf.storage import Store
+from genreclf.store.storage import Store
 
 
 def build(root: Path, store_url: str, model: str) -> Manifest:

@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/dask_scaling.py [--tracks 80] [--seconds 30] [--shard-mb 2] [--repeat 2]
 
-Synthesizes a folder catalog (genreclf.demo: `--tracks` tracks of `--seconds` s, 4 genres), scans it once, and
+Synthesizes a folder catalog (genreclf.app.demo: `--tracks` tracks of `--seconds` s, 4 genres), scans it once, and
 builds it with the default dataset parameters (30 s windows, 128 mels, n_fft 2048) but `--shard-mb` MB shards, so
 that there are enough shards to share. The flow runs in this process against a real Prefect server
 (`prefect server start` on a free loopback port, SQLite in a temporary PREFECT_HOME, stopped at the end). Each run
@@ -42,8 +42,8 @@ def log(message: str) -> None:
 def warm_worker() -> int:
     """Run on each worker before the clock starts: the imports a task run needs."""
     import flows.build_dataset  # noqa: F401
-    import genreclf.acquire  # noqa: F401
-    from genreclf.features import FeatureConfig, mel_filters
+    import genreclf.acquisition.acquire  # noqa: F401
+    from genreclf.datasets.features import FeatureConfig, mel_filters
 
     mel_filters(FeatureConfig())  # imports librosa
 
@@ -56,8 +56,8 @@ def run_once(config: str, store_url: str, scan: Any, params: Any) -> tuple[float
     from distributed import Client, LocalCluster, get_task_stream
 
     from flows.build_dataset import build_dataset
-    from genreclf import catalog
-    from genreclf.storage import Store
+    from genreclf.ingest import catalog
+    from genreclf.store.storage import Store
 
     version = catalog.write_catalog(Store.open(store_url), scan.tracks, skipped=scan.skipped)
     with contextlib.ExitStack() as stack:
@@ -124,7 +124,7 @@ def main() -> None:
         with prefect_server(home) as server:
             os.environ["PREFECT_API_URL"] = server.url  # before Prefect is imported (run_once imports it)
             from flows.params import DatasetParams
-            from genreclf.demo import make_demo_catalog
+            from genreclf.app.demo import make_demo_catalog
             from genreclf.sources.local import scan_folder
 
             t0 = time.perf_counter()

@@ -57,15 +57,15 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from genreclf import audio  # noqa: E402
-from genreclf.acquire import HANDOFF_BYTES, DecodedAudio, acquire_track  # noqa: E402
-from genreclf.audio import SegmentConfig  # noqa: E402
-from genreclf.dataset import build_shard  # noqa: E402
-from genreclf.features import FeatureConfig, log_mel_batch, log_mel_librosa  # noqa: E402
-from genreclf.loader import StreamingSegments  # noqa: E402
-from genreclf.manifest import Manifest, write_manifest  # noqa: E402
-from genreclf.shards import SegmentRows, mel_numpy, write_shard  # noqa: E402
-from genreclf.storage import Store  # noqa: E402
+from genreclf.acquisition import audio  # noqa: E402
+from genreclf.acquisition.acquire import HANDOFF_BYTES, DecodedAudio, acquire_track  # noqa: E402
+from genreclf.acquisition.audio import SegmentConfig  # noqa: E402
+from genreclf.datasets.dataset import build_shard  # noqa: E402
+from genreclf.datasets.features import FeatureConfig, log_mel_batch, log_mel_librosa  # noqa: E402
+from genreclf.datasets.loader import StreamingSegments  # noqa: E402
+from genreclf.datasets.manifest import Manifest, write_manifest  # noqa: E402
+from genreclf.datasets.shards import SegmentRows, mel_numpy, write_shard  # noqa: E402
+from genreclf.store.storage import Store  # noqa: E402
 
 AUDIO = (".mp3", ".wav", ".flac", ".ogg", ".opus", ".m4a", ".au")
 

@@ -23,7 +23,7 @@ if str(ROOT) not in sys.path:
 from genreclf.settings import Settings  # noqa: E402
 from genreclf.sources import spotify  # noqa: E402
 from genreclf.sources.spotify.taxonomy import load_taxonomy  # noqa: E402
-from genreclf.storage import Store  # noqa: E402
+from genreclf.store.storage import Store  # noqa: E402
 from tests.spotify_standin import (  # noqa: E402
     SpotifyStandin,
     StandinPlaylist,

@@ -78,9 +78,9 @@ def child(store_url: str, version: str, result_path: Path) -> None:
     """Build the dataset with the library calls, marking each phase as the build reaches it."""
     peaks = PhasePeaks()
     import flows.params  # noqa: F401  (as scale.py's child: imported before the build)
-    from genreclf import dataset
-    from genreclf.manifest import read_manifest
-    from genreclf.storage import Store
+    from genreclf.datasets import dataset
+    from genreclf.datasets.manifest import read_manifest
+    from genreclf.store.storage import Store
 
     def marking(phase: str, fn: Any) -> Any:
         def wrapped(*args: Any, **kwargs: Any) -> Any:
@@ -100,9 +100,9 @@ def child(store_url: str, version: str, result_path: Path) -> None:
 
 
 def measure(n: int, folder: Path, tmp: Path) -> dict[str, Any]:
-    from genreclf import catalog
+    from genreclf.ingest import catalog
     from genreclf.sources.local import scan_folder
-    from genreclf.storage import Store
+    from genreclf.store.storage import Store
 
     store_dir, result = tmp / f"store-{n}", tmp / f"result-{n}.json"
     scan = scan_folder(folder, hash_cache=None)

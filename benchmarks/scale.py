@@ -2,15 +2,15 @@
 
     .venv/bin/python benchmarks/scale.py [--sizes 20,320,1280] [--large] [--repeat 1] [--seconds 6]
 
-For each size N it synthesizes a folder catalog of N tracks (4 genres, `--seconds` each, genreclf.demo), scans it
+For each size N it synthesizes a folder catalog of N tracks (4 genres, `--seconds` each, genreclf.app.demo), scans it
 into a catalog version, and builds the dataset (DatasetParams.small) two ways, each in a fresh process on a fresh
 store, one after the other:
 
   flow      flows.build_dataset.build_dataset(version, params=DatasetParams.small(), storage_url=STORE) against a
             real Prefect server (`prefect server start` on a free loopback port, SQLite in a temporary PREFECT_HOME),
             started once for the whole benchmark and stopped at the end;
-  library   genreclf.build.build_dataset, the same stages with no Prefect: acquisition in batches, the plan, the
-            shards, the manifest, on thread pools of os.cpu_count() workers as the flow's task runners, the
+  library   genreclf.datasets.build.build_dataset, the same stages with no Prefect: acquisition in batches, the
+            plan, the shards, the manifest, on thread pools of os.cpu_count() workers as the flow's task runners, the
             decoded samples handed from acquisition to the shards as the flow's tasks do (DecodedAudio).
 
 Per size it prints the wall time of each process (interpreter start to exit), the flow's wall over the library's,
@@ -50,7 +50,7 @@ if str(ROOT) not in sys.path:
 
 SIZES = (20, 320, 1280)
 LARGE = 10_000
-GENRES = 4  # genreclf.demo's
+GENRES = 4  # genreclf.app.demo's
 WARMUP = 3 * GENRES  # tracks of the uncounted warm-up run of each way
 SERVER_START_TIMEOUT_S = 120.0
 SETTLE_QUIET_S = 7.0  # longer than the server's event persister flush interval (5 s by default)
@@ -74,8 +74,8 @@ def build_with_flow(store_url: str, version: str) -> str:
 def build_with_library(store_url: str, version: str) -> str:
     """What flows/build_dataset.build_dataset does for a catalog version without a split file, without Prefect."""
     from flows.params import DatasetParams  # pydantic only: `flows` itself never imports Prefect
-    from genreclf.build import build_dataset
-    from genreclf.storage import Store
+    from genreclf.datasets.build import build_dataset
+    from genreclf.store.storage import Store
 
     params = DatasetParams.small()
     built = build_dataset(Store.open(store_url), version, params.segment_config(), params.feature_config(),
@@ -86,15 +86,15 @@ def build_with_library(store_url: str, version: str) -> str:
 
 def child(way: str, store_url: str, version: str, result_path: Path) -> None:
     # Imported before the clock starts, so `call` is the build alone; the process's wall and CPU include them.
-    import flows.params  # both: DatasetParams, genreclf.training and the models
+    import flows.params  # both: DatasetParams, genreclf.models.training and the models
 
     if way == "flow":
         import flows.build_dataset  # noqa: F401
     else:
-        import genreclf.acquire
-        import genreclf.dataset  # noqa: F401
-    from genreclf.manifest import read_manifest
-    from genreclf.storage import Store
+        import genreclf.acquisition.acquire
+        import genreclf.datasets.dataset  # noqa: F401
+    from genreclf.datasets.manifest import read_manifest
+    from genreclf.store.storage import Store
 
     imports_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
     start = time.perf_counter()
@@ -273,9 +273,9 @@ def run_child(
 
 
 def measure(way: str, n: int, catalog_dir: Path, server: Server, env: dict[str, str], scratch: Path) -> Run:
-    from genreclf import catalog
+    from genreclf.ingest import catalog
     from genreclf.sources.local import scan_folder
-    from genreclf.storage import Store
+    from genreclf.store.storage import Store
 
     store_dir = scratch / f"store-{way}-{n}"
     shutil.rmtree(store_dir, ignore_errors=True)
@@ -304,7 +304,7 @@ def measure(way: str, n: int, catalog_dir: Path, server: Server, env: dict[str, 
 # ---- the benchmark ------------------------------------------------------------------------------------------------
 def make_catalogs(root: Path, sizes: list[int], seconds: float) -> dict[int, Path]:
     """One synthesized catalog of the largest size; each size a folder of hard links to its first N / 4 per genre."""
-    from genreclf.demo import make_demo_catalog
+    from genreclf.app.demo import make_demo_catalog
 
     audio = make_demo_catalog(root / "audio", tracks_per_genre=max(sizes) // GENRES, seconds=seconds)
     out = {}

@@ -36,8 +36,8 @@ if str(ROOT) not in sys.path:
 SPLIT = """
 import json, sys, time
 t0 = time.perf_counter()
-import genreclf.cli
-from genreclf.predict import open_predictor
+import genreclf.app.cli
+from genreclf.reports.predict import open_predictor
 t1 = time.perf_counter()
 predictor = open_predictor(sys.argv[1], None, "cpu")
 t2 = time.perf_counter()
@@ -53,11 +53,11 @@ def make_store(path: Path) -> str:
     import torch
 
     from flows.params import DatasetParams, TrainParams
-    from genreclf.loader import Normalizer
+    from genreclf.datasets.loader import Normalizer
     from genreclf.models import create_model
     from genreclf.models.files import write_model
-    from genreclf.registry import champion_entry, promote_if_better
-    from genreclf.storage import Store
+    from genreclf.reports.registry import champion_entry, promote_if_better
+    from genreclf.store.storage import Store
 
     store = Store.open(str(path))
     dataset, train = DatasetParams.small(), TrainParams.small().config()
@@ -131,7 +131,7 @@ def main() -> None:
     args = parser.parse_args()
 
     bin_dir = Path(sys.executable).parent
-    exe = [str(bin_dir / "genreclf")] if (bin_dir / "genreclf").exists() else [sys.executable, "-m", "genreclf.cli"]
+    exe = [str(bin_dir / "genreclf")] if (bin_dir / "genreclf").exists() else [sys.executable, "-m", "genreclf.app.cli"]
     with tempfile.TemporaryDirectory(prefix="genreclf-startup-") as tmp:
         store = args.store or make_store(Path(tmp) / "store")
         song = args.audio or str(make_audio(Path(tmp) / "song.mp3"))

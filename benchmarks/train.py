@@ -26,13 +26,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from genreclf.audio import SegmentConfig
-from genreclf.features import FeatureConfig
-from genreclf.loader import StreamingSegments
-from genreclf.manifest import Manifest, write_manifest
-from genreclf.shards import SegmentRows, write_shard
-from genreclf.storage import Store
-from genreclf.training import TrainConfig, fit, pick_device
+from genreclf.acquisition.audio import SegmentConfig
+from genreclf.datasets.features import FeatureConfig
+from genreclf.datasets.loader import StreamingSegments
+from genreclf.datasets.manifest import Manifest, write_manifest
+from genreclf.datasets.shards import SegmentRows, write_shard
+from genreclf.models.training import TrainConfig, fit, pick_device
+from genreclf.store.storage import Store
 
 
 def synthetic_dataset(store: Store, *, segments: int, classes: int = 10, seed: int = 0) -> Manifest:

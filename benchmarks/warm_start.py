@@ -40,7 +40,7 @@ def main() -> None:
     from flows.nightly import nightly_retrain
     from flows.params import DatasetParams, TrainParams
     from flows.pipeline import pipeline
-    from genreclf.keys import report_key
+    from genreclf.store.keys import report_key
     from tasks.catalog import scan_folder_catalog
 
     dataset = DatasetParams.small() if args.small else DatasetParams()
@@ -73,7 +73,7 @@ def main() -> None:
         t0 = time.perf_counter()
         new = pipeline(str(args.catalog), storage_url=store_url, dataset=dataset, training=scratch)
         scratch_s = time.perf_counter() - t0
-        from genreclf.storage import Store
+        from genreclf.store.storage import Store
 
         fine_report = Store.open(store_url).read_json(report_key(fine["run_id"]))
     print(f"grown catalog: all {len(train_files)} training tracks; same test tracks")

@@ -6,11 +6,11 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 
 from flows.params import AuditParams
-from genreclf.audit import AuditReport, read_audit
+from genreclf.datasets.manifest import read_manifest
 from genreclf.errors import StorageError
-from genreclf.keys import audit_report_key
-from genreclf.manifest import read_manifest
-from genreclf.storage import Store
+from genreclf.labels.audit import AuditReport, read_audit
+from genreclf.store.keys import audit_report_key
+from genreclf.store.storage import Store
 from tasks.audit import audit_labels
 
 ARTIFACT_ROWS = 500  # the table artifact shows the worst tracks; the report in the store has every one

@@ -12,15 +12,16 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from flows import events
 from flows.params import DatasetParams
-from genreclf import catalog, overrides, shards
-from genreclf.acquire import TrackResult
-from genreclf.audio import SegmentConfig
-from genreclf.dataset import DatasetPlan, read_plan, write_plan
-from genreclf.keys import quarantine_key
-from genreclf.manifest import set_latest
+from genreclf.acquisition.acquire import TrackResult
+from genreclf.acquisition.audio import SegmentConfig
+from genreclf.datasets import shards
+from genreclf.datasets.dataset import DatasetPlan, read_plan, write_plan
+from genreclf.datasets.manifest import set_latest
+from genreclf.datasets.shards import ShardEntry
+from genreclf.ingest import catalog, overrides
 from genreclf.settings import Settings, get_settings
-from genreclf.shards import ShardEntry
-from genreclf.storage import Store
+from genreclf.store.keys import quarantine_key
+from genreclf.store.storage import Store
 from tasks import wait_for
 from tasks.acquire import acquire_tracks, as_is
 from tasks.catalog import read_catalog_rows

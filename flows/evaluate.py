@@ -5,11 +5,11 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
-from genreclf.evaluation import Report, report_markdown, save_report
-from genreclf.keys import confusion_key, run_config_key
 from genreclf.models.files import check_run_id
-from genreclf.plots import markdown_image
-from genreclf.storage import Store
+from genreclf.reports.evaluation import Report, report_markdown, save_report
+from genreclf.reports.plots import markdown_image
+from genreclf.store.keys import confusion_key, run_config_key
+from genreclf.store.storage import Store
 from tasks.predict import evaluate_ood
 from tasks.training import evaluate_run, promote_if_better
 

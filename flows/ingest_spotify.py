@@ -12,7 +12,7 @@ from prefect.blocks.system import Secret
 from genreclf.errors import ConfigError, SourceError
 from genreclf.settings import get_settings
 from genreclf.sources import spotify
-from genreclf.storage import Store
+from genreclf.store.storage import Store
 from tasks.spotify import crawl_playlist, lookup_artist_genres, write_catalog
 
 MAX_CONFLICT_ROWS = 500
@@ -48,7 +48,7 @@ def ingest_spotify(
     config = spotify.load_playlists_config(playlists_file, override=playlists)
     settings = get_settings()
     store = Store.open(storage_url, settings)
-    client = spotify.connect(_credentials(secret_block), auth=auth, settings=settings)
+    client = spotify.connect(credentials_from_block(secret_block), auth=auth, settings=settings)
     logger.info(
         "%d playlists for %d genres from %s into %s (taxonomy %s)",
         len(config.playlists),
@@ -112,7 +112,7 @@ def ingest_spotify(
     return summary.version
 
 
-def _credentials(secret_block: str | None) -> spotify.Credentials | None:
+def credentials_from_block(secret_block: str | None) -> spotify.Credentials | None:
     """The app's credentials from a Prefect Secret block; None lets spotipy read SPOTIPY_CLIENT_ID/_SECRET."""
     if not secret_block:
         return None

@@ -9,12 +9,12 @@ from flows.build_dataset import build_dataset
 from flows.evaluate import evaluate
 from flows.params import DatasetParams, TrainParams
 from flows.train import train
+from genreclf.datasets.manifest import read_manifest
 from genreclf.errors import ConfigError
-from genreclf.evaluation import Promotion
-from genreclf.keys import run_config_key
-from genreclf.manifest import read_manifest
-from genreclf.registry import champion_of_line, line_of
-from genreclf.storage import Store
+from genreclf.reports.evaluation import Promotion
+from genreclf.reports.registry import champion_of_line, line_of
+from genreclf.store.keys import run_config_key
+from genreclf.store.storage import Store
 from tasks.catalog import scan_folder_catalog
 
 

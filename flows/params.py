@@ -16,11 +16,11 @@ from typing import Annotated, Any, TypeVar
 from pydantic import BaseModel, Field, create_model
 from pydantic.fields import FieldInfo
 
-from genreclf.audio import SegmentConfig
-from genreclf.audit import AuditConfig
-from genreclf.dataset import plan_dataset
-from genreclf.features import FeatureConfig
-from genreclf.training import TrainConfig
+from genreclf.acquisition.audio import SegmentConfig
+from genreclf.datasets.dataset import plan_dataset
+from genreclf.datasets.features import FeatureConfig
+from genreclf.labels.audit import AuditConfig
+from genreclf.models.training import TrainConfig
 
 C = TypeVar("C")
 
@@ -168,7 +168,7 @@ _TrainFields: Any = derived_model("TrainFields", TrainConfig, checks=TRAIN_CHECK
 
 
 class TrainParams(_TrainFields):
-    """How the model is trained: the fields of genreclf.training.TrainConfig."""
+    """How the model is trained: the fields of genreclf.models.training.TrainConfig."""
 
     def config(self) -> TrainConfig:
         return build(TrainConfig, self)
@@ -194,7 +194,7 @@ _AuditFields: Any = derived_model("AuditFields", AuditConfig, checks=AUDIT_CHECK
 
 
 class AuditParams(_AuditFields):
-    """How the label audit judges tracks: the fields of genreclf.audit.AuditConfig."""
+    """How the label audit judges tracks: the fields of genreclf.labels.audit.AuditConfig."""
 
     def config(self) -> AuditConfig:
         return build(AuditConfig, self)

@@ -11,10 +11,10 @@ from flows.build_dataset import build_dataset
 from flows.evaluate import evaluate
 from flows.params import DatasetParams, TrainParams
 from flows.train import train
-from genreclf.evaluation import Report
-from genreclf.keys import manifest_key, quarantine_key, report_key
-from genreclf.manifest import read_manifest
-from genreclf.storage import Store
+from genreclf.datasets.manifest import read_manifest
+from genreclf.reports.evaluation import Report
+from genreclf.store.keys import manifest_key, quarantine_key, report_key
+from genreclf.store.storage import Store
 from tasks.catalog import scan_folder_catalog
 
 

@@ -6,10 +6,10 @@ import polars as pl
 from prefect import flow, get_run_logger, unmapped
 from prefect.artifacts import create_table_artifact
 
-from genreclf import catalog
-from genreclf.keys import predictions_key
-from genreclf.predict import resolve_model_key
-from genreclf.storage import Store
+from genreclf.ingest import catalog
+from genreclf.reports.predict import resolve_model_key
+from genreclf.store.keys import predictions_key
+from genreclf.store.storage import Store
 from tasks import wait_for
 from tasks.catalog import read_catalog_rows
 from tasks.predict import predict_tracks

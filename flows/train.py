@@ -9,11 +9,11 @@ from prefect.artifacts import create_markdown_artifact
 
 from flows import events
 from flows.params import TrainParams
-from genreclf.manifest import read_manifest
+from genreclf.datasets.manifest import read_manifest
 from genreclf.models.files import check_run_id
-from genreclf.plots import markdown_image, training_curves_png
-from genreclf.storage import Store
-from genreclf.training import run_id_for
+from genreclf.models.training import run_id_for
+from genreclf.reports.plots import markdown_image, training_curves_png
+from genreclf.store.storage import Store
 from tasks.training import fit_model
 
 

@@ -189,8 +189,9 @@ def _at_once(signum: int, frame: FrameType | None) -> None:
     os._exit(128 + signum)
 
 
-def stop(exc: Interrupted, line: str, *, quiet: bool = True) -> NoReturn:
-    """Print `line` (the one the user reads), stop every child process, and end with `exc`'s exit code.
+def stop(exc: Interrupted, line: str, *, quiet: bool = True, cleanup: Callable[[], None] | None = None) -> NoReturn:
+    """Print `line` (the one the user reads), run `cleanup` (bounded by its own timeout: the deadline ends the
+    process anyway), stop every child process, and end with `exc`'s exit code.
 
     Nothing after the line reaches the terminal unless `quiet` is False: task threads still running see their
     server gone and would print what the user does not need. Exits with os._exit, as joining those threads (a
@@ -199,10 +200,9 @@ def stop(exc: Interrupted, line: str, *, quiet: bool = True) -> NoReturn:
     for s in SIGNALS:  # a second signal during the clean-up ends it at once
         signal.signal(s, _at_once)
     _say(line, quiet=quiet)
-    if os.environ.get("PREFECT_API_URL"):  # a running server: its logs of the run (a temporary one is gone)
-        from genreclf.prefect_setup import drain_prefect
-
-        drain_prefect(timeout_s=2.0)
+    if cleanup is not None:
+        with contextlib.suppress(Exception):
+            cleanup()
     stop_children()
     os._exit(exc.exit_code)
 

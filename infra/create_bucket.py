@@ -20,7 +20,7 @@ if str(ROOT) not in sys.path:
 import botocore.exceptions  # noqa: E402
 
 from genreclf.settings import get_settings  # noqa: E402
-from genreclf.storage import s3_client_for  # noqa: E402
+from genreclf.store.storage import s3_client_for  # noqa: E402
 
 
 def ensure_bucket(url: str) -> str:

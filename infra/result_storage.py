@@ -14,7 +14,7 @@ import argparse
 from urllib.parse import urlparse
 
 from genreclf.settings import Settings, get_settings
-from genreclf.storage import Store
+from genreclf.store.storage import Store
 
 BLOCK_NAME = "genreclf-results"
 

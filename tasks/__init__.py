@@ -9,7 +9,7 @@ from prefect.cache_policies import INPUTS, TASK_SOURCE, CachePolicy
 from prefect.futures import PrefectFuture
 
 from genreclf import interrupts
-from genreclf.storage import Store
+from genreclf.store.storage import Store
 
 
 @dataclass

@@ -4,8 +4,8 @@ Acquisition runs as a few task runs of many tracks each (`batches`), not one per
 (states, events, a result) would otherwise outgrow the work at catalog scale. Inside a batch every track is
 acquired on its own: a track that fails transiently after the library's retries (genreclf.retry) is quarantined at
 stage "download" and the batch goes on. Reuse is per track and by content, from the store: a track whose decoded
-audio and segment offsets are stored is not fetched or decoded again (genreclf.acquire.acquire_track), so the
-tasks keep no cache records. A batch that fails for another reason (the store unreachable) is retried once; the
+audio and segment offsets are stored is not fetched or decoded again (genreclf.acquisition.acquire.acquire_track), so
+the tasks keep no cache records. A batch that fails for another reason (the store unreachable) is retried once; the
 tracks it had finished are reused.
 
 Limits are Prefect global concurrency limits named by `GENRECLF_YOUTUBE_RATE_LIMIT` (a rate limit: one slot per
@@ -33,13 +33,13 @@ from prefect.exceptions import ObjectNotFound
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 
-from genreclf.acquire import Gate, TrackResult, acquire_rows, acquire_track, is_remote, process_handoff
-from genreclf.audio import SegmentConfig
-from genreclf.build import batches
-from genreclf.catalog import CatalogRow
+from genreclf.acquisition.acquire import Gate, TrackResult, acquire_rows, acquire_track, is_remote, process_handoff
+from genreclf.acquisition.audio import SegmentConfig
+from genreclf.datasets.build import batches
+from genreclf.ingest.catalog import CatalogRow
 from genreclf.settings import Settings, get_settings
 from genreclf.sources.youtube_config import YoutubeConfig
-from genreclf.storage import Store
+from genreclf.store.storage import Store
 from tasks import wait_for
 from tasks.progress import Progress
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from prefect import task
 
-from genreclf.audit import AuditConfig, audit_dataset
-from genreclf.manifest import read_manifest
-from genreclf.storage import Store
+from genreclf.datasets.manifest import read_manifest
+from genreclf.labels.audit import AuditConfig, audit_dataset
+from genreclf.store.storage import Store
 
 
 @task(name="audit-labels", task_run_name="audit-labels-{dataset_id}", retries=1, retry_delay_seconds=10)

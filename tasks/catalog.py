@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from prefect import task
 
-from genreclf import catalog
+from genreclf.ingest import catalog
 from genreclf.sources.local import scan_folder
-from genreclf.storage import Store
+from genreclf.store.storage import Store
 
 
 @task(name="scan-folder", task_run_name="scan {catalog_dir}")

@@ -5,14 +5,14 @@ from __future__ import annotations
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from genreclf import dataset, splits
-from genreclf.acquire import TrackResult, process_handoff
-from genreclf.audio import SegmentConfig
-from genreclf.catalog import CatalogRow
-from genreclf.features import FeatureConfig
-from genreclf.manifest import Manifest
-from genreclf.shards import ShardEntry
-from genreclf.storage import Store
+from genreclf.acquisition.acquire import TrackResult, process_handoff
+from genreclf.acquisition.audio import SegmentConfig
+from genreclf.datasets import dataset, splits
+from genreclf.datasets.features import FeatureConfig
+from genreclf.datasets.manifest import Manifest
+from genreclf.datasets.shards import ShardEntry
+from genreclf.ingest.catalog import CatalogRow
+from genreclf.store.storage import Store
 
 
 @task(name="read-split-file")

@@ -5,12 +5,12 @@ from __future__ import annotations
 from prefect import task
 from typing_extensions import TypedDict  # typing's is refused by pydantic before 3.12
 
-from genreclf.catalog import CatalogRow, rows_of
 from genreclf.errors import GenreclfError
-from genreclf.evaluation import OodScores
-from genreclf.predict import Predictor, evaluate_catalog, predict_row
+from genreclf.ingest.catalog import CatalogRow, rows_of
+from genreclf.reports.evaluation import OodScores
+from genreclf.reports.predict import Predictor, evaluate_catalog, predict_row
 from genreclf.sources.local import scan_folder
-from genreclf.storage import Store
+from genreclf.store.storage import Store
 
 
 class TrackPrediction(TypedDict):

@@ -17,7 +17,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.concurrency.sync import concurrency
 
 from genreclf.sources import spotify
-from genreclf.storage import Store
+from genreclf.store.storage import Store
 
 SPOTIFY_LIMIT = "spotify-api"
 

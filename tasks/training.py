@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from prefect import task
 
-from genreclf import evaluation, registry, training
-from genreclf.manifest import read_manifest
-from genreclf.storage import Store
+from genreclf.datasets.manifest import read_manifest
+from genreclf.models import training
+from genreclf.reports import evaluation, registry
+from genreclf.store.storage import Store
 from tasks import CACHED
 from tasks.progress import Progress
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import psutil
 
-from genreclf.demo import make_demo_catalog
+from genreclf.app.demo import make_demo_catalog
 
 EXE = Path(sys.executable).with_name("genreclf")
 STOP_LIMIT_S = 5.0  # the bound: from the signal to the exit

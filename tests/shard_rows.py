@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from genreclf.audio import SegmentConfig
-from genreclf.features import FeatureConfig
-from genreclf.keys import dataset_prefix
-from genreclf.shards import SegmentRows
+from genreclf.acquisition.audio import SegmentConfig
+from genreclf.datasets.features import FeatureConfig
+from genreclf.datasets.shards import SegmentRows
+from genreclf.store.keys import dataset_prefix
 
 FEAT = FeatureConfig(n_mels=16, n_fft=256, hop_length=128)
 

@@ -18,13 +18,13 @@ import numpy as np
 import polars as pl
 import pytest
 
-from genreclf import audio
-from genreclf.acquire import TrackResult, acquire_track, content_hash_of
-from genreclf.audio import SegmentConfig
+from genreclf.acquisition import audio
+from genreclf.acquisition.acquire import TrackResult, acquire_track, content_hash_of
+from genreclf.acquisition.audio import SegmentConfig
 from genreclf.errors import TransientSourceError
-from genreclf.keys import audio_key, sidecar_key
 from genreclf.sources.youtube import YT_DLP_VERSION, YoutubeConfig
-from genreclf.storage import Store
+from genreclf.store.keys import audio_key, sidecar_key
+from genreclf.store.storage import Store
 from tests.audio_server import AudioServer, SearchHit, make_audio
 
 # Very long audio is cut at max_seconds (here 5 s): the rule is "decode the first max_seconds, record it".
@@ -287,10 +287,10 @@ def test_transient_faults_are_retried_then_raised_for_the_task_to_retry(
 KILLED_RUN = """
 import sys
 from pathlib import Path
-from genreclf.acquire import acquire_track
-from genreclf.audio import SegmentConfig
+from genreclf.acquisition.acquire import acquire_track
+from genreclf.acquisition.audio import SegmentConfig
 from genreclf.sources.youtube import YoutubeConfig
-from genreclf.storage import Store
+from genreclf.store.storage import Store
 url, store_url, scratch = sys.argv[1:4]
 row = {"track_id": "big", "audio_uri": url}
 acquire_track(Store.open(store_url), row, cfg=SegmentConfig(window_s=1.0, hop_s=1.0),
@@ -349,7 +349,7 @@ def youtube_env(server: AudioServer, tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 
 def catalog_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
-    from genreclf.catalog import CATALOG_SCHEMA
+    from genreclf.ingest.catalog import CATALOG_SCHEMA
 
     return pl.from_arrow(__import__("pyarrow").Table.from_pylist(rows, schema=CATALOG_SCHEMA))  # type: ignore[return-value]
 
@@ -363,7 +363,7 @@ def test_build_dataset_takes_a_mixed_catalog_to_segments_with_a_quarantine_table
 
     from flows.build_dataset import build_dataset
     from flows.params import DatasetParams
-    from genreclf.catalog import write_catalog
+    from genreclf.ingest.catalog import write_catalog
 
     genres = ["low", "mid", "high"]
     good = [

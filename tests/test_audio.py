@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from genreclf import audio
-from genreclf.audio import SegmentConfig, decode, encode_flac, read_stored, segment, segment_offsets
+from genreclf.acquisition import audio
+from genreclf.acquisition.audio import SegmentConfig, decode, encode_flac, read_stored, segment, segment_offsets
 from genreclf.errors import AudioError, ConfigError
 
 SR = 22_050
@@ -209,7 +209,7 @@ def test_mp3_with_bytes_before_its_first_frame_still_decodes(tone: np.ndarray, t
 def test_a_real_mp3_decodes_with_nothing_on_the_terminal(tmp_path: Path, capfd: pytest.CaptureFixture) -> None:
     # The demo's drone, 20 s at 96 kbit/s: decoded in blocks, libsndfile's mpg123 printed "part2_3_length (2496)
     # too large for available bit count (2408)" to fd 2 three times, hundreds of lines over a catalog's progress bars.
-    from genreclf.demo import make_demo_catalog
+    from genreclf.app.demo import make_demo_catalog
 
     drone = sorted((make_demo_catalog(tmp_path / "demo", tracks_per_genre=3, seconds=20.0) / "drone").iterdir())[0]
     path = tmp_path / "drone.mp3"

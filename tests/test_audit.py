@@ -15,15 +15,16 @@ import polars as pl
 import pytest
 
 from flows.params import DatasetParams
-from genreclf import catalog, dataset, overrides
-from genreclf.audit import DROP, DUPLICATE, MISLABELLED, RELABEL, AuditConfig, audit_dataset, audit_id_for
-from genreclf.build import build_dataset
-from genreclf.cli import main
-from genreclf.demo import make_demo_catalog
+from genreclf.app.cli import main
+from genreclf.app.demo import make_demo_catalog
+from genreclf.datasets import dataset
+from genreclf.datasets.build import build_dataset
+from genreclf.datasets.manifest import Manifest, read_manifest
 from genreclf.errors import DataError
-from genreclf.manifest import Manifest, read_manifest
+from genreclf.ingest import catalog, overrides
+from genreclf.labels.audit import DROP, DUPLICATE, MISLABELLED, RELABEL, AuditConfig, audit_dataset, audit_id_for
 from genreclf.sources.local import scan_folder
-from genreclf.storage import Store
+from genreclf.store.storage import Store
 
 # Planted into the demo catalog: two tracks in another genre's folder, and a copy of a third, re-encoded to mp3,
 # its first second cut and 6 dB quieter, in its own genre.
@@ -91,7 +92,7 @@ def test_audit_finds_the_planted_flips_and_copy(store: Store) -> None:
 def test_an_audit_of_a_pretrained_networks_dataset_reads_its_embeddings(
     planted: tuple[Path, Path], musicnn_weights: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from genreclf.audit import audit_network
+    from genreclf.labels.audit import audit_network
 
     store = Store.open(str(tmp_path / "store"))
     manifest = build(planted[0], store.url, model="musicnn-msd")
@@ -230,7 +231,7 @@ def test_status_names_the_accepted_overrides(store: Store, capsys: pytest.Captur
 def test_an_audit_needs_two_artist_groups_and_a_sane_config() -> None:
     import numpy as np
 
-    from genreclf.audit import out_of_fold_probabilities
+    from genreclf.labels.audit import out_of_fold_probabilities
 
     with pytest.raises(DataError, match="at least 2 artists"):
         out_of_fold_probabilities(np.zeros((4, 3)), np.arange(4), np.array([0, 0, 1, 1]), np.zeros(4, int),
@@ -246,7 +247,7 @@ def test_confident_learning_forks_no_process(monkeypatch: pytest.MonkeyPatch) ->
 
     import numpy as np
 
-    from genreclf.audit import _label_issues
+    from genreclf.labels.audit import _label_issues
 
     def no_fork(*args: object, **kwargs: object) -> None:
         raise AssertionError("the audit forked a multiprocessing pool")

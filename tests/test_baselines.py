@@ -7,8 +7,8 @@ import dataclasses
 import numpy as np
 import pytest
 
+from genreclf.datasets.features import FeatureConfig, log_mel, log_mel_batch
 from genreclf.errors import ModelError
-from genreclf.features import FeatureConfig, log_mel, log_mel_batch
 from genreclf.models.baselines import FEATURE_BLOCKS, summary_feature_blocks, summary_features
 
 SR = 22_050

@@ -13,12 +13,13 @@ import soundfile as sf
 
 from flows.build_dataset import build_dataset
 from flows.params import DatasetParams
-from genreclf import catalog, dataset
-from genreclf.demo import make_demo_catalog
-from genreclf.loader import load_split
-from genreclf.manifest import read_manifest
+from genreclf.app.demo import make_demo_catalog
+from genreclf.datasets import dataset
+from genreclf.datasets.loader import load_split
+from genreclf.datasets.manifest import read_manifest
+from genreclf.ingest import catalog
 from genreclf.sources.local import scan_folder
-from genreclf.storage import Store
+from genreclf.store.storage import Store
 from tests.s3server import S3Server
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
@@ -114,7 +115,7 @@ def test_dask_path_writes_the_same_shards(catalog_dir: Path, tmp_path: Path, mon
 
 
 def test_the_library_build_makes_the_flows_dataset_and_reuses_it(catalog_dir: Path, tmp_path: Path) -> None:
-    from genreclf.build import build_dataset as build_without_prefect
+    from genreclf.datasets.build import build_dataset as build_without_prefect
 
     by_flow = read_manifest(Store.open(str(tmp_path / "flow")), build(catalog_dir, str(tmp_path / "flow")))
     store = Store.open(str(tmp_path / "library"))

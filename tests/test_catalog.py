@@ -14,7 +14,8 @@ import pyarrow as pa
 import pytest
 import soundfile as sf
 
-from genreclf.catalog import (
+from genreclf.errors import DataError, SourceError, StorageError
+from genreclf.ingest.catalog import (
     CATALOG_COLUMNS,
     CATALOG_SCHEMA,
     CatalogRow,
@@ -25,10 +26,9 @@ from genreclf.catalog import (
     version_of,
     write_catalog,
 )
-from genreclf.errors import DataError, SourceError, StorageError
-from genreclf.keys import CATALOG_LATEST, catalog_key
 from genreclf.sources.local import AUDIO_EXTENSIONS, scan_folder, summarize_ignored, track_id_for
-from genreclf.storage import Store
+from genreclf.store.keys import CATALOG_LATEST, catalog_key
+from genreclf.store.storage import Store
 
 SR = 22_050
 
@@ -236,16 +236,17 @@ def test_ignored_summary_names_a_few_and_counts_the_rest() -> None:
 
 
 def test_predict_and_split_files_share_the_extension_list() -> None:
-    # genreclf.predict and genreclf.splits import this name: video containers with a sound track are audio here.
+    # genreclf.reports.predict and genreclf.datasets.splits import this name: video containers with a sound track are
+    # audio here.
     assert {".mp4", ".mkv", ".mov", ".m4b", ".webm", ".m4v", ".avi", ".3gp", ".wma", ".ac3", ".mka"} <= AUDIO_EXTENSIONS
     assert not {".jpg", ".png", ".txt", ".cue", ".pdf", ".nfo", ".m3u"} & AUDIO_EXTENSIONS
 
 
 def test_build_decodes_video_sound_tracks_and_quarantines_a_silent_video(tone: np.ndarray, tmp_path: Path) -> None:
-    from genreclf.acquire import acquire_track
-    from genreclf.audio import SegmentConfig
-    from genreclf.catalog import read_skipped
-    from genreclf.dataset import usable_tracks
+    from genreclf.acquisition.acquire import acquire_track
+    from genreclf.acquisition.audio import SegmentConfig
+    from genreclf.datasets.dataset import usable_tracks
+    from genreclf.ingest.catalog import read_skipped
 
     root = make_media_folder(tmp_path / "music", tone)
     store = Store.open(str(tmp_path / "store"))

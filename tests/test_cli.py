@@ -10,14 +10,14 @@ import polars as pl
 import pytest
 import soundfile as sf
 
-from genreclf import registry
-from genreclf.cli import main
-from genreclf.demo import make_demo_catalog
-from genreclf.evaluation import evaluate_run
-from genreclf.keys import CHAMPION_KEY, splits_key
+from genreclf.app.cli import main
+from genreclf.app.demo import make_demo_catalog
 from genreclf.models.baselines import knn_k
-from genreclf.storage import Store
-from genreclf.training import TrainConfig, fit
+from genreclf.models.training import TrainConfig, fit
+from genreclf.reports import registry
+from genreclf.reports.evaluation import evaluate_run
+from genreclf.store.keys import CHAMPION_KEY, splits_key
+from genreclf.store.storage import Store
 from tests.planted import plant_pickle
 from tests.tiny import SEG, make_tiny_dataset
 
@@ -274,7 +274,7 @@ def test_a_mistyped_option_or_command_gets_its_commands_usage_and_a_suggestion(
 def test_the_demo_catalog_is_byte_identical_on_a_rerun(tmp_path: Path) -> None:
     """Ogg Vorbis encodes the same samples to other bytes each time: a rerun keeps the files of the same render,
     so the catalog version (and what follows from it) is the same; a changed setting or file is rendered again."""
-    from genreclf.catalog import to_table, version_of
+    from genreclf.ingest.catalog import to_table, version_of
     from genreclf.sources.local import scan_folder
 
     def files(root: Path) -> dict[str, bytes]:
@@ -294,6 +294,6 @@ def test_the_demo_catalog_is_byte_identical_on_a_rerun(tmp_path: Path) -> None:
 
 def test_the_commands_parser_imports_no_torch() -> None:
     # `genreclf --help`, `--version` and every command's argument errors answer before torch (1.4 s) is imported.
-    code = "import sys; from genreclf.cli import build_parser; build_parser(); print('torch' in sys.modules)"
+    code = "import sys; from genreclf.app.cli import build_parser; build_parser(); print('torch' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"

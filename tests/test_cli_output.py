@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from genreclf.demo import make_demo_catalog
+from genreclf.app.demo import make_demo_catalog
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 EXE = Path(sys.executable).with_name("genreclf")

@@ -12,12 +12,12 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from genreclf.catalog import read_catalog, resolve_version
-from genreclf.cli_spotify import add_parsers
+from genreclf.app.cli_spotify import add_parsers
 from genreclf.errors import ConfigError, GenreclfError
+from genreclf.ingest.catalog import read_catalog, resolve_version
 from genreclf.settings import get_settings
 from genreclf.sources import spotify
-from genreclf.storage import Store
+from genreclf.store.storage import Store
 from tests.spotify_standin import SpotifyStandin, StandinPlaylist, make_track, spotify_id, track_entry
 from tests.spotify_world import CLIENT_ID, CLIENT_SECRET
 

@@ -11,7 +11,8 @@ import time
 import pytest
 from rich.console import Console
 
-from genreclf import console, interrupts, progress
+from genreclf import interrupts, progress
+from genreclf.app import console
 
 
 def _record(name: str, level: int, pathname: str, msg: str = "m") -> logging.LogRecord:
@@ -25,7 +26,9 @@ def test_engine_lines_are_dropped_and_flow_lines_kept() -> None:
     assert not chatter.filter(_record("prefect.task_runs", logging.INFO, engine, "Finished in state Completed()"))
     assert chatter.filter(_record("prefect.task_runs", logging.WARNING, engine, "Task run failed"))
     assert chatter.filter(_record("prefect.flow_runs", logging.INFO, "/repo/flows/train.py", "training resnet18"))
-    assert chatter.filter(_record("genreclf.training", logging.INFO, "/repo/genreclf/training.py", "epoch 1"))
+    assert chatter.filter(
+        _record("genreclf.models.training", logging.INFO, "/repo/genreclf/models/training.py", "epoch 1")
+    )
 
 
 def test_the_engines_lines_about_a_genreclf_error_are_dropped_as_the_command_prints_it_once() -> None:
@@ -107,9 +110,9 @@ def test_steps_cost_nothing_without_a_display() -> None:
 def test_demo_uses_the_default_store_unless_it_holds_another_catalogs_champion(tmp_path, monkeypatch) -> None:
     import argparse
 
-    from genreclf import cli
-    from genreclf.keys import CHAMPION_KEY
-    from genreclf.storage import Store
+    from genreclf.app import cli
+    from genreclf.store.keys import CHAMPION_KEY
+    from genreclf.store.storage import Store
 
     default = tmp_path / "genreclf-data"
     monkeypatch.setenv("GENRECLF_STORAGE_URL", str(default))

@@ -20,11 +20,11 @@ from prefect.client.schemas.filters import (
 
 from flows.build_dataset import build_dataset
 from flows.params import DatasetParams
-from genreclf import catalog
-from genreclf.demo import make_demo_catalog
-from genreclf.manifest import Manifest, read_manifest
+from genreclf.app.demo import make_demo_catalog
+from genreclf.datasets.manifest import Manifest, read_manifest
+from genreclf.ingest import catalog
 from genreclf.sources.local import scan_folder
-from genreclf.storage import Store
+from genreclf.store.storage import Store
 
 pytestmark = [pytest.mark.usefixtures("prefect_server"), pytest.mark.e2e, pytest.mark.slow]
 

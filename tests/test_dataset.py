@@ -1,5 +1,5 @@
-"""genreclf.dataset without Prefect: which acquired tracks are usable, which genres a split lacks, and the samples
-acquisition hands to the shards."""
+"""genreclf.datasets.dataset without Prefect: which acquired tracks are usable, which genres a split lacks, and the
+samples acquisition hands to the shards."""
 
 from __future__ import annotations
 
@@ -9,11 +9,10 @@ from typing import Any
 
 import numpy as np
 
-from genreclf import audio
-from genreclf.acquire import DecodedAudio, TrackResult, acquire_track
-from genreclf.audio import SegmentConfig
-from genreclf.catalog import CatalogRow
-from genreclf.dataset import (
+from genreclf.acquisition import audio
+from genreclf.acquisition.acquire import DecodedAudio, TrackResult, acquire_track
+from genreclf.acquisition.audio import SegmentConfig
+from genreclf.datasets.dataset import (
     PlannedTrack,
     build_shard,
     finish_dataset,
@@ -21,8 +20,9 @@ from genreclf.dataset import (
     split_warnings,
     usable_tracks,
 )
-from genreclf.features import FeatureConfig
-from genreclf.storage import Store
+from genreclf.datasets.features import FeatureConfig
+from genreclf.ingest.catalog import CatalogRow
+from genreclf.store.storage import Store
 
 
 def row(tid: str, genre: str) -> dict[str, Any]:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from genreclf.catalog import read_catalog
-from genreclf.storage import Store
+from genreclf.ingest.catalog import read_catalog
+from genreclf.store.storage import Store
 from infra.local_stack import LocalStack
 from tests.s3server import free_ports
 from tests.spotify_standin import SpotifyStandin
@@ -107,7 +107,7 @@ def test_a_deployment_run_cancelled_as_from_the_ui_ends_cancelled_not_crashed(
     import json
     import re
 
-    from genreclf.demo import make_demo_catalog
+    from genreclf.app.demo import make_demo_catalog
 
     if not any(d["name"] == "pipeline" for d in stack.api("/deployments/filter", {})):
         stack.deploy()

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from genreclf import doctor
-from genreclf.cli import main
+from genreclf.app import doctor
+from genreclf.app.cli import main
 from genreclf.settings import Settings
 from genreclf.sources import youtube, youtube_js
 from genreclf.sources.youtube_config import YoutubeConfig

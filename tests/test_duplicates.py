@@ -10,8 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from genreclf.audio import decode
-from genreclf.duplicates import (
+from genreclf.acquisition.audio import decode
+from genreclf.datasets.features import FeatureConfig, log_mel
+from genreclf.errors import DataError
+from genreclf.labels.duplicates import (
     DuplicatePair,
     find_near_duplicates,
     fingerprint,
@@ -19,8 +21,6 @@ from genreclf.duplicates import (
     step_seconds,
     window_seconds,
 )
-from genreclf.errors import DataError
-from genreclf.features import FeatureConfig, log_mel
 
 CFG = FeatureConfig()
 SR = CFG.sample_rate

@@ -1,18 +1,18 @@
 import numpy as np
 import pytest
 
-from genreclf import registry
 from genreclf.errors import ConfigError, ModelError
-from genreclf.evaluation import (
+from genreclf.models.inference import track_scores
+from genreclf.models.training import TrainConfig, fit
+from genreclf.reports import registry
+from genreclf.reports.evaluation import (
     classification_metrics,
     confusion_png,
     evaluate_run,
     report_markdown,
     save_report,
-    track_scores,
 )
-from genreclf.storage import Store
-from genreclf.training import TrainConfig, fit
+from genreclf.store.storage import Store
 from tests.tiny import make_tiny_dataset
 
 LABELS = ["a", "b", "c"]

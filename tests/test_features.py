@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from genreclf.features import (
+from genreclf.datasets.features import (
     FeatureConfig,
     log_mel,
     log_mel_batch,
@@ -176,7 +176,7 @@ def test_one_torch_thread_holds_while_blocks_overlap_and_restores_after_the_last
 
 def test_features_of_audio_decoded_at_another_rate_are_those_of_the_same_sound_at_the_features_rate() -> None:
     """Audio is stored at the decoding rate; a 16 kHz config resamples it first, to exactly the window's samples."""
-    from genreclf.features import features_batch
+    from genreclf.datasets.features import features_batch
 
     cfg = FeatureConfig(sample_rate=16_000, n_fft=512, hop_length=256, n_mels=96, compression="log10")
 

@@ -10,23 +10,24 @@ from __future__ import annotations
 
 import polars as pl
 
-from genreclf import catalog, dataset
-from genreclf.acquire import _inputs_fingerprint
-from genreclf.audio import SegmentConfig
-from genreclf.audit import AuditConfig, audit_id_for
-from genreclf.catalog import CatalogRow
-from genreclf.dataset import PlannedTrack
-from genreclf.embeddings import network_id
-from genreclf.features import FeatureConfig
-from genreclf.keys import content_id, failure_key, playlist_crawl_key
-from genreclf.manifest import Manifest
-from genreclf.overrides import Override, accept
-from genreclf.registry import line_of
+from genreclf.acquisition.acquire import _inputs_fingerprint
+from genreclf.acquisition.audio import SegmentConfig
+from genreclf.datasets import dataset
+from genreclf.datasets.dataset import PlannedTrack
+from genreclf.datasets.features import FeatureConfig
+from genreclf.datasets.manifest import Manifest
+from genreclf.datasets.splits import split_source_of
+from genreclf.ingest import catalog
+from genreclf.ingest.catalog import CatalogRow
+from genreclf.ingest.overrides import Override, accept
+from genreclf.labels.audit import AuditConfig, audit_id_for
+from genreclf.models.embeddings import network_id
+from genreclf.models.training import TrainConfig, run_id_for
+from genreclf.reports.registry import line_of
 from genreclf.sources.local import track_id_for
 from genreclf.sources.youtube_config import YoutubeConfig
-from genreclf.splits import split_source_of
-from genreclf.storage import Store
-from genreclf.training import TrainConfig, run_id_for
+from genreclf.store.keys import content_id, failure_key, playlist_crawl_key
+from genreclf.store.storage import Store
 
 ROW = CatalogRow(
     track_id="t1", title="Song", artists=["A"], artist_id="a1", duration_s=30.0, isrc="US1234567890", genre="rock",

@@ -18,12 +18,14 @@ import soundfile as sf
 
 from flows.build_dataset import build_dataset
 from flows.params import DatasetParams
-from genreclf import audio, catalog, dataset
+from genreclf.acquisition import audio
+from genreclf.datasets import dataset
+from genreclf.datasets.loader import load_split
+from genreclf.datasets.manifest import read_manifest
 from genreclf.errors import AudioError
-from genreclf.loader import load_split
-from genreclf.manifest import read_manifest
-from genreclf.storage import Store
-from genreclf.training import TrainConfig, run_id_for
+from genreclf.ingest import catalog
+from genreclf.models.training import TrainConfig, run_id_for
+from genreclf.store.storage import Store
 from tasks.catalog import scan_folder_catalog
 
 pytestmark = pytest.mark.usefixtures("prefect_server")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
-from genreclf.keys import ARTIST_CACHE_KEY, ingest_report_key, model_file_key, playlist_crawl_key
+from genreclf.store.keys import ARTIST_CACHE_KEY, ingest_report_key, model_file_key, playlist_crawl_key
 
 
 def test_spotify_keys_keep_their_layout() -> None:

@@ -1,4 +1,4 @@
-"""The normalisation statistics training streams over its split (genreclf.loader.Normalizer)."""
+"""The normalisation statistics training streams over its split (genreclf.datasets.loader.Normalizer)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from genreclf.datasets.loader import Normalizer
 from genreclf.errors import DataError
-from genreclf.loader import Normalizer
 
 
 def test_normalizer_fit_stream_matches_numpy(rng: np.random.Generator) -> None:

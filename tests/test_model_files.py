@@ -15,12 +15,12 @@ import pytest
 import torch
 
 from genreclf.errors import ModelError
-from genreclf.inference import load_model
-from genreclf.keys import CHAMPION_KEY
 from genreclf.models import create_model
 from genreclf.models.files import load_safetensors, read_model, save_safetensors, write_model
-from genreclf.predict import Predictor, resolve_model_key
-from genreclf.storage import Store
+from genreclf.models.inference import load_model
+from genreclf.reports.predict import Predictor, resolve_model_key
+from genreclf.store.keys import CHAMPION_KEY
+from genreclf.store.storage import Store
 from tests.planted import plant_pickle
 from tests.tiny import FEAT, SEG
 

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
+from genreclf.datasets.features import FeatureConfig, compress, log_mel_batch
 from genreclf.errors import ModelError
-from genreclf.features import FeatureConfig, compress, log_mel_batch
 from genreclf.models import create_model, weights
 from genreclf.models.musicnn import EMBEDDING_DIM, FEATURES, PATCH_FRAMES, Musicnn, MusicnnClassifier
 from genreclf.models.tf_bundle import BundleError, read_bundle, read_index

@@ -8,9 +8,9 @@ import pytest
 
 from flows.nightly import nightly_retrain
 from flows.params import DatasetParams, TrainParams
-from genreclf.demo import make_demo_catalog
-from genreclf.keys import CHAMPION_KEY, run_config_key
-from genreclf.storage import Store
+from genreclf.app.demo import make_demo_catalog
+from genreclf.store.keys import CHAMPION_KEY, run_config_key
+from genreclf.store.storage import Store
 
 pytestmark = [pytest.mark.usefixtures("prefect_server"), pytest.mark.slow]
 

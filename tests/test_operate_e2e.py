@@ -16,10 +16,10 @@ import httpx
 import pytest
 import yaml
 
-from genreclf.demo import make_demo_catalog
-from genreclf.keys import CHAMPION_KEY
+from genreclf.app.demo import make_demo_catalog
 from genreclf.settings import Settings
-from genreclf.storage import Store
+from genreclf.store.keys import CHAMPION_KEY
+from genreclf.store.storage import Store
 from infra.local_stack import LocalStack
 from tests.audio_server import AudioServer, SearchHit
 from tests.s3server import free_ports

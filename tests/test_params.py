@@ -11,10 +11,10 @@ import pytest
 from pydantic import Field, ValidationError
 
 from flows.params import DatasetParams, TrainParams, derived_model
-from genreclf.audio import SegmentConfig
-from genreclf.dataset import plan_dataset
-from genreclf.features import FeatureConfig
-from genreclf.training import TrainConfig
+from genreclf.acquisition.audio import SegmentConfig
+from genreclf.datasets.dataset import plan_dataset
+from genreclf.datasets.features import FeatureConfig
+from genreclf.models.training import TrainConfig
 
 # Dataset parameters that are no config's field (feature_sample_rate overrides FeatureConfig.sample_rate).
 BUILD_ONLY = {"split_seed", "shard_mb", "split_file", "feature_sample_rate"}

@@ -6,10 +6,10 @@ import pytest
 
 from flows.params import DatasetParams, TrainParams
 from flows.pipeline import pipeline
-from genreclf.demo import make_demo_catalog
-from genreclf.inference import pick_device
-from genreclf.manifest import read_manifest
-from genreclf.storage import Store
+from genreclf.app.demo import make_demo_catalog
+from genreclf.datasets.manifest import read_manifest
+from genreclf.models.inference import pick_device
+from genreclf.store.storage import Store
 
 pytestmark = [pytest.mark.usefixtures("prefect_server"), pytest.mark.slow]
 

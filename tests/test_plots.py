@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from genreclf.errors import DataError
-from genreclf.plots import (
+from genreclf.reports.plots import (
     ACCURACY_COLOR,
     LOSS_COLOR,
     PNG_SIGNATURE,
@@ -87,5 +87,5 @@ def test_markdown_image_refuses_bytes_that_are_not_png() -> None:
 
 def test_importing_plots_does_not_import_matplotlib() -> None:
     """evaluation imports plots: matplotlib (~0.5 s) is loaded only when a figure is drawn."""
-    code = "import sys, genreclf.plots; sys.exit('matplotlib' in sys.modules)"
+    code = "import sys, genreclf.reports.plots; sys.exit('matplotlib' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

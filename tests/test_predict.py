@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 from flows.params import DatasetParams, TrainParams
-from genreclf.cli import main
-from genreclf.demo import make_demo_catalog
+from genreclf.app.cli import main
+from genreclf.app.demo import make_demo_catalog
 from genreclf.errors import AudioError, ModelError, SourceError
-from genreclf.predict import (
+from genreclf.reports.predict import (
     Predictor,
     audio_files_under,
     error_row,
@@ -25,7 +25,7 @@ from genreclf.predict import (
     write_predictions,
 )
 from genreclf.sources.local import scan_folder
-from genreclf.storage import Store
+from genreclf.store.storage import Store
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -128,11 +128,11 @@ def test_cli_predicts_a_url_downloaded_with_yt_dlp(
 
 def test_importing_predict_leaves_out_what_predicting_a_file_does_not_need() -> None:
     # scikit-learn and polars cost seconds of `genreclf predict`; torchvision is imported when a ResNet is built.
-    code = "import sys, genreclf.cli, genreclf.predict; print(' '.join(sorted(sys.modules)))"
+    code = "import sys, genreclf.app.cli, genreclf.reports.predict; print(' '.join(sorted(sys.modules)))"
     got = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     modules = set(got.stdout.split())
-    assert {"genreclf.predict", "torch"} <= modules
-    assert not {"sklearn", "polars", "torchvision", "prefect", "genreclf.evaluation"} & modules
+    assert {"genreclf.reports.predict", "torch"} <= modules
+    assert not {"sklearn", "polars", "torchvision", "prefect", "genreclf.reports.evaluation"} & modules
 
 
 def test_audio_files_under_a_folder_are_the_catalogs_audio_sorted_without_hidden(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""genreclf.prefect_setup: Prefect's settings for our flows, the local server round trip, the start-up explanation.
+"""genreclf.app.prefect_setup: Prefect's settings for our flows, the local server round trip, the start-up explanation.
 
 Anything that imports Prefect runs in a fresh subprocess: configure_prefect rebuilds Prefect's global settings,
 which must not leak into the rest of the test session.
@@ -20,8 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from genreclf.errors import GenreclfError
-from genreclf.prefect_setup import (
+from genreclf.app.prefect_setup import (
     STARTUP_TIMEOUT_VAR,
     ServerError,
     configure_prefect,
@@ -30,6 +29,7 @@ from genreclf.prefect_setup import (
     server_status,
     server_stop,
 )
+from genreclf.errors import GenreclfError
 
 REPO = Path(__file__).resolve().parents[1]
 OURS = ("PREFECT_SERVER_ANALYTICS_ENABLED", "PREFECT_LOGGING_EXTRA_LOGGERS", STARTUP_TIMEOUT_VAR, "PREFECT_API_URL")
@@ -138,7 +138,7 @@ def test_ephemeral_timeout_is_explained_in_one_line(tmp_path: Path) -> None:
     script = """
         import flows
         from prefect import flow
-        from genreclf.prefect_setup import explain_startup_failure
+        from genreclf.app.prefect_setup import explain_startup_failure
 
         @flow
         def ping() -> int:
@@ -207,7 +207,7 @@ def test_server_start_status_stop_round_trip(home: Path) -> None:
         # A fresh process (the CLI, Python use) finds it and skips the temporary server.
         script = """
             import os
-            from genreclf.prefect_setup import configure_prefect
+            from genreclf.app.prefect_setup import configure_prefect
             configure_prefect()
             print(os.environ.get("PREFECT_API_URL"))
         """

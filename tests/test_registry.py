@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 
-from genreclf import registry
+from genreclf.datasets.manifest import Manifest
 from genreclf.errors import ModelError
-from genreclf.keys import CHAMPION_KEY, champion_line_key, manifest_key
-from genreclf.manifest import Manifest
+from genreclf.reports import registry
 from genreclf.settings import Settings
-from genreclf.storage import Store
+from genreclf.store.keys import CHAMPION_KEY, champion_line_key, manifest_key
+from genreclf.store.storage import Store
 from tests import s3server
 from tests.s3server import S3Server
 

@@ -13,17 +13,17 @@ import pyarrow.parquet as pq
 import pytest
 from pydantic import SecretStr
 
-from genreclf import shards
-from genreclf.audio import encode_flac
-from genreclf.dataset import build_shard
+from genreclf.acquisition.audio import encode_flac
+from genreclf.datasets import shards
+from genreclf.datasets.dataset import build_shard
+from genreclf.datasets.features import log_mel_batch
+from genreclf.datasets.loader import StreamingSegments, iter_shard_tables, load_split
+from genreclf.datasets.manifest import Manifest, read_manifest, write_manifest
+from genreclf.datasets.shards import SegmentRows, mel_numpy, read_shard_entry, write_shard
 from genreclf.errors import ConfigError, DataError, StorageError
-from genreclf.features import log_mel_batch
-from genreclf.keys import DATASET_LATEST, audio_key, dataset_prefix
-from genreclf.loader import StreamingSegments, iter_shard_tables, load_split
-from genreclf.manifest import Manifest, read_manifest, write_manifest
 from genreclf.settings import Settings
-from genreclf.shards import SegmentRows, mel_numpy, read_shard_entry, write_shard
-from genreclf.storage import Store
+from genreclf.store.keys import DATASET_LATEST, audio_key, dataset_prefix
+from genreclf.store.storage import Store
 from tests.s3server import S3Server
 from tests.shard_rows import FEAT, FRAMES, LABELS, N_MELS, SEG, SPLITS_A, WIN, make_rows, shard_key
 
@@ -344,8 +344,8 @@ _KILLED_WRITER = """
 import sys, time, numpy as np
 sys.path.insert(0, {root!r})
 from tests.shard_rows import make_rows, shard_key, FEAT, SPLITS_A
-from genreclf.shards import write_shard
-from genreclf.storage import Store
+from genreclf.datasets.shards import write_shard
+from genreclf.store.storage import Store
 store = Store.open({url!r})
 rng = np.random.default_rng(1)
 for i in range(10_000):  # shards of dataset b, forever; the manifest would come after
@@ -408,7 +408,7 @@ def test_streaming_gives_each_segment_of_a_split_once_across_workers(
     store: Store, streaming_dataset: tuple[Manifest, list[SegmentRows]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     manifest, shards = streaming_dataset
-    monkeypatch.setattr("genreclf.shards.ROW_GROUP_BYTES", 4 * N_MELS * FRAMES)  # ~2 rows a row group
+    monkeypatch.setattr("genreclf.datasets.shards.ROW_GROUP_BYTES", 4 * N_MELS * FRAMES)  # ~2 rows a row group
     manifest = write_dataset(store, "b", shards)
     expected = sorted(
         m.astype(np.float16).tobytes()

@@ -9,8 +9,8 @@ import numpy as np
 import polars as pl
 import pytest
 
+from genreclf.datasets.splits import apply_split_file, assign_splits, parse_split_file, split_groups
 from genreclf.errors import DataError
-from genreclf.splits import apply_split_file, assign_splits, parse_split_file, split_groups
 
 GENRES = ["blues", "classical", "hiphop", "jazz", "metal", "rock"]
 

@@ -13,13 +13,13 @@ from typing import Any, cast
 import polars as pl
 import pytest
 
-from genreclf.catalog import read_catalog
 from genreclf.errors import ConfigError, SourceError, TransientSourceError
-from genreclf.keys import ingest_report_key
+from genreclf.ingest.catalog import read_catalog
 from genreclf.settings import Settings
 from genreclf.sources import spotify
 from genreclf.sources.spotify.taxonomy import load_taxonomy, parse_taxonomy
-from genreclf.storage import Store
+from genreclf.store.keys import ingest_report_key
+from genreclf.store.storage import Store
 from tests.spotify_standin import SpotifyStandin, spotify_id, track_entry
 from tests.spotify_world import (
     BEBOP_ARTIST,

@@ -20,7 +20,7 @@ from pydantic import SecretStr
 
 from genreclf.errors import ConfigError, StorageError
 from genreclf.settings import Settings
-from genreclf.storage import TEMP_PREFIX, Store, filesystem_for
+from genreclf.store.storage import TEMP_PREFIX, Store, filesystem_for
 from tests.s3server import S3Server
 
 # The session-scoped SeaweedFS fixture, by name (move it to conftest.py once other modules need S3).
@@ -225,7 +225,7 @@ def test_local_writes_leave_no_temporary_files(tmp_path: Path) -> None:
 
 KILLED_WRITER = """
 import sys, time
-from genreclf.storage import Store
+from genreclf.store.storage import Store
 store = Store.open(sys.argv[1])
 with store._atomic("audio/big.flac") as tmp, store.fs.open_output_stream(tmp) as f:
     for i in range(1000):

@@ -4,13 +4,13 @@ from pathlib import Path
 
 import pytest
 
-from genreclf.audio import SegmentConfig
-from genreclf.build import batches
-from genreclf.catalog import read_catalog
-from genreclf.demo import make_demo_catalog
-from genreclf.features import FeatureConfig
+from genreclf.acquisition.audio import SegmentConfig
+from genreclf.app.demo import make_demo_catalog
+from genreclf.datasets.build import batches
+from genreclf.datasets.features import FeatureConfig
+from genreclf.ingest.catalog import read_catalog
 from genreclf.sources.youtube import YoutubeConfig
-from genreclf.storage import Store
+from genreclf.store.storage import Store
 from tasks.acquire import acquire_batch
 from tasks.catalog import read_catalog_rows, scan_folder_catalog
 from tasks.dataset import plan_dataset

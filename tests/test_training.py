@@ -9,14 +9,15 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from genreclf import inference, loader, shards, training
+from genreclf.datasets import loader, shards
+from genreclf.datasets.loader import StreamingSegments
+from genreclf.datasets.manifest import Manifest, write_manifest
+from genreclf.datasets.shards import SegmentRows, write_shard
 from genreclf.errors import ConfigError, ModelError
-from genreclf.inference import load_model
-from genreclf.loader import StreamingSegments
-from genreclf.manifest import Manifest, write_manifest
-from genreclf.shards import SegmentRows, write_shard
-from genreclf.storage import Store
-from genreclf.training import TrainConfig, fit, run_id_for, spec_augment
+from genreclf.models import inference, training
+from genreclf.models.inference import load_model
+from genreclf.models.training import TrainConfig, fit, run_id_for, spec_augment
+from genreclf.store.storage import Store
 from tests.planted import plant_pickle
 from tests.tiny import FEAT, SEG, make_tiny_dataset
 
@@ -132,7 +133,7 @@ def test_a_dataset_smaller_than_a_batch_without_val_split_trains(tmp_path, caplo
         segment_config=dataclasses.asdict(SEG), labels=["g0", "g1"], split_seed=0, shards=[entry],
     )  # fmt: skip
     write_manifest(store, manifest)
-    with caplog.at_level(logging.WARNING, logger="genreclf.training"):
+    with caplog.at_level(logging.WARNING, logger="genreclf.models.training"):
         result = fit(store, manifest, dataclasses.replace(CFG, epochs=2), run_id="r")
     assert "no validation split" in caplog.text
     assert result.epochs == 2 and all(0 <= h["val_accuracy"] <= 1 for h in result.history)
@@ -241,10 +242,11 @@ def test_training_imports_without_prefect_polars_librosa_or_pydantic() -> None:
     code = (
         "import sys\n"
         + "".join(f"sys.modules[{m!r}] = None\n" for m in blocked)
-        + "import genreclf.training, genreclf.inference, genreclf.models.files, genreclf.loader, genreclf.manifest\n"
+        + "import genreclf.models.training, genreclf.models.inference, genreclf.models.files\n"
+        + "import genreclf.datasets.loader, genreclf.datasets.manifest, genreclf.datasets.shards\n"
         # an explicit device needs no settings; without one, GENRECLF_DEVICE cannot be read there: the best available
-        + "assert str(genreclf.inference.resolve_device('cpu')) == 'cpu'\n"
-        + "assert genreclf.inference.resolve_device() == genreclf.inference.pick_device()\n"
+        + "assert str(genreclf.models.inference.resolve_device('cpu')) == 'cpu'\n"
+        + "assert genreclf.models.inference.resolve_device() == genreclf.models.inference.pick_device()\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr

@@ -6,16 +6,17 @@ import numpy as np
 import pytest
 import torch
 
-from genreclf import embeddings, evaluation, inference, training
-from genreclf.audio import SegmentConfig
-from genreclf.embeddings import Embeddings
+from genreclf.acquisition.audio import SegmentConfig
+from genreclf.datasets.manifest import Manifest
 from genreclf.errors import ConfigError
-from genreclf.keys import embedding_key
-from genreclf.manifest import Manifest
+from genreclf.models import embeddings, inference, training
+from genreclf.models.embeddings import Embeddings
 from genreclf.models.files import weights_key
 from genreclf.models.musicnn import EMBEDDING_DIM, FEATURES
-from genreclf.storage import Store
-from genreclf.transfer import Head, fit_head, head_module
+from genreclf.models.transfer import Head, fit_head, head_module
+from genreclf.reports import evaluation
+from genreclf.store.keys import embedding_key
+from genreclf.store.storage import Store
 from tests.tiny import make_tiny_dataset
 
 SEG_3S = SegmentConfig(window_s=3.0, hop_s=3.0)
@@ -86,7 +87,7 @@ def test_a_frozen_head_trains_saves_and_is_evaluated_like_any_model(frozen_run, 
     key = embedding_key(net_id, manifest.shards[0]["key"])
     assert store.read_parquet(key).num_rows == manifest.rows()
     before = store.read_bytes(key)
-    caplog.set_level("INFO", logger="genreclf.embeddings")
+    caplog.set_level("INFO", logger="genreclf.models.embeddings")
     again = training.fit(store, manifest, training.TrainConfig(model="musicnn-msd", seed=1), run_id="seed1")
     assert again.new_epochs == 1 and store.read_bytes(key) == before
     assert "1 shards reused, 0 computed" in caplog.text
@@ -128,8 +129,8 @@ def test_fine_tuning_starts_from_the_network_and_a_probed_head_and_resumes(music
 def test_a_frozen_heads_model_predicts_audio_at_the_decoding_rate(frozen_run) -> None:
     """Predicting decodes at the dataset's rate (22,050 Hz) and resamples to the network's 16 kHz, as the build did;
     its windows' probabilities are the softmax of the model on those features."""
-    from genreclf.features import features_batch
-    from genreclf.predict import Predictor
+    from genreclf.datasets.features import features_batch
+    from genreclf.reports.predict import Predictor
 
     store, _, run_id = frozen_run
     predictor = Predictor(store, run_id, device="cpu")

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from genreclf.plots import ACCURACY_COLOR, LOSS_COLOR
+from genreclf.reports.plots import ACCURACY_COLOR, LOSS_COLOR
 from infra.local_stack import LocalStack
 from tests.s3server import free_ports
 
@@ -40,7 +40,7 @@ PUBLISH = """
 import json
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
-from genreclf.plots import confusion_png, markdown_image, training_curves_png
+from genreclf.reports.plots import confusion_png, markdown_image, training_curves_png
 
 HISTORY = [{"epoch": e, "train_loss": 2.3 / e, "val_accuracy": 0.1 + 0.04 * e} for e in range(1, 21)]
 

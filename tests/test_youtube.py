@@ -230,7 +230,7 @@ def test_youtube_refusals_are_named_with_what_to_do(reason: str, kind: str, says
 
 
 def test_a_bot_check_stops_its_batch_and_blames_no_track() -> None:
-    from genreclf.acquire import TrackResult, acquire_rows
+    from genreclf.acquisition.acquire import TrackResult, acquire_rows
     from genreclf.errors import BotCheckError
 
     asked: list[str] = []

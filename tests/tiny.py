@@ -6,11 +6,11 @@ import dataclasses
 
 import numpy as np
 
-from genreclf.audio import SegmentConfig
-from genreclf.features import FeatureConfig
-from genreclf.manifest import Manifest, write_manifest
-from genreclf.shards import SegmentRows, write_shard
-from genreclf.storage import Store
+from genreclf.acquisition.audio import SegmentConfig
+from genreclf.datasets.features import FeatureConfig
+from genreclf.datasets.manifest import Manifest, write_manifest
+from genreclf.datasets.shards import SegmentRows, write_shard
+from genreclf.store.storage import Store
 
 FEAT = FeatureConfig(n_mels=16, n_fft=256, hop_length=128)
 SEG = SegmentConfig(window_s=0.5, hop_s=0.5)  # 0.5 s at 22,050 Hz -> 87 frames of hop 128

@@ -1,22 +1,22 @@
-"""Model registry: `create_model(name, num_classes=...)` builds any model genreclf knows by name."""
+"""Models: the networks genreclf knows by name (`create_model`), the pretrained ones and their weights, training,
+inference and prediction.
+
+This module imports no torch itself, so what only names models (the `genreclf` command's help) stays quick.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from torch import nn
-
 from genreclf.errors import ModelError
-from genreclf.models.resnet import resnet18, small_cnn
 
 if TYPE_CHECKING:
-    from genreclf.features import FeatureConfig
+    from torch import nn
 
-MODELS: MappingProxyType[str, Callable[..., nn.Module]] = MappingProxyType(
-    {"resnet18": resnet18, "small_cnn": small_cnn}
-)
+    from genreclf.datasets.features import FeatureConfig
+
+# Trained from scratch; built by the function of the same name in genreclf.models.resnet.
+MODELS = ("resnet18", "small_cnn")
 # Classifiers on a pretrained network (genreclf.models.weights fetches it): the name is the network's.
 PRETRAINED_MODELS = ("musicnn-msd", "musicnn-mtt")
 
@@ -75,4 +75,7 @@ def create_model(name: str, *, num_classes: int, dropout: float = 0.3, hidden: i
         raise ModelError(f"unknown model {name!r}; known models: {', '.join(sorted(model_names()))}")
     if hidden:
         raise ModelError(f"model {name!r} has no head with a hidden layer (hidden={hidden})")
-    return MODELS[name](num_classes=num_classes, dropout=dropout)
+    from genreclf.models import resnet
+
+    model: nn.Module = getattr(resnet, name)(num_classes=num_classes, dropout=dropout)
+    return model

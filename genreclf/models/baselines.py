@@ -10,8 +10,8 @@ from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from genreclf.datasets.features import FeatureConfig, natural_log_mel
 from genreclf.errors import ModelError
-from genreclf.features import FeatureConfig, natural_log_mel
 
 BASELINES = ("knn", "mlp")
 

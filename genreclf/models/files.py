@@ -26,10 +26,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from genreclf.errors import ModelError
-from genreclf.keys import model_file_key
+from genreclf.store.keys import model_file_key
 
 if TYPE_CHECKING:
-    from genreclf.storage import Store
+    from genreclf.store.storage import Store
 
 WEIGHTS = "model.safetensors"
 META = "model.json"

@@ -21,9 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genreclf.datasets.features import FeatureConfig
+from genreclf.datasets.loader import window_starts
 from genreclf.errors import ModelError
-from genreclf.features import FeatureConfig
-from genreclf.loader import window_starts
 
 PATCH_FRAMES = 187  # 3 s at 16 kHz, hop 256: the patch length the networks were trained on
 N_MELS = 96

@@ -29,8 +29,8 @@ import torch
 from genreclf.errors import ConfigError, ModelError
 from genreclf.models.files import load_safetensors, save_safetensors
 from genreclf.models.musicnn import Musicnn, convert_tf, tf_names
+from genreclf.models.pretrained import LICENSE, PRETRAINED, WHEEL, WHEEL_BYTES, WHEEL_FILE, WHEEL_SHA256, Pretrained
 from genreclf.models.tf_bundle import BundleError, read_bundle
-from genreclf.pretrained import LICENSE, PRETRAINED, WHEEL, WHEEL_BYTES, WHEEL_FILE, WHEEL_SHA256, Pretrained
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import polars as pl
 
-from genreclf.catalog import CATALOG_COLUMNS, CATALOG_SCHEMA
 from genreclf.errors import SourceError
+from genreclf.ingest.catalog import CATALOG_COLUMNS, CATALOG_SCHEMA
 
 log = logging.getLogger(__name__)
 

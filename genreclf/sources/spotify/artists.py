@@ -10,10 +10,10 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 
-from genreclf.keys import ARTIST_CACHE_KEY
 from genreclf.sources.spotify.client import SpotifyClient
 from genreclf.sources.spotify.crawl import PlaylistCrawl, load_crawled_tracks
-from genreclf.storage import Store
+from genreclf.store.keys import ARTIST_CACHE_KEY
+from genreclf.store.storage import Store
 
 log = logging.getLogger(__name__)
 

@@ -14,10 +14,10 @@ import polars as pl
 import pyarrow as pa
 
 from genreclf.errors import SourceError
-from genreclf.keys import playlist_crawl_key
 from genreclf.sources.spotify.client import SpotifyClient
 from genreclf.sources.spotify.playlists import PlaylistRef
-from genreclf.storage import Store
+from genreclf.store.keys import playlist_crawl_key
+from genreclf.store.storage import Store
 
 log = logging.getLogger(__name__)
 

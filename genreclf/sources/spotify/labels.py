@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 import polars as pl
 
-from genreclf.catalog import CATALOG_COLUMNS
+from genreclf.ingest.catalog import CATALOG_COLUMNS
 
 ConflictRule = Literal["majority", "drop"]
 

@@ -10,12 +10,12 @@ from typing import Any
 
 import polars as pl
 
-from genreclf.catalog import write_catalog
-from genreclf.keys import ingest_report_key
+from genreclf.ingest.catalog import write_catalog
 from genreclf.sources.spotify.crawl import SKIP_KINDS, PlaylistCrawl, PlaylistFailure, load_crawled_tracks
 from genreclf.sources.spotify.labels import Conflict, ConflictRule, resolve_labels
 from genreclf.sources.spotify.playlists import PlaylistsConfig
-from genreclf.storage import Store
+from genreclf.store.keys import ingest_report_key
+from genreclf.store.storage import Store
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,480 @@
+"""fit(): evaluate, step, log, checkpoint to storage each epoch, and resume from the last checkpoint."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import logging
+import pickle
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+
+from genreclf.datasets.loader import Normalizer, StreamingSegments
+from genreclf.datasets.manifest import Manifest
+from genreclf.errors import ConfigError, DataError, ModelError
+from genreclf.models import create_model, is_pretrained
+from genreclf.models.files import check_run_id, read_model, weights_key, write_model
+from genreclf.models.inference import crop_frames, eval_window, resolve_device, stream_accuracy
+from genreclf.store.keys import checkpoint_key, content_id, finished_key, run_config_key
+from genreclf.store.storage import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How a model is trained; saved beside every checkpoint."""
+
+    model: str = "resnet18"  # or a pretrained network's classifier: musicnn-msd, musicnn-mtt
+    # Pretrained models only: False trains a head on the frozen network's embeddings (seconds on a CPU); True
+    # fine-tunes the whole network.
+    finetune: bool = False
+    # Frozen heads only: once chosen on val, the head is fitted again on train + val (more of a small catalog's
+    # labels; the validation figure reported is the one it was chosen on, from train alone).
+    head_refit: bool = True
+    # Pretrained models fine-tuned: the network's learning rate as a fraction of `lr` (its head's).
+    backbone_lr_scale: float = 0.1
+    epochs: int = 15
+    batch_size: int = 32
+    lr: float = 3e-3
+    weight_decay: float = 1e-2
+    schedule: str = "onecycle"  # or "cosine"
+    crop_s: float = 3.0
+    # Random crops of each training segment an epoch sees: a 30 s segment holds ten 3 s crops, and one an epoch
+    # left a small catalog's model under-trained (GTZAN val, benchmarks/accuracy.py).
+    crops_per_segment: int = 8
+    # Score a segment as the mean logits of crop-long windows, as the model saw in training;
+    # False: the whole segment at once.
+    eval_crops: bool = True
+    label_smoothing: float = 0.1
+    dropout: float = 0.3
+    specaugment: bool = True
+    freq_mask: int = 16  # widest frequency mask, in mel bands
+    time_mask: int = 24  # widest time mask, in frames
+    mixup_alpha: float = 0.0  # 0 turns mixup off
+    gain_db: float = 0.0  # random gain of each training crop, uniform in +-gain_db (0 turns it off)
+    # Epochs without a better validation accuracy before stopping; None: every epoch. On a small validation split
+    # the accuracy jumps, and stopping early kept an epoch-3 model trained at the schedule's peak (GTZAN val).
+    patience: int | None = None
+    seed: int = 0
+    # A finished run whose model starts this one (fine-tuning on a grown dataset), instead of random weights.
+    init_from: str | None = None
+    num_workers: int = 0
+    device: str | None = None  # None: GENRECLF_DEVICE if set, else CUDA when there is one, else the CPU
+    max_steps_per_epoch: int | None = None  # cap for smoke runs
+    amp: bool = True  # bf16 autocast on CUDA
+    channels_last: bool = True  # NHWC memory format on CUDA
+    # Segments each loader worker holds to shuffle across row groups (30 s float16 segments: ~85 MB per worker).
+    shuffle_buffer: int = 256
+
+    @property
+    def frozen_head(self) -> bool:
+        """A head fitted on a frozen pretrained network's embeddings: one fit, no epochs."""
+        return is_pretrained(self.model) and not self.finetune
+
+    def crop_frames(self, *, sample_rate: int, hop_length: int) -> int:
+        return crop_frames(self.crop_s, sample_rate=sample_rate, hop_length=hop_length)
+
+
+# Bumped when how a frozen head is chosen and fitted (genreclf.models.transfer) changes: a frozen head's run id names
+# it, so a stored head made the old way is not taken for the new one. (ResNet runs resume from checkpoints instead.)
+FROZEN_HEAD_VERSION = 1
+
+
+def run_id_for(dataset_id: str, cfg: TrainConfig) -> str:
+    """Same dataset and config -> same run id, so a rerun resumes the run instead of starting another."""
+    inputs: list[Any] = [dataset_id, dataclasses.asdict(cfg)]
+    if cfg.frozen_head:
+        inputs.append({"frozen_head_version": FROZEN_HEAD_VERSION})
+    return f"{cfg.model}-{content_id(inputs, length=12)}"
+
+
+@dataclass
+class TrainResult:
+    run_id: str
+    model_uri: str
+    epochs: int
+    best_epoch: int
+    best_val_accuracy: float
+    history: list[dict[str, float]] = field(default_factory=list)
+    segments_per_s: float = 0.0  # training throughput of this call (loader + steps, not validation)
+    new_epochs: int = 0  # epochs trained by this call (0 when the run had already finished)
+    device: str = ""  # the device this call trained on ("cpu", "cuda", "cuda:1")
+
+
+def spec_augment(x: torch.Tensor, *, freq_mask: int, time_mask: int) -> torch.Tensor:
+    """Zero one random frequency band and one random time span per example: (B, 1, M, T) -> same."""
+    b, _, m, t = x.shape
+    dev = x.device
+    f_w = torch.randint(0, freq_mask + 1, (b, 1, 1, 1), device=dev)
+    f_0 = (torch.rand((b, 1, 1, 1), device=dev) * (m - f_w).clamp(min=1)).long()
+    t_w = torch.randint(0, time_mask + 1, (b, 1, 1, 1), device=dev)
+    t_0 = (torch.rand((b, 1, 1, 1), device=dev) * (t - t_w).clamp(min=1)).long()
+    mels = torch.arange(m, device=dev).view(1, 1, m, 1)
+    frames = torch.arange(t, device=dev).view(1, 1, 1, t)
+    mask = ((mels >= f_0) & (mels < f_0 + f_w)) | ((frames >= t_0) & (frames < t_0 + t_w))
+    return x.masked_fill(mask, 0.0)
+
+
+def _save_checkpoint(store: Store, key: str, obj: dict[str, Any]) -> str:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return store.write_bytes(key, buf.getvalue())
+
+
+def _load_checkpoint(store: Store, key: str, map_location: torch.device | str = "cpu") -> dict[str, Any]:
+    """A checkpoint holds tensors, numbers, strings and containers only: `weights_only` refuses anything else."""
+    try:
+        obj: dict[str, Any] = torch.load(
+            io.BytesIO(store.read_bytes(key)), map_location=map_location, weights_only=True
+        )
+    except pickle.UnpicklingError as e:
+        raise ModelError(
+            f"{store.uri(key)} holds more than tensors and plain values (an older genreclf's, or not a checkpoint) "
+            "and is not loaded; train under a new run id"
+        ) from e
+    return obj
+
+
+def _seed_epoch(seed: int, epoch: int) -> torch.Generator:
+    """Reseed every RNG from (seed, epoch): a resumed run draws exactly what an uninterrupted one would."""
+    s = seed * 100_003 + epoch
+    torch.manual_seed(s)
+    random.seed(s)
+    return torch.Generator().manual_seed(s)
+
+
+def _train_epoch(
+    model: nn.Module,
+    loader: DataLoader[tuple[torch.Tensor, int]],
+    opt: torch.optim.Optimizer,
+    sched: torch.optim.lr_scheduler.LRScheduler,
+    norm: Normalizer,
+    cfg: TrainConfig,
+    device: torch.device,
+) -> tuple[float, int]:
+    model.train()
+    total, seen = 0.0, 0
+    for step, (x, y) in enumerate(loader):
+        if cfg.max_steps_per_epoch is not None and step >= cfg.max_steps_per_epoch:
+            break
+        x = x.to(device, non_blocking=True)  # (batch, 1, mels, crop), log power
+        if cfg.gain_db > 0:  # a gain of g dB adds g/10 * ln 10 to a natural-log power spectrogram
+            gain = (torch.rand((x.shape[0], 1, 1, 1), device=device) * 2 - 1) * cfg.gain_db
+            x = x + gain * (np.log(10) / 10)
+        x = norm.apply(x)
+        y = y.to(device, non_blocking=True)
+        if cfg.channels_last and device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        if cfg.specaugment:
+            x = spec_augment(x, freq_mask=cfg.freq_mask, time_mask=cfg.time_mask)
+        lam, perm = 1.0, None
+        if cfg.mixup_alpha > 0:
+            lam = float(torch.distributions.Beta(cfg.mixup_alpha, cfg.mixup_alpha).sample())
+            perm = torch.randperm(x.shape[0], device=device)
+            x = lam * x + (1 - lam) * x[perm]
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp and device.type == "cuda"):
+            logits = model(x)  # (batch, num_classes)
+            loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+            if perm is not None:
+                loss = lam * loss + (1 - lam) * F.cross_entropy(
+                    logits.float(), y[perm], label_smoothing=cfg.label_smoothing
+                )
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        total += float(loss.detach()) * len(y)
+        seen += len(y)
+    return total / max(seen, 1), seen
+
+
+def _param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
+    """One group at `cfg.lr`; a pretrained network's own layers in a second, at `cfg.backbone_lr_scale` of it."""
+    backbone = getattr(model, "backbone", None) if is_pretrained(cfg.model) else None
+    if backbone is None:
+        return [{"params": list(model.parameters()), "lr": cfg.lr}]
+    own = {id(p) for p in backbone.parameters()}
+    return [
+        {"params": list(backbone.parameters()), "lr": cfg.lr * cfg.backbone_lr_scale},
+        {"params": [p for p in model.parameters() if id(p) not in own], "lr": cfg.lr},
+    ]
+
+
+def _scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps: int) -> torch.optim.lr_scheduler.LRScheduler:
+    if cfg.schedule == "onecycle":  # each group peaks at its own learning rate
+        max_lr = [group["lr"] for group in opt.param_groups]
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=max_lr, total_steps=max(steps, 1))
+    if cfg.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1))
+    raise ModelError(f"unknown schedule {cfg.schedule!r}; use 'onecycle' or 'cosine'")
+
+
+def _loader(
+    ds: StreamingSegments, cfg: TrainConfig, device: torch.device, gen: torch.Generator, *, drop_last: bool = False
+) -> DataLoader[tuple[torch.Tensor, int]]:
+    # More workers than row groups would only idle. The generator keeps the loader off the global torch RNG
+    # (it draws a worker seed even without workers); the stream itself is seeded from (seed, epoch, worker).
+    return DataLoader(
+        ds,
+        batch_size=cfg.batch_size,
+        num_workers=min(cfg.num_workers, len(ds.units)),
+        pin_memory=device.type == "cuda",
+        drop_last=drop_last,
+        generator=gen,
+        persistent_workers=False,
+    )
+
+
+def _fit_normalizer(store: Store, manifest: Manifest, cfg: TrainConfig, device: torch.device) -> Normalizer:
+    """Per-mel-band statistics of the training split, in one streamed pass over its whole segments."""
+    t0 = time.perf_counter()
+    ds = StreamingSegments(store, manifest, "train", train=False, seed=cfg.seed)
+    loader = _loader(ds, cfg, device, torch.Generator().manual_seed(cfg.seed))
+    norm = Normalizer.fit_stream(x for x, _ in loader)
+    log.info("normalisation statistics of %d training segments in %.1f s", len(ds), time.perf_counter() - t0)
+    return norm
+
+
+def fit(
+    store: Store,
+    manifest: Manifest,
+    cfg: TrainConfig,
+    *,
+    run_id: str,
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+    stop_after: int | None = None,
+    keep_checkpoint: bool = False,
+) -> TrainResult:
+    """Train on the manifest's train split, pick the epoch with the best validation accuracy, save it.
+
+    Both splits are streamed from the shards (`StreamingSegments`), never loaded whole: training reads random
+    crops through a shuffle buffer, reseeded per epoch; validation scores whole segments, as evaluation does.
+    Writes `runs/<run_id>/checkpoint.pt` after every epoch (model, optimizer, scheduler, normaliser, config,
+    epoch; read back with `weights_only=True`; no RNG state, as every epoch reseeds from (seed, epoch)) and, at every
+    better epoch, the model: its weights in `runs/<run_id>/model.safetensors`, then everything needed to predict in
+    `model.json` (see `genreclf.models.files`).
+    If a checkpoint of the same run exists, training resumes after its epoch. `stop_after` ends the call after that
+    many epochs of this call (to simulate a kill in tests) without finishing the run.
+    A run that finishes writes `runs/<run_id>/finished.json` (its history) and removes its checkpoint, most of what
+    a run stores, unless `keep_checkpoint`; a rerun of a finished run returns its result without training.
+    The device is `cfg.device`, else GENRECLF_DEVICE, else the best available (`resolve_device`); the result names it.
+    """
+    pretrained = is_pretrained(cfg.model)
+    if cfg.frozen_head:
+        from genreclf.models.transfer import fit_frozen  # scikit-learn and the embeddings: only frozen heads need them
+
+        result = fit_frozen(store, manifest, cfg, run_id=check_run_id(run_id))
+        if on_epoch is not None and result.new_epochs:
+            on_epoch(1, result.history[-1])
+        return result
+    ckpt_key, model_key = checkpoint_key(check_run_id(run_id)), weights_key(run_id)
+    device = resolve_device(cfg.device)
+    n_train = manifest.rows("train") * cfg.crops_per_segment  # training examples an epoch
+    if n_train == 0:
+        raise DataError(f"dataset {manifest.dataset_id} has no training segments")
+    val_split = "val" if manifest.rows("val") else "train"
+    if val_split == "train":  # a tiny dataset may have no validation groups; say so in the log
+        log.warning("dataset %s has no validation split; validating on the training split", manifest.dataset_id)
+    fc = manifest.feature_config
+    crop = min(cfg.crop_frames(sample_rate=fc["sample_rate"], hop_length=fc["hop_length"]), manifest.mel_shape[1])
+    if pretrained:  # crops of the patch the network was trained on
+        from genreclf.models.musicnn import PATCH_FRAMES
+
+        crop = min(PATCH_FRAMES, manifest.mel_shape[1])
+    val_window = eval_window(dataclasses.asdict(cfg), fc)  # as evaluation and predicting will score it
+    train_ds = StreamingSegments(store, manifest, "train", crop_frames=crop, crops_per_segment=cfg.crops_per_segment,
+                                 shuffle_buffer=cfg.shuffle_buffer, seed=cfg.seed)  # fmt: skip
+    val_loader = _loader(
+        StreamingSegments(store, manifest, val_split, train=False), cfg, device, torch.Generator().manual_seed(0)
+    )
+    if (done := _finished(store, run_id, cfg, manifest)) is not None:
+        return done
+    ckpt = _load_checkpoint(store, ckpt_key, device) if store.exists(ckpt_key) else None
+    if ckpt is not None and (ckpt["config"] != dataclasses.asdict(cfg) or ckpt["dataset_id"] != manifest.dataset_id):
+        raise ModelError(
+            f"{store.uri(ckpt_key)} was written with another config or dataset; use a new run id to start over"
+        )
+    if ckpt is not None:  # a resumed run need not read the split again
+        norm = Normalizer.from_dict(ckpt["normalizer"])
+    elif pretrained:  # the network normalizes its input itself (its first layer is a batch norm)
+        norm = Normalizer.identity(manifest.mel_shape[0])
+    else:
+        norm = _fit_normalizer(store, manifest, cfg, device)
+
+    model = _seeded_model(cfg, len(manifest.labels))
+    started: dict[str, Any] = {}
+    if pretrained:
+        from genreclf.models.transfer import start_finetune
+
+        started = start_finetune(model, store, manifest, cfg, device, init=ckpt is None and cfg.init_from is None)
+    if ckpt is None:  # a resumed run has its own weights
+        _warm_start(model, store, cfg, manifest.labels)
+    model = model.to(device)
+    if cfg.channels_last and device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(_param_groups(model, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # Each loader worker drops its own last partial batch, so an epoch has at most n // batch steps; a split
+    # smaller than a batch keeps its partial batches, at most one per worker.
+    drop_last = n_train > cfg.batch_size
+    steps_per_epoch = n_train // cfg.batch_size if drop_last else max(1, min(cfg.num_workers, len(train_ds.units)))
+    if cfg.max_steps_per_epoch is not None:
+        steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
+    sched = _scheduler(opt, cfg, steps_per_epoch * cfg.epochs)
+    state: dict[str, Any] = {"epoch": 0, "best_acc": -1.0, "best_epoch": 0, "bad_epochs": 0, "history": []}
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        sched.load_state_dict(ckpt["scheduler"])
+        state = ckpt["state"]
+        log.info("resuming run %s after epoch %d", run_id, state["epoch"])
+    log.info("run %s trains on %s", run_id, device)
+    store.write_json(run_config_key(run_id), {"train": dataclasses.asdict(cfg), "dataset_id": manifest.dataset_id})
+
+    bundle_base = {**model_record(manifest, cfg, run_id, norm), **started}
+    epochs_this_call, seg_seen, train_s = 0, 0, 0.0
+    while state["epoch"] < cfg.epochs and (cfg.patience is None or state["bad_epochs"] < cfg.patience):
+        epoch = state["epoch"] + 1
+        gen = _seed_epoch(cfg.seed, epoch)
+        train_ds.set_epoch(epoch)
+        loader = _loader(train_ds, cfg, device, gen, drop_last=drop_last)
+        t0 = time.perf_counter()
+        loss, seen = _train_epoch(model, loader, opt, sched, norm, cfg, device)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        train_s += time.perf_counter() - t0
+        if seen == 0:
+            raise DataError(
+                f"epoch {epoch} had no full batch of {cfg.batch_size}: each of the {loader.num_workers} loader "
+                f"workers read fewer of the {n_train} training segments; lower batch_size or num_workers"
+            )
+        seg_seen += seen
+        val_acc = stream_accuracy(model, val_loader, norm, device=device, window=val_window)
+        improved = val_acc > state["best_acc"]
+        metrics = {"epoch": epoch, "train_loss": loss, "val_accuracy": val_acc, "lr": float(sched.get_last_lr()[0])}
+        state["history"].append(metrics)
+        state["epoch"] = epoch
+        state["bad_epochs"] = 0 if improved else state["bad_epochs"] + 1
+        if improved:
+            state["best_acc"], state["best_epoch"] = val_acc, epoch
+            write_model(store, run_id, model.state_dict(), {**bundle_base, "epoch": epoch})
+        _save_checkpoint(
+            store,
+            ckpt_key,
+            {
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(),
+                "normalizer": norm.to_dict(),
+                "config": dataclasses.asdict(cfg),
+                "dataset_id": manifest.dataset_id,
+                "state": state,
+            },
+        )
+        log.info("epoch %d: loss %.4f, val accuracy %.3f%s", epoch, loss, val_acc, " (best)" if improved else "")
+        if on_epoch is not None:
+            on_epoch(epoch, metrics)
+        epochs_this_call += 1
+        if stop_after is not None and epochs_this_call >= stop_after:
+            break
+    result = TrainResult(
+        run_id=run_id,
+        model_uri=store.uri(model_key),
+        epochs=state["epoch"],
+        best_epoch=state["best_epoch"],
+        best_val_accuracy=state["best_acc"],
+        history=state["history"],
+        segments_per_s=seg_seen / train_s if train_s > 0 else 0.0,
+        new_epochs=epochs_this_call,
+        device=str(device),
+    )
+    if state["epoch"] >= cfg.epochs or (cfg.patience is not None and state["bad_epochs"] >= cfg.patience):
+        _finish(store, run_id, cfg, manifest, result, keep_checkpoint=keep_checkpoint)
+    return result
+
+
+def _finish(
+    store: Store, run_id: str, cfg: TrainConfig, manifest: Manifest, result: TrainResult, *, keep_checkpoint: bool
+) -> None:
+    """Record the finished run (first: a crash before the checkpoint goes leaves both, and the record wins), then
+    remove the checkpoint: the best model is in model.safetensors, and the optimizer's state only resumes."""
+    record = {"config": dataclasses.asdict(cfg), "dataset_id": manifest.dataset_id}
+    store.write_json(finished_key(run_id), {**record, "result": dataclasses.asdict(result)})
+    if not keep_checkpoint:
+        store.delete(checkpoint_key(run_id))
+
+
+def _finished(store: Store, run_id: str, cfg: TrainConfig, manifest: Manifest) -> TrainResult | None:
+    """The result of run `run_id` if it finished already with this config on this dataset; None if it did not."""
+    key = finished_key(run_id)
+    if not store.exists(key):
+        return None
+    record = store.read_json(key)
+    if record["config"] != dataclasses.asdict(cfg) or record["dataset_id"] != manifest.dataset_id:
+        raise ModelError(f"{store.uri(key)} was written with another config or dataset; use a new run id to start over")
+    result = TrainResult(**{**record["result"], "new_epochs": 0, "segments_per_s": 0.0})
+    log.info("run %s finished already (epoch %d, the best %d); nothing to train", run_id, result.epochs,
+             result.best_epoch)  # fmt: skip
+    return result
+
+
+def model_record(manifest: Manifest, cfg: TrainConfig, run_id: str, norm: Normalizer) -> dict[str, Any]:
+    """What model.json holds of every run besides its weights and epoch: enough to predict (see models.files)."""
+    return {
+        "model": cfg.model,
+        "num_classes": len(manifest.labels),
+        "dropout": cfg.dropout,
+        "labels": manifest.labels,
+        "normalizer": norm.to_dict(),
+        "feature_config": manifest.feature_config,
+        "segment_config": manifest.segment_config,
+        "dataset_id": manifest.dataset_id,
+        "catalog_version": manifest.catalog_version,
+        "train_config": dataclasses.asdict(cfg),
+        "run_id": run_id,
+    }
+
+
+def _seeded_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
+    torch.manual_seed(cfg.seed)
+    return create_model(cfg.model, num_classes=num_classes, dropout=cfg.dropout)
+
+
+def _warm_start(model: nn.Module, store: Store, cfg: TrainConfig, labels: list[str]) -> None:
+    """Start `model` from the weights of run `cfg.init_from`. The classifier's rows follow the genres by name: a genre
+    the old model knew keeps its row, a new genre keeps its fresh random one."""
+    run_id = cfg.init_from
+    if run_id is None:
+        return
+    state, bundle = read_model(store, weights_key(run_id))
+    if bundle["model"] != cfg.model:
+        raise ConfigError(f"init_from={run_id!r} is a {bundle['model']} model; this run trains {cfg.model}")
+    old_labels: list[str] = bundle["labels"]
+    head = _head_prefix(model)
+    with torch.no_grad():
+        for k, v in model.state_dict().items():  # the tensors of the model itself
+            if k.startswith(head):
+                for i, genre in enumerate(labels):
+                    if genre in old_labels:
+                        v[i] = state[k][old_labels.index(genre)]
+            elif k in state and state[k].shape == v.shape:
+                v.copy_(state[k])
+            else:
+                raise ModelError(f"run {run_id}'s weights do not fit this {cfg.model} ({k})")
+    kept = sum(g in old_labels for g in labels)
+    log.info("warm start from run %s: %d of %d genres keep their classifier rows", run_id, kept, len(labels))
+
+
+def _head_prefix(model: nn.Module) -> str:
+    """The state-dict prefix of the classifier (the last Linear layer)."""
+    name = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)][-1]
+    return f"{name}."

@@ -1,0 +1,63 @@
+"""The library's packages follow the data's path, and no import runs back up it: a package imports only those
+before it (`LAYERS`), and only the app layer (the `genreclf` command) imports the flows it runs."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parents[1]
+# Lowest first. "core": the modules at genreclf's top level (errors, settings, retry, interrupts, progress).
+LAYERS = ["core", "store", "ingest", "sources", "acquisition", "datasets", "models", "reports", "labels", "app"]
+# A plain config dataclass the settings read from the environment (it imports only genreclf.retry).
+CORE_TOO = {"genreclf.sources.youtube_config"}
+
+
+def _layer(module: str) -> str | None:
+    parts = module.split(".")
+    if parts[0] != "genreclf":
+        return None
+    if module in CORE_TOO or len(parts) < 2 or parts[1] not in LAYERS:
+        return "core"
+    return parts[1]
+
+
+def _imports(path: Path) -> list[tuple[str, int]]:
+    """Every absolute import in the file, at any depth (function-level ones too), with its line."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [f"{node.module}.{a.name}" for a in node.names] if node.module == "genreclf" else [node.module]
+            found += [(name, node.lineno) for name in names]
+        elif isinstance(node, ast.Import):
+            found += [(a.name, node.lineno) for a in node.names]
+    return found
+
+
+def _module(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = sorted((ROOT / "genreclf").rglob("*.py"))
+
+
+def test_the_packages_are_the_layers() -> None:
+    packages = {p.name for p in (ROOT / "genreclf").iterdir() if (p / "__init__.py").exists()}
+    assert packages == set(LAYERS) - {"core"}
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: _module(p))
+def test_no_import_runs_back_up_the_data_path(path: Path) -> None:
+    module = _module(path)
+    mine = LAYERS.index(_layer(module) or "core")
+    upward = [
+        f"line {line}: {target}"
+        for target, line in _imports(path)
+        if (layer := _layer(target)) is not None and LAYERS.index(layer) > mine
+    ]
+    runs_flows = [f"line {line}: {t}" for t, line in _imports(path) if t.split(".")[0] in ("flows", "tasks")]
+    assert not upward, f"{module} ({LAYERS[mine]}) imports a later layer: {upward}"
+    assert _layer(module) == "app" or not runs_flows, f"{module} imports flows or tasks: {runs_flows}"
