@@ -37,8 +37,8 @@ def main() -> None:
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="a training field (JSON value)")
     args = p.parse_args()
 
-    from flows.params import DatasetParams, TrainParams
-    from flows.pipeline import pipeline
+    from genreclf.flows.params import DatasetParams, TrainParams
+    from genreclf.flows.pipeline import pipeline
 
     dataset = DatasetParams.small() if args.small else DatasetParams()
     if args.split_file:

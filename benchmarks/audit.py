@@ -32,7 +32,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from flows.params import DatasetParams
+from genreclf.flows.params import DatasetParams
+
 from genreclf.datasets.build import build_dataset
 from genreclf.datasets.manifest import Manifest
 from genreclf.ingest import catalog

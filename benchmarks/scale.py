@@ -6,9 +6,9 @@ For each size N it synthesizes a folder catalog of N tracks (4 genres, `--second
 into a catalog version, and builds the dataset (DatasetParams.small) two ways, each in a fresh process on a fresh
 store, one after the other:
 
-  flow      flows.build_dataset.build_dataset(version, params=DatasetParams.small(), storage_url=STORE) against a
-            real Prefect server (`prefect server start` on a free loopback port, SQLite in a temporary PREFECT_HOME),
-            started once for the whole benchmark and stopped at the end;
+  flow      genreclf.flows.build_dataset.build_dataset(version, params=DatasetParams.small(), storage_url=STORE)
+            against a real Prefect server (`prefect server start` on a free loopback port, SQLite in a temporary
+            PREFECT_HOME), started once for the whole benchmark and stopped at the end;
   library   genreclf.datasets.build.build_dataset, the same stages with no Prefect: acquisition in batches, the
             plan, the shards, the manifest, on thread pools of os.cpu_count() workers as the flow's task runners, the
             decoded samples handed from acquisition to the shards as the flow's tasks do (DecodedAudio).
@@ -65,15 +65,16 @@ def log(message: str) -> None:
 
 # ---- the two ways, each run in a child process --------------------------------------------------------------------
 def build_with_flow(store_url: str, version: str) -> str:
-    from flows.build_dataset import build_dataset
-    from flows.params import DatasetParams
+    from genreclf.flows.build_dataset import build_dataset
+    from genreclf.flows.params import DatasetParams
 
     return build_dataset(version, params=DatasetParams.small(), storage_url=store_url)
 
 
 def build_with_library(store_url: str, version: str) -> str:
     """What flows/build_dataset.build_dataset does for a catalog version without a split file, without Prefect."""
-    from flows.params import DatasetParams  # pydantic only: `flows` itself never imports Prefect
+    from genreclf.flows.params import DatasetParams  # pydantic only: `flows` itself never imports Prefect
+
     from genreclf.datasets.build import build_dataset
     from genreclf.store.storage import Store
 
@@ -86,10 +87,10 @@ def build_with_library(store_url: str, version: str) -> str:
 
 def child(way: str, store_url: str, version: str, result_path: Path) -> None:
     # Imported before the clock starts, so `call` is the build alone; the process's wall and CPU include them.
-    import flows.params  # both: DatasetParams, genreclf.models.training and the models
+    import genreclf.flows.params  # both: DatasetParams, genreclf.models.training and the models
 
     if way == "flow":
-        import flows.build_dataset  # noqa: F401
+        import genreclf.flows.build_dataset
     else:
         import genreclf.acquisition.acquire
         import genreclf.datasets.dataset  # noqa: F401
@@ -329,7 +330,9 @@ def fmt_bytes(n: float) -> str:
 def print_table(results: dict[int, dict[str, list[Run]]], *, cores: int, repeat: int, seconds: float) -> None:
     print(f"build-dataset (DatasetParams.small), {seconds:g}-second synthetic tracks, 4 genres; {cores} cores "
           f"(os.cpu_count()), machine shared with other work")  # fmt: skip
-    print("flow: flows.build_dataset.build_dataset in a fresh process against a local Prefect server (SQLite);")
+    print(
+        "flow: genreclf.flows.build_dataset.build_dataset in a fresh process against a local Prefect server (SQLite);"
+    )
     print("library: the same library calls in a fresh process, thread pools of os.cpu_count() workers.")
     print("wall and CPU: the whole child process (interpreter start to exit); call: the build call inside it.")
     print("extra CPU = flow process CPU - library process CPU; server CPU: the server's, until it recorded the run.")

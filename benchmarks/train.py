@@ -31,7 +31,9 @@ from genreclf.datasets.features import FeatureConfig
 from genreclf.datasets.loader import StreamingSegments
 from genreclf.datasets.manifest import Manifest, write_manifest
 from genreclf.datasets.shards import SegmentRows, write_shard
-from genreclf.models.training import TrainConfig, fit, pick_device
+from genreclf.models.inference import pick_device
+from genreclf.models.runs import TrainConfig
+from genreclf.models.training import fit
 from genreclf.store.storage import Store
 
 

@@ -36,12 +36,13 @@ def main() -> None:
     p.add_argument("--small", action="store_true", help="3 s windows, 64 mels, a CPU-sized run")
     args = p.parse_args()
 
-    from flows.build_dataset import build_dataset
-    from flows.nightly import nightly_retrain
-    from flows.params import DatasetParams, TrainParams
-    from flows.pipeline import pipeline
+    from genreclf.flows.build_dataset import build_dataset
+    from genreclf.flows.nightly import nightly_retrain
+    from genreclf.flows.params import DatasetParams, TrainParams
+    from genreclf.flows.pipeline import pipeline
+    from genreclf.tasks.catalog import scan_folder_catalog
+
     from genreclf.store.keys import report_key
-    from tasks.catalog import scan_folder_catalog
 
     dataset = DatasetParams.small() if args.small else DatasetParams()
     dataset = dataset.model_copy(update={"split_file": args.split_file})

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Literal, cast
 
+from genreclf.tasks.spotify import crawl_playlist, lookup_artist_genres, write_catalog
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 from prefect.blocks.system import Secret
@@ -13,7 +14,6 @@ from genreclf.errors import ConfigError, SourceError
 from genreclf.settings import get_settings
 from genreclf.sources import spotify
 from genreclf.store.storage import Store
-from tasks.spotify import crawl_playlist, lookup_artist_genres, write_catalog
 
 MAX_CONFLICT_ROWS = 500
 

@@ -20,7 +20,7 @@ from genreclf.acquisition.audio import SegmentConfig
 from genreclf.datasets.dataset import plan_dataset
 from genreclf.datasets.features import FeatureConfig
 from genreclf.labels.audit import AuditConfig
-from genreclf.models.training import TrainConfig
+from genreclf.models.runs import TrainConfig
 
 C = TypeVar("C")
 
@@ -168,7 +168,7 @@ _TrainFields: Any = derived_model("TrainFields", TrainConfig, checks=TRAIN_CHECK
 
 
 class TrainParams(_TrainFields):
-    """How the model is trained: the fields of genreclf.models.training.TrainConfig."""
+    """How the model is trained: the fields of genreclf.models.runs.TrainConfig."""
 
     def config(self) -> TrainConfig:
         return build(TrainConfig, self)

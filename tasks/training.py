@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
+from genreclf.tasks import CACHED
+from genreclf.tasks.progress import Progress
 from prefect import task
 
 from genreclf.datasets.manifest import read_manifest
-from genreclf.models import training
+from genreclf.models import runs, training
 from genreclf.reports import evaluation, registry
 from genreclf.store.storage import Store
-from tasks import CACHED
-from tasks.progress import Progress
 
 
 @task(name="fit", task_run_name="fit-{run_id}", cache_policy=CACHED, persist_result=True, retries=1,
       retry_delay_seconds=10)  # fmt: skip
 def fit_model(
-    storage_url: str, dataset_id: str, cfg: training.TrainConfig, run_id: str, keep_checkpoint: bool = False
-) -> training.TrainResult:
+    storage_url: str, dataset_id: str, cfg: runs.TrainConfig, run_id: str, keep_checkpoint: bool = False
+) -> runs.TrainResult:
     """Train (or resume) a run; a retry continues from the last epoch's checkpoint."""
     store = Store.open(storage_url)
     manifest = read_manifest(store, dataset_id)

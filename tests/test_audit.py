@@ -13,8 +13,8 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from genreclf.flows.params import DatasetParams
 
-from flows.params import DatasetParams
 from genreclf.app.cli import main
 from genreclf.app.demo import make_demo_catalog
 from genreclf.datasets import dataset
@@ -201,7 +201,7 @@ def test_genreclf_audit_runs_the_flow_then_reuses_it_and_accepts(
 
 @pytest.mark.usefixtures("prefect_server")
 def test_the_build_dataset_flow_applies_accepted_overrides(store: Store, capsys: pytest.CaptureFixture[str]) -> None:
-    from flows.build_dataset import build_dataset
+    from genreclf.flows.build_dataset import build_dataset
 
     base = catalog.resolve_version(store)
     audit_dataset(store, read_manifest(store))

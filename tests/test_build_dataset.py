@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from genreclf.flows.build_dataset import build_dataset
+from genreclf.flows.params import DatasetParams
 
-from flows.build_dataset import build_dataset
-from flows.params import DatasetParams
 from genreclf.app.demo import make_demo_catalog
 from genreclf.datasets import dataset
 from genreclf.datasets.loader import load_split

@@ -13,7 +13,8 @@ import soundfile as sf
 from genreclf.app.cli import main
 from genreclf.app.demo import make_demo_catalog
 from genreclf.models.baselines import knn_k
-from genreclf.models.training import TrainConfig, fit
+from genreclf.models.runs import TrainConfig
+from genreclf.models.training import fit
 from genreclf.reports import registry
 from genreclf.reports.evaluation import evaluate_run
 from genreclf.store.keys import CHAMPION_KEY, splits_key

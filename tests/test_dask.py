@@ -10,6 +10,8 @@ from uuid import UUID
 
 import pytest
 from distributed import Client, LocalCluster, get_task_stream
+from genreclf.flows.build_dataset import build_dataset
+from genreclf.flows.params import DatasetParams
 from prefect import get_client
 from prefect.client.schemas.filters import (
     FlowRunFilter,
@@ -18,8 +20,6 @@ from prefect.client.schemas.filters import (
     TaskRunFilterFlowRunId,
 )
 
-from flows.build_dataset import build_dataset
-from flows.params import DatasetParams
 from genreclf.app.demo import make_demo_catalog
 from genreclf.datasets.manifest import Manifest, read_manifest
 from genreclf.ingest import catalog

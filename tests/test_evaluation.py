@@ -3,7 +3,8 @@ import pytest
 
 from genreclf.errors import ConfigError, ModelError
 from genreclf.models.inference import track_scores
-from genreclf.models.training import TrainConfig, fit
+from genreclf.models.runs import TrainConfig
+from genreclf.models.training import fit
 from genreclf.reports import registry
 from genreclf.reports.evaluation import (
     classification_metrics,

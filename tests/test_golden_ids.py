@@ -22,7 +22,7 @@ from genreclf.ingest.catalog import CatalogRow
 from genreclf.ingest.overrides import Override, accept
 from genreclf.labels.audit import AuditConfig, audit_id_for
 from genreclf.models.embeddings import network_id
-from genreclf.models.training import TrainConfig, run_id_for
+from genreclf.models.runs import TrainConfig, run_id_for
 from genreclf.reports.registry import line_of
 from genreclf.sources.local import track_id_for
 from genreclf.sources.youtube_config import YoutubeConfig

@@ -8,13 +8,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from genreclf.flows.params import DatasetParams, TrainParams, derived_model
 from pydantic import Field, ValidationError
 
-from flows.params import DatasetParams, TrainParams, derived_model
 from genreclf.acquisition.audio import SegmentConfig
 from genreclf.datasets.dataset import plan_dataset
 from genreclf.datasets.features import FeatureConfig
-from genreclf.models.training import TrainConfig
+from genreclf.models.runs import TrainConfig
 
 # Dataset parameters that are no config's field (feature_sample_rate overrides FeatureConfig.sample_rate).
 BUILD_ONLY = {"split_seed", "shard_mb", "split_file", "feature_sample_rate"}
@@ -111,8 +111,8 @@ def test_presets_checks_and_copies_keep_working() -> None:
 
 
 def test_flows_take_the_parameters_as_json_and_the_ui_gets_a_form_of_every_field() -> None:
-    from flows.pipeline import pipeline
-    from flows.train import train
+    from genreclf.flows.pipeline import pipeline
+    from genreclf.flows.train import train
 
     given = {"dataset_id": "latest", "params": {"epochs": 5, "dropout": 0.5, "device": "cpu"}}
     params = train.validate_parameters(given)["params"]

@@ -3,9 +3,9 @@
 from pathlib import Path
 
 import pytest
+from genreclf.flows.params import DatasetParams, TrainParams
+from genreclf.flows.pipeline import pipeline
 
-from flows.params import DatasetParams, TrainParams
-from flows.pipeline import pipeline
 from genreclf.app.demo import make_demo_catalog
 from genreclf.datasets.manifest import read_manifest
 from genreclf.models.inference import pick_device

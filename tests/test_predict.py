@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from genreclf.flows.params import DatasetParams, TrainParams
 
-from flows.params import DatasetParams, TrainParams
 from genreclf.app.cli import main
 from genreclf.app.demo import make_demo_catalog
 from genreclf.errors import AudioError, ModelError, SourceError
@@ -33,7 +33,7 @@ pytestmark = pytest.mark.usefixtures("prefect_server")
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory, prefect_server: None) -> tuple[Store, Path]:
     """A champion small CNN trained by the pipeline on a demo catalog; returns (store, catalog folder)."""
-    from flows.pipeline import pipeline
+    from genreclf.flows.pipeline import pipeline
 
     root = make_demo_catalog(tmp_path_factory.mktemp("catalog"), tracks_per_genre=5, seconds=4.0)
     store_url = str(tmp_path_factory.mktemp("store"))
@@ -98,8 +98,7 @@ def test_out_of_distribution_catalog_is_scored_separately(trained: tuple[Store, 
 
 def test_predict_flow_stores_a_prediction_per_track(trained: tuple[Store, Path]) -> None:
     import polars as pl
-
-    from flows.predict import predict
+    from genreclf.flows.predict import predict
 
     store, _ = trained
     uri = predict(storage_url=store.url, device="cpu")

@@ -16,7 +16,8 @@ from genreclf.datasets.shards import SegmentRows, write_shard
 from genreclf.errors import ConfigError, ModelError
 from genreclf.models import inference, training
 from genreclf.models.inference import load_model
-from genreclf.models.training import TrainConfig, fit, run_id_for, spec_augment
+from genreclf.models.runs import TrainConfig, run_id_for
+from genreclf.models.training import fit, spec_augment
 from genreclf.store.storage import Store
 from tests.planted import plant_pickle
 from tests.tiny import FEAT, SEG, make_tiny_dataset

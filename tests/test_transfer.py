@@ -9,7 +9,7 @@ import torch
 from genreclf.acquisition.audio import SegmentConfig
 from genreclf.datasets.manifest import Manifest
 from genreclf.errors import ConfigError
-from genreclf.models import embeddings, inference, training
+from genreclf.models import embeddings, inference, runs, training
 from genreclf.models.embeddings import Embeddings
 from genreclf.models.files import weights_key
 from genreclf.models.musicnn import EMBEDDING_DIM, FEATURES
@@ -67,8 +67,8 @@ def frozen_run(musicnn_weights, tmp_path_factory) -> tuple[Store, Manifest, str]
     """(store, its tiny dataset at musicnn's features, the run id of a frozen head trained on it): made once."""
     store = Store.open(str(tmp_path_factory.mktemp("frozen") / "store"))
     manifest = make_tiny_dataset(store, feat=FEATURES, seg=SEG_3S, tracks_per_class=5)
-    cfg = training.TrainConfig(model="musicnn-msd")
-    run_id = training.run_id_for(manifest.dataset_id, cfg)
+    cfg = runs.TrainConfig(model="musicnn-msd")
+    run_id = runs.run_id_for(manifest.dataset_id, cfg)
     result = training.fit(store, manifest, cfg, run_id=run_id)
     assert result.new_epochs == 1 and result.best_val_accuracy == 1.0  # the classes light up different bands
     return store, manifest, run_id
@@ -88,18 +88,18 @@ def test_a_frozen_head_trains_saves_and_is_evaluated_like_any_model(frozen_run, 
     assert store.read_parquet(key).num_rows == manifest.rows()
     before = store.read_bytes(key)
     caplog.set_level("INFO", logger="genreclf.models.embeddings")
-    again = training.fit(store, manifest, training.TrainConfig(model="musicnn-msd", seed=1), run_id="seed1")
+    again = training.fit(store, manifest, runs.TrainConfig(model="musicnn-msd", seed=1), run_id="seed1")
     assert again.new_epochs == 1 and store.read_bytes(key) == before
     assert "1 shards reused, 0 computed" in caplog.text
     # The same run id is not fitted again.
-    assert training.fit(store, manifest, training.TrainConfig(model="musicnn-msd"), run_id=run_id).new_epochs == 0
+    assert training.fit(store, manifest, runs.TrainConfig(model="musicnn-msd"), run_id=run_id).new_epochs == 0
 
 
 def test_a_dataset_without_the_networks_features_is_refused_with_what_to_do(musicnn_weights, tmp_path) -> None:
     store = Store.open(str(tmp_path / "store"))
     manifest = make_tiny_dataset(store)
     with pytest.raises(ConfigError, match=r"musicnn-msd needs its own input .*genreclf run --model musicnn-msd"):
-        training.fit(store, manifest, training.TrainConfig(model="musicnn-msd"), run_id="r")
+        training.fit(store, manifest, runs.TrainConfig(model="musicnn-msd"), run_id="r")
     assert not store.exists(weights_key("r"))
 
 
@@ -112,7 +112,7 @@ def test_embeddings_are_keyed_by_the_weights(musicnn_weights) -> None:
 def test_fine_tuning_starts_from_the_network_and_a_probed_head_and_resumes(musicnn_weights, tmp_path) -> None:
     store = Store.open(str(tmp_path / "store"))
     manifest = make_tiny_dataset(store, feat=FEATURES, seg=SEG_3S, tracks_per_class=4)
-    cfg = training.TrainConfig(model="musicnn-msd", finetune=True, epochs=2, batch_size=8, crops_per_segment=1,
+    cfg = runs.TrainConfig(model="musicnn-msd", finetune=True, epochs=2, batch_size=8, crops_per_segment=1,
                                max_steps_per_epoch=2, lr=1e-3)  # fmt: skip
     first = training.fit(store, manifest, cfg, run_id="ft", stop_after=1)
     assert first.epochs == 1 and first.best_val_accuracy == 1.0  # the probed head is right from the first epoch

@@ -16,7 +16,7 @@ from genreclf import interrupts
 from genreclf.errors import ConfigError, GenreclfError, ModelError
 
 if TYPE_CHECKING:
-    from flows.pipeline import PipelineResult
+    from genreclf.flows.pipeline import PipelineResult
     from genreclf.reports.predict import Predictor
 
 
@@ -61,8 +61,8 @@ def _run_pipeline(catalog_dir: Path, args: argparse.Namespace) -> int:
     _check_weights(args.model)
     if args.finetune and not is_pretrained(args.model):
         raise ConfigError(f"--finetune fine-tunes a pretrained network; {args.model} is trained from scratch anyway")
-    from flows.params import DatasetParams, TrainParams
-    from flows.pipeline import pipeline
+    from genreclf.flows.params import DatasetParams, TrainParams
+    from genreclf.flows.pipeline import pipeline
 
     dataset = DatasetParams.small() if args.small else DatasetParams()
     if getattr(args, "split_file", None):

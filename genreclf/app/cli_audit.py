@@ -84,9 +84,9 @@ def _audit(store: Store, manifest: Manifest, *, fresh: bool) -> AuditReport:
         print(f"audit {stored.audit_id} of dataset {manifest.dataset_id} is stored (made {stored.created_at[:19]}); "
               "--fresh audits again", file=sys.stderr)  # fmt: skip
         return stored
-    from flows.audit import audit
     from genreclf.app.console import live_stages
     from genreclf.app.prefect_setup import prefect_api
+    from genreclf.flows.audit import audit
 
     with prefect_api(), live_stages(verbose=False):
         audit_id = audit(manifest.dataset_id, storage_url=store.url, fresh=fresh)

@@ -133,7 +133,9 @@ def _app_credentials(args: argparse.Namespace, command: str) -> Credentials:
 
     block = getattr(args, "secret_block", None)
     if block:
-        from flows.ingest_spotify import credentials_from_block  # the flow's reading of the block (and its errors)
+        from genreclf.flows.ingest_spotify import (
+            credentials_from_block,  # the flow's reading of the block (and its errors)
+        )
 
         creds = credentials_from_block(block)
         return creds if creds is not None else Credentials()
@@ -164,7 +166,7 @@ def cmd_ingest_spotify(args: argparse.Namespace) -> int:
                 f"--auth user needs a user token and there is none at {spotify.token_path(settings)}: run "
                 "`genreclf spotify-login` once (or pass --secret-block NAME holding a refresh_token)"
             )
-    from flows.ingest_spotify import ingest_spotify  # flows/__init__ sets Prefect up for genreclf first
+    from genreclf.flows.ingest_spotify import ingest_spotify  # flows/__init__ sets Prefect up for genreclf first
 
     _say(f"Crawling {len(config.playlists)} playlists for {len(config.genres)} genres into {store.url} ...")
     from genreclf.app.prefect_setup import prefect_api

@@ -19,6 +19,7 @@ from genreclf.datasets.loader import Normalizer, window_starts
 from genreclf.errors import ConfigError, ModelError
 from genreclf.models import create_model, is_pretrained
 from genreclf.models.files import read_model
+from genreclf.models.runs import crop_frames
 from genreclf.store.storage import Store
 
 log = logging.getLogger(__name__)
@@ -64,11 +65,6 @@ def _configured_device() -> str | None:
         log.warning("pydantic-settings is not installed, so GENRECLF_DEVICE is not read; pass a device instead")
         return None
     return get_settings().device
-
-
-def crop_frames(crop_s: float, *, sample_rate: int, hop_length: int) -> int:
-    """Spectrogram frames of a crop of `crop_s` seconds."""
-    return max(1, round(crop_s * sample_rate / hop_length))
 
 
 def eval_window(train_config: dict[str, Any], feature_config: dict[str, Any]) -> int | None:

@@ -9,7 +9,7 @@ import pickle
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -23,92 +23,12 @@ from genreclf.datasets.manifest import Manifest
 from genreclf.errors import ConfigError, DataError, ModelError
 from genreclf.models import create_model, is_pretrained
 from genreclf.models.files import check_run_id, read_model, weights_key, write_model
-from genreclf.models.inference import crop_frames, eval_window, resolve_device, stream_accuracy
-from genreclf.store.keys import checkpoint_key, content_id, finished_key, run_config_key
+from genreclf.models.inference import eval_window, resolve_device, stream_accuracy
+from genreclf.models.runs import TrainConfig, TrainResult
+from genreclf.store.keys import checkpoint_key, finished_key, run_config_key
 from genreclf.store.storage import Store
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """How a model is trained; saved beside every checkpoint."""
-
-    model: str = "resnet18"  # or a pretrained network's classifier: musicnn-msd, musicnn-mtt
-    # Pretrained models only: False trains a head on the frozen network's embeddings (seconds on a CPU); True
-    # fine-tunes the whole network.
-    finetune: bool = False
-    # Frozen heads only: once chosen on val, the head is fitted again on train + val (more of a small catalog's
-    # labels; the validation figure reported is the one it was chosen on, from train alone).
-    head_refit: bool = True
-    # Pretrained models fine-tuned: the network's learning rate as a fraction of `lr` (its head's).
-    backbone_lr_scale: float = 0.1
-    epochs: int = 15
-    batch_size: int = 32
-    lr: float = 3e-3
-    weight_decay: float = 1e-2
-    schedule: str = "onecycle"  # or "cosine"
-    crop_s: float = 3.0
-    # Random crops of each training segment an epoch sees: a 30 s segment holds ten 3 s crops, and one an epoch
-    # left a small catalog's model under-trained (GTZAN val, benchmarks/accuracy.py).
-    crops_per_segment: int = 8
-    # Score a segment as the mean logits of crop-long windows, as the model saw in training;
-    # False: the whole segment at once.
-    eval_crops: bool = True
-    label_smoothing: float = 0.1
-    dropout: float = 0.3
-    specaugment: bool = True
-    freq_mask: int = 16  # widest frequency mask, in mel bands
-    time_mask: int = 24  # widest time mask, in frames
-    mixup_alpha: float = 0.0  # 0 turns mixup off
-    gain_db: float = 0.0  # random gain of each training crop, uniform in +-gain_db (0 turns it off)
-    # Epochs without a better validation accuracy before stopping; None: every epoch. On a small validation split
-    # the accuracy jumps, and stopping early kept an epoch-3 model trained at the schedule's peak (GTZAN val).
-    patience: int | None = None
-    seed: int = 0
-    # A finished run whose model starts this one (fine-tuning on a grown dataset), instead of random weights.
-    init_from: str | None = None
-    num_workers: int = 0
-    device: str | None = None  # None: GENRECLF_DEVICE if set, else CUDA when there is one, else the CPU
-    max_steps_per_epoch: int | None = None  # cap for smoke runs
-    amp: bool = True  # bf16 autocast on CUDA
-    channels_last: bool = True  # NHWC memory format on CUDA
-    # Segments each loader worker holds to shuffle across row groups (30 s float16 segments: ~85 MB per worker).
-    shuffle_buffer: int = 256
-
-    @property
-    def frozen_head(self) -> bool:
-        """A head fitted on a frozen pretrained network's embeddings: one fit, no epochs."""
-        return is_pretrained(self.model) and not self.finetune
-
-    def crop_frames(self, *, sample_rate: int, hop_length: int) -> int:
-        return crop_frames(self.crop_s, sample_rate=sample_rate, hop_length=hop_length)
-
-
-# Bumped when how a frozen head is chosen and fitted (genreclf.models.transfer) changes: a frozen head's run id names
-# it, so a stored head made the old way is not taken for the new one. (ResNet runs resume from checkpoints instead.)
-FROZEN_HEAD_VERSION = 1
-
-
-def run_id_for(dataset_id: str, cfg: TrainConfig) -> str:
-    """Same dataset and config -> same run id, so a rerun resumes the run instead of starting another."""
-    inputs: list[Any] = [dataset_id, dataclasses.asdict(cfg)]
-    if cfg.frozen_head:
-        inputs.append({"frozen_head_version": FROZEN_HEAD_VERSION})
-    return f"{cfg.model}-{content_id(inputs, length=12)}"
-
-
-@dataclass
-class TrainResult:
-    run_id: str
-    model_uri: str
-    epochs: int
-    best_epoch: int
-    best_val_accuracy: float
-    history: list[dict[str, float]] = field(default_factory=list)
-    segments_per_s: float = 0.0  # training throughput of this call (loader + steps, not validation)
-    new_epochs: int = 0  # epochs trained by this call (0 when the run had already finished)
-    device: str = ""  # the device this call trained on ("cpu", "cuda", "cuda:1")
 
 
 def spec_augment(x: torch.Tensor, *, freq_mask: int, time_mask: int) -> torch.Tensor:
@@ -269,7 +189,6 @@ def fit(
     a run stores, unless `keep_checkpoint`; a rerun of a finished run returns its result without training.
     The device is `cfg.device`, else GENRECLF_DEVICE, else the best available (`resolve_device`); the result names it.
     """
-    pretrained = is_pretrained(cfg.model)
     if cfg.frozen_head:
         from genreclf.models.transfer import fit_frozen  # scikit-learn and the embeddings: only frozen heads need them
 
@@ -277,129 +196,174 @@ def fit(
         if on_epoch is not None and result.new_epochs:
             on_epoch(1, result.history[-1])
         return result
-    ckpt_key, model_key = checkpoint_key(check_run_id(run_id)), weights_key(run_id)
-    device = resolve_device(cfg.device)
-    n_train = manifest.rows("train") * cfg.crops_per_segment  # training examples an epoch
-    if n_train == 0:
+    check_run_id(run_id)
+    if manifest.rows("train") == 0:
         raise DataError(f"dataset {manifest.dataset_id} has no training segments")
-    val_split = "val" if manifest.rows("val") else "train"
-    if val_split == "train":  # a tiny dataset may have no validation groups; say so in the log
-        log.warning("dataset %s has no validation split; validating on the training split", manifest.dataset_id)
-    fc = manifest.feature_config
-    crop = min(cfg.crop_frames(sample_rate=fc["sample_rate"], hop_length=fc["hop_length"]), manifest.mel_shape[1])
-    if pretrained:  # crops of the patch the network was trained on
-        from genreclf.models.musicnn import PATCH_FRAMES
-
-        crop = min(PATCH_FRAMES, manifest.mel_shape[1])
-    val_window = eval_window(dataclasses.asdict(cfg), fc)  # as evaluation and predicting will score it
-    train_ds = StreamingSegments(store, manifest, "train", crop_frames=crop, crops_per_segment=cfg.crops_per_segment,
-                                 shuffle_buffer=cfg.shuffle_buffer, seed=cfg.seed)  # fmt: skip
-    val_loader = _loader(
-        StreamingSegments(store, manifest, val_split, train=False), cfg, device, torch.Generator().manual_seed(0)
-    )
     if (done := _finished(store, run_id, cfg, manifest)) is not None:
         return done
-    ckpt = _load_checkpoint(store, ckpt_key, device) if store.exists(ckpt_key) else None
-    if ckpt is not None and (ckpt["config"] != dataclasses.asdict(cfg) or ckpt["dataset_id"] != manifest.dataset_id):
-        raise ModelError(
-            f"{store.uri(ckpt_key)} was written with another config or dataset; use a new run id to start over"
-        )
-    if ckpt is not None:  # a resumed run need not read the split again
-        norm = Normalizer.from_dict(ckpt["normalizer"])
-    elif pretrained:  # the network normalizes its input itself (its first layer is a batch norm)
-        norm = Normalizer.identity(manifest.mel_shape[0])
-    else:
-        norm = _fit_normalizer(store, manifest, cfg, device)
-
-    model = _seeded_model(cfg, len(manifest.labels))
-    started: dict[str, Any] = {}
-    if pretrained:
-        from genreclf.models.transfer import start_finetune
-
-        started = start_finetune(model, store, manifest, cfg, device, init=ckpt is None and cfg.init_from is None)
-    if ckpt is None:  # a resumed run has its own weights
-        _warm_start(model, store, cfg, manifest.labels)
-    model = model.to(device)
-    if cfg.channels_last and device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-    opt = torch.optim.AdamW(_param_groups(model, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    # Each loader worker drops its own last partial batch, so an epoch has at most n // batch steps; a split
-    # smaller than a batch keeps its partial batches, at most one per worker.
-    drop_last = n_train > cfg.batch_size
-    steps_per_epoch = n_train // cfg.batch_size if drop_last else max(1, min(cfg.num_workers, len(train_ds.units)))
-    if cfg.max_steps_per_epoch is not None:
-        steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
-    sched = _scheduler(opt, cfg, steps_per_epoch * cfg.epochs)
-    state: dict[str, Any] = {"epoch": 0, "best_acc": -1.0, "best_epoch": 0, "bad_epochs": 0, "history": []}
-    if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
-        sched.load_state_dict(ckpt["scheduler"])
-        state = ckpt["state"]
-        log.info("resuming run %s after epoch %d", run_id, state["epoch"])
-    log.info("run %s trains on %s", run_id, device)
+    run = _Run.start(store, manifest, cfg, run_id)
+    log.info("run %s trains on %s", run_id, run.device)
     store.write_json(run_config_key(run_id), {"train": dataclasses.asdict(cfg), "dataset_id": manifest.dataset_id})
+    new_epochs, seen, train_s = run.epochs(cfg, on_epoch=on_epoch, stop_after=stop_after)
+    state = run.state
+    result = TrainResult(
+        run_id=run_id,
+        model_uri=store.uri(weights_key(run_id)),
+        epochs=state["epoch"],
+        best_epoch=state["best_epoch"],
+        best_val_accuracy=state["best_acc"],
+        history=state["history"],
+        segments_per_s=seen / train_s if train_s > 0 else 0.0,
+        new_epochs=new_epochs,
+        device=str(run.device),
+    )
+    if state["epoch"] >= cfg.epochs or (cfg.patience is not None and state["bad_epochs"] >= cfg.patience):
+        _finish(store, run_id, cfg, manifest, result, keep_checkpoint=keep_checkpoint)
+    return result
 
-    bundle_base = {**model_record(manifest, cfg, run_id, norm), **started}
-    epochs_this_call, seg_seen, train_s = 0, 0, 0.0
-    while state["epoch"] < cfg.epochs and (cfg.patience is None or state["bad_epochs"] < cfg.patience):
-        epoch = state["epoch"] + 1
-        gen = _seed_epoch(cfg.seed, epoch)
-        train_ds.set_epoch(epoch)
-        loader = _loader(train_ds, cfg, device, gen, drop_last=drop_last)
-        t0 = time.perf_counter()
-        loss, seen = _train_epoch(model, loader, opt, sched, norm, cfg, device)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        train_s += time.perf_counter() - t0
-        if seen == 0:
-            raise DataError(
-                f"epoch {epoch} had no full batch of {cfg.batch_size}: each of the {loader.num_workers} loader "
-                f"workers read fewer of the {n_train} training segments; lower batch_size or num_workers"
+
+@dataclass
+class _Run:
+    """A training run in progress: its data, model, optimizer and schedule, and where its epochs are (`state`)."""
+
+    store: Store
+    manifest: Manifest
+    run_id: str
+    device: torch.device
+    train_ds: StreamingSegments
+    val_loader: DataLoader[tuple[torch.Tensor, int]]
+    val_window: int | None
+    norm: Normalizer
+    model: nn.Module
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LRScheduler
+    drop_last: bool
+    config: dict[str, Any]  # the TrainConfig, as checkpoints hold it
+    record: dict[str, Any]  # what model.json holds besides the epoch
+    state: dict[str, Any]
+
+    @classmethod
+    def start(cls, store: Store, manifest: Manifest, cfg: TrainConfig, run_id: str) -> _Run:
+        """Everything an epoch needs, from the run's checkpoint when it has one (a resumed run), else afresh."""
+        pretrained = is_pretrained(cfg.model)
+        device = resolve_device(cfg.device)
+        n_train = manifest.rows("train") * cfg.crops_per_segment  # training examples an epoch
+        val_split = "val" if manifest.rows("val") else "train"
+        if val_split == "train":  # a tiny dataset may have no validation groups; say so in the log
+            log.warning("dataset %s has no validation split; validating on the training split", manifest.dataset_id)
+        fc = manifest.feature_config
+        crop = min(cfg.crop_frames(sample_rate=fc["sample_rate"], hop_length=fc["hop_length"]), manifest.mel_shape[1])
+        if pretrained:  # crops of the patch the network was trained on
+            from genreclf.models.musicnn import PATCH_FRAMES
+
+            crop = min(PATCH_FRAMES, manifest.mel_shape[1])
+        train_ds = StreamingSegments(store, manifest, "train", crop_frames=crop,
+                                     crops_per_segment=cfg.crops_per_segment, shuffle_buffer=cfg.shuffle_buffer,
+                                     seed=cfg.seed)  # fmt: skip
+        val_loader = _loader(
+            StreamingSegments(store, manifest, val_split, train=False), cfg, device, torch.Generator().manual_seed(0)
+        )
+        ckpt_key = checkpoint_key(run_id)
+        ckpt = _load_checkpoint(store, ckpt_key, device) if store.exists(ckpt_key) else None
+        if ckpt is not None and (
+            ckpt["config"] != dataclasses.asdict(cfg) or ckpt["dataset_id"] != manifest.dataset_id
+        ):
+            raise ModelError(
+                f"{store.uri(ckpt_key)} was written with another config or dataset; use a new run id to start over"
             )
-        seg_seen += seen
-        val_acc = stream_accuracy(model, val_loader, norm, device=device, window=val_window)
+        if ckpt is not None:  # a resumed run need not read the split again
+            norm = Normalizer.from_dict(ckpt["normalizer"])
+        elif pretrained:  # the network normalizes its input itself (its first layer is a batch norm)
+            norm = Normalizer.identity(manifest.mel_shape[0])
+        else:
+            norm = _fit_normalizer(store, manifest, cfg, device)
+
+        model = _seeded_model(cfg, len(manifest.labels))
+        started: dict[str, Any] = {}
+        if pretrained:
+            from genreclf.models.transfer import start_finetune
+
+            init = ckpt is None and cfg.init_from is None
+            started = start_finetune(model, store, manifest, cfg, device, init=init)
+        if ckpt is None:  # a resumed run has its own weights
+            _warm_start(model, store, cfg, manifest.labels)
+        model = model.to(device)
+        if cfg.channels_last and device.type == "cuda":
+            model = model.to(memory_format=torch.channels_last)
+        opt = torch.optim.AdamW(_param_groups(model, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        # Each loader worker drops its own last partial batch, so an epoch has at most n // batch steps; a split
+        # smaller than a batch keeps its partial batches, at most one per worker.
+        drop_last = n_train > cfg.batch_size
+        steps = n_train // cfg.batch_size if drop_last else max(1, min(cfg.num_workers, len(train_ds.units)))
+        if cfg.max_steps_per_epoch is not None:
+            steps = min(steps, cfg.max_steps_per_epoch)
+        sched = _scheduler(opt, cfg, steps * cfg.epochs)
+        state: dict[str, Any] = {"epoch": 0, "best_acc": -1.0, "best_epoch": 0, "bad_epochs": 0, "history": []}
+        if ckpt is not None:
+            model.load_state_dict(ckpt["model"])
+            opt.load_state_dict(ckpt["optimizer"])
+            sched.load_state_dict(ckpt["scheduler"])
+            state = ckpt["state"]
+            log.info("resuming run %s after epoch %d", run_id, state["epoch"])
+        val_window = eval_window(dataclasses.asdict(cfg), fc)  # as evaluation and predicting will score it
+        record = {**model_record(manifest, cfg, run_id, norm), **started}
+        return cls(store, manifest, run_id, device, train_ds, val_loader, val_window, norm, model, opt, sched,
+                   drop_last, dataclasses.asdict(cfg), record, state)  # fmt: skip
+
+    def epochs(
+        self,
+        cfg: TrainConfig,
+        *,
+        on_epoch: Callable[[int, dict[str, float]], None] | None,
+        stop_after: int | None,
+    ) -> tuple[int, int, float]:
+        """Train epochs until the last, early stopping, or `stop_after` of this call; checkpoint after each, save
+        the model at each better one. Returns (epochs trained, segments seen, seconds training)."""
+        state, n_train = self.state, self.manifest.rows("train") * cfg.crops_per_segment
+        new_epochs, seen_all, train_s = 0, 0, 0.0
+        while state["epoch"] < cfg.epochs and (cfg.patience is None or state["bad_epochs"] < cfg.patience):
+            epoch = state["epoch"] + 1
+            self.train_ds.set_epoch(epoch)
+            loader = _loader(self.train_ds, cfg, self.device, _seed_epoch(cfg.seed, epoch), drop_last=self.drop_last)
+            t0 = time.perf_counter()
+            loss, seen = _train_epoch(self.model, loader, self.opt, self.sched, self.norm, cfg, self.device)
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            train_s += time.perf_counter() - t0
+            if seen == 0:
+                raise DataError(
+                    f"epoch {epoch} had no full batch of {cfg.batch_size}: each of the {loader.num_workers} loader "
+                    f"workers read fewer of the {n_train} training segments; lower batch_size or num_workers"
+                )
+            seen_all += seen
+            metrics = self._validated(epoch, loss)
+            log.info("epoch %d: loss %.4f, val accuracy %.3f%s", epoch, loss, metrics["val_accuracy"],
+                     " (best)" if state["best_epoch"] == epoch else "")  # fmt: skip
+            if on_epoch is not None:
+                on_epoch(epoch, metrics)
+            new_epochs += 1
+            if stop_after is not None and new_epochs >= stop_after:
+                break
+        return new_epochs, seen_all, train_s
+
+    def _validated(self, epoch: int, loss: float) -> dict[str, float]:
+        """Score the epoch on the validation split, record it, save the model if it is the best yet, checkpoint."""
+        state = self.state
+        val_acc = stream_accuracy(self.model, self.val_loader, self.norm, device=self.device, window=self.val_window)
         improved = val_acc > state["best_acc"]
-        metrics = {"epoch": epoch, "train_loss": loss, "val_accuracy": val_acc, "lr": float(sched.get_last_lr()[0])}
+        lr = float(self.sched.get_last_lr()[0])
+        metrics = {"epoch": epoch, "train_loss": loss, "val_accuracy": val_acc, "lr": lr}
         state["history"].append(metrics)
         state["epoch"] = epoch
         state["bad_epochs"] = 0 if improved else state["bad_epochs"] + 1
         if improved:
             state["best_acc"], state["best_epoch"] = val_acc, epoch
-            write_model(store, run_id, model.state_dict(), {**bundle_base, "epoch": epoch})
-        _save_checkpoint(
-            store,
-            ckpt_key,
-            {
-                "model": model.state_dict(),
-                "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict(),
-                "normalizer": norm.to_dict(),
-                "config": dataclasses.asdict(cfg),
-                "dataset_id": manifest.dataset_id,
-                "state": state,
-            },
-        )
-        log.info("epoch %d: loss %.4f, val accuracy %.3f%s", epoch, loss, val_acc, " (best)" if improved else "")
-        if on_epoch is not None:
-            on_epoch(epoch, metrics)
-        epochs_this_call += 1
-        if stop_after is not None and epochs_this_call >= stop_after:
-            break
-    result = TrainResult(
-        run_id=run_id,
-        model_uri=store.uri(model_key),
-        epochs=state["epoch"],
-        best_epoch=state["best_epoch"],
-        best_val_accuracy=state["best_acc"],
-        history=state["history"],
-        segments_per_s=seg_seen / train_s if train_s > 0 else 0.0,
-        new_epochs=epochs_this_call,
-        device=str(device),
-    )
-    if state["epoch"] >= cfg.epochs or (cfg.patience is not None and state["bad_epochs"] >= cfg.patience):
-        _finish(store, run_id, cfg, manifest, result, keep_checkpoint=keep_checkpoint)
-    return result
+            write_model(self.store, self.run_id, self.model.state_dict(), {**self.record, "epoch": epoch})
+        checkpoint = {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+                      "scheduler": self.sched.state_dict(), "normalizer": self.norm.to_dict(),
+                      "config": self.config, "dataset_id": self.manifest.dataset_id, "state": state}  # fmt: skip
+        _save_checkpoint(self.store, checkpoint_key(self.run_id), checkpoint)
+        return metrics
 
 
 def _finish(

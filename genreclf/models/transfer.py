@@ -31,7 +31,8 @@ from genreclf.models.embeddings import Embeddings, ensure_embeddings, live_colum
 from genreclf.models.files import META, read_model, weights_key, write_model
 from genreclf.models.inference import resolve_device, track_scores
 from genreclf.models.musicnn import EMBEDDING_DIM, EMBEDDING_LAYERS, FEATURES, MusicnnClassifier
-from genreclf.models.training import TrainConfig, TrainResult, model_record
+from genreclf.models.runs import TrainConfig, TrainResult
+from genreclf.models.training import model_record
 from genreclf.store.keys import model_file_key, run_config_key
 from genreclf.store.storage import Store
 
