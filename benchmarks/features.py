@@ -58,8 +58,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from genreclf.acquisition import audio  # noqa: E402
-from genreclf.acquisition.acquire import HANDOFF_BYTES, DecodedAudio, acquire_track  # noqa: E402
+from genreclf.acquisition.acquire import acquire_track  # noqa: E402
 from genreclf.acquisition.audio import SegmentConfig  # noqa: E402
+from genreclf.acquisition.handoff import HANDOFF_BYTES, DecodedAudio  # noqa: E402
 from genreclf.datasets.dataset import build_shard  # noqa: E402
 from genreclf.datasets.features import FeatureConfig, log_mel_batch, log_mel_librosa  # noqa: E402
 from genreclf.datasets.loader import StreamingSegments  # noqa: E402

@@ -35,8 +35,9 @@ from prefect.exceptions import ObjectNotFound
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 
-from genreclf.acquisition.acquire import Gate, TrackResult, acquire_rows, acquire_track, is_remote, process_handoff
+from genreclf.acquisition.acquire import Gate, TrackResult, acquire_rows, acquire_track, is_remote
 from genreclf.acquisition.audio import SegmentConfig
+from genreclf.acquisition.handoff import process_handoff
 from genreclf.datasets.build import batches
 from genreclf.ingest.catalog import CatalogRow
 from genreclf.settings import Settings, get_settings

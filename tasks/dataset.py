@@ -5,12 +5,14 @@ from __future__ import annotations
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from genreclf.acquisition.acquire import TrackResult, process_handoff
+from genreclf.acquisition.acquire import TrackResult
 from genreclf.acquisition.audio import SegmentConfig
+from genreclf.acquisition.handoff import process_handoff
 from genreclf.datasets import dataset, splits
 from genreclf.datasets.features import FeatureConfig
 from genreclf.datasets.manifest import Manifest
 from genreclf.datasets.shards import ShardEntry
+from genreclf.datasets.tracks import PlannedTrack
 from genreclf.ingest.catalog import CatalogRow
 from genreclf.store.storage import Store
 
@@ -44,7 +46,7 @@ def plan_dataset(
 def build_shard(
     storage_url: str,
     key: str,
-    tracks: list[dataset.PlannedTrack],
+    tracks: list[PlannedTrack],
     labels: list[str],
     seg: SegmentConfig,
     feat: FeatureConfig,

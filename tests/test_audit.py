@@ -231,7 +231,7 @@ def test_status_names_the_accepted_overrides(store: Store, capsys: pytest.Captur
 def test_an_audit_needs_two_artist_groups_and_a_sane_config() -> None:
     import numpy as np
 
-    from genreclf.labels.audit import out_of_fold_probabilities
+    from genreclf.labels.out_of_fold import out_of_fold_probabilities
 
     with pytest.raises(DataError, match="at least 2 artists"):
         out_of_fold_probabilities(np.zeros((4, 3)), np.arange(4), np.array([0, 0, 1, 1]), np.zeros(4, int),
@@ -247,7 +247,7 @@ def test_confident_learning_forks_no_process(monkeypatch: pytest.MonkeyPatch) ->
 
     import numpy as np
 
-    from genreclf.labels.audit import _label_issues
+    from genreclf.labels.out_of_fold import label_issues
 
     def no_fork(*args: object, **kwargs: object) -> None:
         raise AssertionError("the audit forked a multiprocessing pool")
@@ -258,5 +258,5 @@ def test_confident_learning_forks_no_process(monkeypatch: pytest.MonkeyPatch) ->
     probs = rng.dirichlet(np.ones(4), size=len(labels)) + np.eye(4)[labels]
     probs /= probs.sum(axis=1, keepdims=True)
     probs[:3] = np.eye(4)[[1, 2, 3]]  # three tracks the model is sure belong elsewhere
-    flagged, quality = _label_issues(labels, probs)
+    flagged, quality = label_issues(labels, probs)
     assert flagged[:3].all() and quality.shape == (len(labels),)

@@ -245,7 +245,7 @@ def test_predict_and_split_files_share_the_extension_list() -> None:
 def test_build_decodes_video_sound_tracks_and_quarantines_a_silent_video(tone: np.ndarray, tmp_path: Path) -> None:
     from genreclf.acquisition.acquire import acquire_track
     from genreclf.acquisition.audio import SegmentConfig
-    from genreclf.datasets.dataset import usable_tracks
+    from genreclf.datasets.tracks import usable_tracks
     from genreclf.ingest.catalog import read_skipped
 
     root = make_media_folder(tmp_path / "music", tone)

@@ -10,17 +10,12 @@ from typing import Any
 import numpy as np
 
 from genreclf.acquisition import audio
-from genreclf.acquisition.acquire import DecodedAudio, TrackResult, acquire_track
+from genreclf.acquisition.acquire import TrackResult, acquire_track
 from genreclf.acquisition.audio import SegmentConfig
-from genreclf.datasets.dataset import (
-    PlannedTrack,
-    build_shard,
-    finish_dataset,
-    plan_dataset,
-    split_warnings,
-    usable_tracks,
-)
+from genreclf.acquisition.handoff import DecodedAudio
+from genreclf.datasets.dataset import build_shard, finish_dataset, plan_dataset
 from genreclf.datasets.features import FeatureConfig
+from genreclf.datasets.tracks import PlannedTrack, split_warnings, usable_tracks
 from genreclf.ingest.catalog import CatalogRow
 from genreclf.store.storage import Store
 

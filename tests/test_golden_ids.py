@@ -13,10 +13,10 @@ import polars as pl
 from genreclf.acquisition.acquire import _inputs_fingerprint
 from genreclf.acquisition.audio import SegmentConfig
 from genreclf.datasets import dataset
-from genreclf.datasets.dataset import PlannedTrack
 from genreclf.datasets.features import FeatureConfig
 from genreclf.datasets.manifest import Manifest
 from genreclf.datasets.splits import split_source_of
+from genreclf.datasets.tracks import PlannedTrack
 from genreclf.ingest import catalog
 from genreclf.ingest.catalog import CatalogRow
 from genreclf.ingest.overrides import Override, accept

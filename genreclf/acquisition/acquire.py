@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import logging
 import shutil
-import threading
-from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -28,6 +25,7 @@ import numpy as np
 from genreclf import interrupts
 from genreclf.acquisition import audio
 from genreclf.acquisition.audio import SegmentConfig
+from genreclf.acquisition.handoff import DecodedAudio
 from genreclf.errors import AudioError, BotCheckError, SourceError, TransientSourceError
 from genreclf.store.keys import audio_key, content_id, failure_key, sidecar_key
 from genreclf.store.storage import Store, filesystem_for
@@ -45,63 +43,6 @@ Gate = Callable[[], AbstractContextManager[object]]
 
 # Part of every remembered failure's key: raise it when a fix may turn failures into tracks, so reruns try again.
 FAILURE_RECORD_VERSION = 1
-
-# What a `DecodedAudio` holds at most by default: about 25 minutes of audio at 22,050 Hz (float32), so that the
-# handoff adds a bounded ~128 MB to a build's peak memory, whatever the catalog's size.
-HANDOFF_BYTES = 128 << 20
-
-
-class DecodedAudio:
-    """Samples of tracks just decoded, handed from acquisition to the shard that computes their log-mels next.
-
-    build-dataset decodes a track, stores it as FLAC (kept for reruns and other configs), then computes the
-    log-mels of its windows: reading that FLAC back cost about a tenth of the whole path (15 ms of ~135 ms per
-    minute of audio). Samples are kept by content (their sha256 and rate), exactly as `read_stored` gives them, up to
-    `max_bytes` (the oldest dropped first), and each is taken once. A miss (a track acquired in another process or an
-    earlier run, or dropped) reads the FLAC: the same samples either way, so shards are the same bytes.
-    """
-
-    def __init__(self, max_bytes: int = HANDOFF_BYTES) -> None:
-        self.max_bytes = max_bytes
-        self._items: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
-        self._bytes = 0
-        self._lock = threading.Lock()  # acquisition and shards run on a thread pool
-
-    def put(self, audio_hash: str, sr: int, y: np.ndarray) -> None:
-        """Keep `y` (samples, float32, not written to after) for `take`; the oldest go when it would not fit."""
-        if y.nbytes > self.max_bytes:
-            return
-        with self._lock:
-            old = self._items.pop((audio_hash, sr), None)
-            self._bytes -= old.nbytes if old is not None else 0
-            while self._items and self._bytes + y.nbytes > self.max_bytes:
-                self._bytes -= self._items.popitem(last=False)[1].nbytes
-            self._items[audio_hash, sr] = y
-            self._bytes += y.nbytes
-
-    def take(self, audio_hash: str, sr: int) -> np.ndarray | None:
-        """The samples put for `audio_hash` at `sr`, removed from here; None when they are not here."""
-        with self._lock:
-            y = self._items.pop((audio_hash, sr), None)
-            self._bytes -= y.nbytes if y is not None else 0
-            return y
-
-    def discard(self, audio_hashes: Iterable[str], sr: int) -> None:
-        """Drop the samples of tracks that will not be computed here (a reused shard, a quarantined duplicate)."""
-        for h in audio_hashes:
-            self.take(h, sr)
-
-    @property
-    def nbytes(self) -> int:
-        return self._bytes
-
-
-@functools.cache
-def process_handoff() -> DecodedAudio:
-    """This process's one `DecodedAudio`, shared by the acquisition and shard tasks on its threads (a Dask worker
-    has its own). A function rather than a module constant: a task pickled by value (Dask) refers to it by name, so
-    each process finds its own, where a constant's lock would have to be pickled."""
-    return DecodedAudio()
 
 
 @dataclass
@@ -362,23 +303,7 @@ def acquire_track(
                 y, _ = audio.read_stored(store.read_bytes(akey))
         else:
             y, prov = _acquire_audio(row, name, cfg=cfg, yt=yt, scratch=scratch, gate=gate or contextlib.nullcontext)
-            with _stage("decode", name):
-                # y becomes what later stages read from the FLAC (16-bit), so its fingerprint is what they see
-                encoded, y = audio.encode_with_samples(y, sr=cfg.sample_rate, fmt=fmt)
-            store.write_bytes(akey, encoded)
-            side = {
-                "track_id": tid,
-                **prov,
-                "audio_format": fmt,
-                "sample_rate": cfg.sample_rate,
-                "duration_s": len(y) / cfg.sample_rate,
-                "audio_sha256": audio.pcm_sha256(y),
-                "decoded_at": datetime.now(UTC).isoformat(),
-                "segments": {},
-                "unusable": {},
-            }
-            if len(y) >= round(cfg.max_seconds * cfg.sample_rate):
-                side["truncated_at_s"] = cfg.max_seconds
+            y, side = _store_audio(store, akey, tid, name, y, prov, cfg=cfg, fmt=fmt)
             shutil.rmtree(scratch, ignore_errors=True)
         try:
             with _stage("segment", name):
@@ -399,6 +324,30 @@ def acquire_track(
     if handoff is not None and y is not None:
         handoff.put(side["audio_sha256"], cfg.sample_rate, y)
     return _result(tid, side, akey, offsets)
+
+
+def _store_audio(
+    store: Store, akey: str, tid: str, name: str, y: np.ndarray, prov: dict[str, Any], *, cfg: SegmentConfig, fmt: str
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Encode fetched samples as `fmt` into `akey`; (the samples as stored, the new sidecar, not yet written)."""
+    with _stage("decode", name):
+        # y becomes what later stages read from the FLAC (16-bit), so its fingerprint is what they see
+        encoded, y = audio.encode_with_samples(y, sr=cfg.sample_rate, fmt=fmt)
+    store.write_bytes(akey, encoded)
+    side = {
+        "track_id": tid,
+        **prov,
+        "audio_format": fmt,
+        "sample_rate": cfg.sample_rate,
+        "duration_s": len(y) / cfg.sample_rate,
+        "audio_sha256": audio.pcm_sha256(y),
+        "decoded_at": datetime.now(UTC).isoformat(),
+        "segments": {},
+        "unusable": {},
+    }
+    if len(y) >= round(cfg.max_seconds * cfg.sample_rate):
+        side["truncated_at_s"] = cfg.max_seconds
+    return y, side
 
 
 def acquire_rows(rows: Sequence[CatalogRow], acquire: Callable[[CatalogRow], TrackResult]) -> list[TrackResult]:

@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 from genreclf import interrupts
+from genreclf.app.cli_predict import genres
 from genreclf.errors import ConfigError, GenreclfError, ModelError
 
 if TYPE_CHECKING:
     from genreclf.flows.pipeline import PipelineResult
-    from genreclf.reports.predict import Predictor
 
 
 def _print_summary(out: PipelineResult, seconds: float) -> None:
@@ -31,7 +31,7 @@ def _print_summary(out: PipelineResult, seconds: float) -> None:
     print(f"  confusion: {out['confusion_png']}")
     if promotion := report.get("promotion"):  # why is in the log above; here, which model predicts now
         now = "this run" if promotion["promote"] else f"run {promotion.get('champion')}, still"
-        print(f"  champion:  {now}, of line {promotion.get('line')} ({_genres(report['labels'])})")
+        print(f"  champion:  {now}, of line {promotion.get('line')} ({genres(report['labels'])})")
     if out["quarantine"]:
         print(f"  left out {len(out['quarantine'])} catalog entr{'y' if len(out['quarantine']) == 1 else 'ies'}:")
         for q in out["quarantine"]:
@@ -146,87 +146,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     return _run_pipeline(Path(args.catalog), args)
 
 
-def _clock(seconds: float) -> str:
-    return f"{int(seconds // 60)}:{seconds % 60:04.1f}"
-
-
-def _expand_inputs(inputs: list[str]) -> list[str]:
-    """Files and URLs as given; a folder becomes the audio files under it."""
-    from genreclf.reports.predict import audio_files_under
-
-    out: list[str] = []
-    for source in inputs:
-        is_dir = "://" not in source and Path(source).expanduser().is_dir()
-        out += [str(p) for p in audio_files_under(source)] if is_dir else [source]
-    return out
-
-
-def _genres(labels: list[str], shown: int = 4) -> str:
-    more = f", ... ({len(labels)} in all)" if len(labels) > shown else ""
-    return f"{len(labels)} genres: {', '.join(labels[:shown])}{more}"
-
-
-def _which_model(predictor: Predictor, args: argparse.Namespace) -> str:
-    """Which model predicts: a run named by --model, or the champion of a line, and which line."""
-    from genreclf.reports import registry
-    from genreclf.store.storage import Store
-
-    if args.model:
-        return f"{predictor.key} ({_genres(predictor.labels)})"
-    store = Store.open(args.store)
-    lines = registry.champions(store)
-    champion = registry.read_champion(store, args.line)
-    if champion is None:  # gone since the predictor loaded it
-        return predictor.key
-    which = ("the champion of line " + champion["line"] if args.line or len(lines) == 1
-             else f"the most recently promoted champion, of line {champion['line']} ({len(lines)} lines have one: "
-                  "--line picks another, `genreclf status` lists them)")  # fmt: skip
-    return f"{which}: run {champion['run_id']} ({_genres(predictor.labels)})"
-
-
-def cmd_predict(args: argparse.Namespace) -> int:
-    from rich.console import Console
-    from rich.progress import Progress
-
-    from genreclf.reports.predict import open_predictor, predict_rows, write_predictions
-
-    if args.model and args.line:
-        raise ConfigError("--model names a run and --line a champion: give one of them")
-    inputs = _expand_inputs(args.inputs)
-    predictor = open_predictor(args.store, args.model, args.device, line=args.line)
-    note = f"model: {_which_model(predictor, args)} on {predictor.device}"
-    if args.format:  # machine-readable rows on stdout; everything else on stderr
-        print(note, file=sys.stderr)
-        failed = write_predictions(predict_rows(predictor, inputs), args.format, sys.stdout, labels=predictor.labels)
-        if failed:
-            print(f"{failed} of {len(inputs)} inputs failed", file=sys.stderr)
-        return 1 if failed else 0
-    print(note)
-    failed = 0
-    with Progress(transient=True, disable=len(inputs) < 2, console=Console(stderr=True)) as progress:
-        bar = progress.add_task("predicting", total=len(inputs))
-        for source in inputs:
-            try:
-                pred = predictor.predict_input(source)
-            except GenreclfError as e:
-                progress.console.print(
-                    f"{source}: error: {e}", style="red", markup=False, highlight=False, soft_wrap=True
-                )
-                failed += 1
-            else:
-                top = ", ".join(f"{g} {p:.2f}" for g, p in pred.top(args.top))
-                print(f"{source}: {top}", flush=True)
-                if args.timeline:
-                    win = predictor.seg.window_s
-                    for off, p in zip(pred.offsets_s, pred.window_probabilities, strict=True):
-                        i = int(p.argmax())
-                        print(f"  {_clock(off)}-{_clock(off + win)}  {pred.labels[i]} {p[i]:.2f}", flush=True)
-            progress.advance(bar)
-    if failed:
-        print(f"{failed} of {len(inputs)} inputs failed", file=sys.stderr)
-    return 1 if failed else 0
-
-
 def cmd_status(args: argparse.Namespace) -> int:
     from genreclf.datasets import manifest, shards
     from genreclf.ingest import catalog, overrides
@@ -256,7 +175,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     for i, champ in enumerate(lines):
         default = " (the default for predict)" if i == 0 and len(lines) > 1 else ""
         print(f"champion: line {champ['line']}{default}: run {champ['run_id']}, track accuracy "
-              f"{champ['track_accuracy']:.3f}, {_genres(champ.get('labels', []))}; {champ['model_uri']}")  # fmt: skip
+              f"{champ['track_accuracy']:.3f}, {genres(champ.get('labels', []))}; {champ['model_uri']}")  # fmt: skip
     return 0
 
 
@@ -395,25 +314,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(p)
     p.set_defaults(func=cmd_run)
 
-    p = command("predict", "print the top genres of audio files with the champion (or --model)")
-    p.add_argument(
-        "inputs",
-        nargs="+",
-        metavar="FILE_DIR_OR_URL",
-        help="audio files (any format ffmpeg reads), folders (the audio files under them) or http(s) URLs (direct "
-        "files, YouTube videos)",
-    )
-    p.add_argument("--model", help="a run id or model URI in the store (default: a champion, see --line)")
-    p.add_argument("--line", help="the champion of this line (an id `genreclf status` lists, or its start; a line "
-                   "is the models predicting the same genres from the same features); default: the champion "
-                   "promoted most recently")  # fmt: skip
-    p.add_argument("--store", help="storage root (default $GENRECLF_STORAGE_URL or ./genreclf-data)")
-    p.add_argument("--top", type=int, default=3, help="genres to show per file")
-    p.add_argument("--timeline", action="store_true", help="also print the top genre of every window")
-    p.add_argument("--format", choices=["csv", "json"], help="write a row per input to stdout (path, top genre, its "
-                   "probability, every genre's, error) for scripts, instead of the text lines")  # fmt: skip
-    p.add_argument("--device", help=DEVICE_HELP)
-    p.set_defaults(func=cmd_predict)
+    from genreclf.app.cli_predict import add_parser as add_predict_parser
+
+    add_predict_parser(command, device_help=DEVICE_HELP)
 
     p = command("status", "print the latest catalog and dataset, and the champion of each line")
     p.add_argument("--store", help="storage root (default $GENRECLF_STORAGE_URL or ./genreclf-data)")

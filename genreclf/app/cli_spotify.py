@@ -28,11 +28,14 @@ def _say(text: str = "") -> None:
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add `ingest-spotify` and `spotify-login` to the `genreclf` command's subparsers.
+    """Add `ingest-spotify` and `spotify-login` to the `genreclf` command's subparsers."""
+    _add_ingest_parser(sub)
+    _add_login_parser(sub)
 
-    Options the flow has a default for are left out of the namespace unless given (argparse.SUPPRESS), so the
-    flow's defaults stay the only ones.
-    """
+
+def _add_ingest_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Options the flow has a default for are left out of the namespace unless given (argparse.SUPPRESS), so the
+    flow's defaults stay the only ones."""
     fmt = argparse.ArgumentDefaultsHelpFormatter
     p = sub.add_parser(
         "ingest-spotify",
@@ -81,6 +84,9 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     )
     p.set_defaults(func=cmd_ingest_spotify)
 
+
+def _add_login_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    fmt = argparse.ArgumentDefaultsHelpFormatter
     p = sub.add_parser(
         "spotify-login",
         help="authorize genreclf once to read your Spotify playlists (for ingest-spotify --auth user)",

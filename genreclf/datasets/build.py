@@ -18,8 +18,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from genreclf.acquisition.acquire import DecodedAudio, TrackResult, acquire_rows, acquire_track
+from genreclf.acquisition.acquire import TrackResult, acquire_rows, acquire_track
 from genreclf.acquisition.audio import SegmentConfig
+from genreclf.acquisition.handoff import DecodedAudio
 from genreclf.datasets import dataset
 from genreclf.datasets.features import FeatureConfig
 from genreclf.datasets.manifest import Manifest, read_manifest, set_latest

@@ -19,12 +19,9 @@ Cost: reading the shards and the features are linear in the catalog; the k-fold 
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import io
 import logging
 import time
-import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -35,11 +32,12 @@ import pyarrow as pa
 from typing_extensions import TypedDict
 
 from genreclf.datasets.features import FeatureConfig
-from genreclf.datasets.loader import iter_shard_tables
 from genreclf.datasets.manifest import Manifest
 from genreclf.errors import DataError
 from genreclf.ingest import catalog
 from genreclf.labels import duplicates
+from genreclf.labels.out_of_fold import groups_of, label_issues, out_of_fold_probabilities, outlier_scores
+from genreclf.labels.tracks import read_tracks
 from genreclf.store.keys import audit_report_key, audit_summary_key, content_id
 from genreclf.store.storage import Store
 
@@ -158,242 +156,16 @@ class AuditReport:
         return d
 
 
-# --- reading what the audit needs from the shards ------------------------------------------------------------
-
-
-@dataclass
-class _Tracks:
-    ids: list[str]
-    labels: np.ndarray  # (tracks,) label index into the manifest's labels
-    artists: list[str | None]
-    crop_features: np.ndarray  # (crops, features)
-    crop_track: np.ndarray  # (crops,) index into ids
-    fingerprints: dict[str, np.ndarray]
-
-
-def crop_starts(frames: int, crop: int) -> list[int]:
-    """Back-to-back crops of `crop` frames; one crop of the whole segment when it is shorter."""
-    return list(range(0, frames - crop + 1, crop)) or [0]
-
-
-def read_tracks(store: Store, manifest: Manifest, cfg: AuditConfig, network: str | None = None) -> _Tracks:
-    """Summary features of every crop (or, with `network`, the stored embedding of every segment) and a fingerprint
-    of every track, streamed shard by shard: one shard's spectrograms are in memory at a time, and what is kept per
-    track is small."""
-    from genreclf.models.baselines import summary_features  # scikit-learn and librosa: only an audit needs them
-
-    feat = FeatureConfig(**manifest.feature_config)
-    crop = max(1, round(cfg.crop_s * feat.sample_rate / feat.hop_length))
-    index: dict[str, int] = {}
-    labels: list[int] = []
-    artists: list[str | None] = []
-    features: list[np.ndarray] = []
-    owners: list[np.ndarray] = []
-    fingerprints: dict[str, np.ndarray] = {}
-    for shard, table in zip(manifest.shards, iter_shard_tables(store, manifest), strict=True):
-        if table.num_rows == 0:
-            continue
-        mel = table["mel"].combine_chunks().to_numpy_ndarray()  # (rows, n_mels, frames) float16
-        ids = table["track_id"].to_pylist()
-        if again := sorted(set(ids) & fingerprints.keys()):  # plan_shards keeps each track's segments in one shard
-            raise DataError(f"{store.uri(shard['key'])}: track {again[0]} is in two shards; rebuild the dataset")
-        for tid, label, artist in zip(ids, table["label"].to_pylist(), table["artist_id"].to_pylist(), strict=True):
-            if tid not in index:
-                index[tid] = len(index)
-                labels.append(label)
-                artists.append(artist)
-        rows = np.array([index[t] for t in ids])
-        if network is not None:
-            features.append(_embedding_rows(store, network, shard["key"], table))
-            owners.append(rows)
-        for s in crop_starts(mel.shape[2], crop) if network is None else []:
-            features.append(summary_features(mel[:, :, s : s + crop], cfg=feat))
-            owners.append(rows)
-        segments: dict[str, list[tuple[float, int]]] = defaultdict(list)
-        for i, (tid, offset) in enumerate(zip(ids, table["offset_s"].to_pylist(), strict=True)):
-            segments[tid].append((offset, i))
-        for tid, parts in segments.items():
-            fingerprints[tid] = duplicates.fingerprint(_timeline([(o, mel[i]) for o, i in parts], feat), cfg=feat)
-    if not index:
-        raise DataError(f"dataset {manifest.dataset_id} has no segments to audit")
-    crop_features = np.concatenate(features)
-    if network is not None:  # dead channels: their rounding noise is no feature (see genreclf.models.embeddings)
-        from genreclf.models.embeddings import live_columns
-
-        crop_features = crop_features[:, live_columns(crop_features)]
-    return _Tracks(
-        ids=list(index), labels=np.asarray(labels, np.int64), artists=artists,
-        crop_features=crop_features, crop_track=np.concatenate(owners), fingerprints=fingerprints,
-    )  # fmt: skip
-
-
-def _embedding_rows(store: Store, network: str, shard_key: str, table: pa.Table) -> np.ndarray:
-    """The stored embeddings of a shard's segments, in the shard's order: (rows, dim)."""
-    from genreclf.models.embeddings import embedding_array
-    from genreclf.store.keys import embedding_key
-
-    stored = store.read_parquet(embedding_key(network, shard_key))
-    if stored["segment_id"].to_pylist() != table["segment_id"].to_pylist():
-        raise DataError(f"{store.uri(embedding_key(network, shard_key))} does not follow its shard; delete it")
-    return embedding_array(stored)
-
-
-def _timeline(segments: list[tuple[float, np.ndarray]], feat: FeatureConfig) -> np.ndarray:
-    """A track's segments (offset in seconds, (n_mels, frames)) joined into one (n_mels, frames) float32 timeline:
-    where windows overlap (hop shorter than the window) the overlap is taken once; where a quiet window was left
-    out, the next one follows on directly."""
-    frames_per_s = feat.sample_rate / feat.hop_length
-    parts: list[np.ndarray] = []
-    end = 0
-    for offset, mel in sorted(segments, key=lambda s: s[0]):
-        start = round(offset * frames_per_s)
-        skip = min(max(0, end - start), mel.shape[1]) if parts else 0
-        parts.append(mel[:, skip:])
-        end = max(end, start + mel.shape[1])
-    return np.concatenate(parts, axis=1).astype(np.float32)
-
-
-# --- out-of-fold probabilities -------------------------------------------------------------------------------
-
-
-def _groups(n: int, artists: list[str | None], pairs: list[tuple[int, int]]) -> np.ndarray:
-    """(n,) group of each track: tracks of one artist, and copies of one recording, share a group, so that no
-    model scores a track after training on its artist or on another copy of it."""
-    parent = list(range(n))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    first: dict[str, int] = {}
-    for i, artist in enumerate(artists):
-        if artist is not None:
-            parent[root(i)] = root(first.setdefault(artist, i))
-    for a, b in pairs:
-        parent[root(a)] = root(b)
-    return np.array([root(i) for i in range(n)])
-
-
-def out_of_fold_probabilities(
-    crop_features: np.ndarray, crop_track: np.ndarray, labels: np.ndarray, groups: np.ndarray, *,
-    num_classes: int, cfg: AuditConfig,
-) -> np.ndarray:  # fmt: skip
-    """(tracks, num_classes) probabilities of each track from models that never saw its group.
-
-    Group k-fold, stratified by genre, `cfg.repeats` times with different assignments, averaged; a track's
-    probabilities are the mean over its crops. A genre missing from a fold's training tracks gets probability 0.
-    """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedGroupKFold
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    n = len(labels)
-    folds = min(cfg.folds, len(np.unique(groups)))
-    if folds < 2:
-        raise DataError(f"{n} tracks in {folds} artist group: an audit needs tracks of at least 2 artists")
-    crop_labels = labels[crop_track]
-    total = np.zeros((n, num_classes))
-    for r in range(cfg.repeats):
-        splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=cfg.seed + r)
-        with warnings.catch_warnings():  # a genre with fewer tracks than folds: sklearn warns, and copes
-            warnings.simplefilter("ignore", UserWarning)
-            assignments = list(splitter.split(np.zeros(n), labels, groups))
-        for train, test in assignments:
-            fit_rows = np.isin(crop_track, train)
-            test_rows = np.isin(crop_track, test)
-            model = make_pipeline(StandardScaler(), LogisticRegression(C=cfg.regularization, max_iter=2000))
-            model.fit(crop_features[fit_rows], crop_labels[fit_rows])
-            p = np.zeros((int(test_rows.sum()), num_classes))
-            p[:, model.classes_] = model.predict_proba(crop_features[test_rows])
-            sums = np.zeros((n, num_classes))
-            np.add.at(sums, crop_track[test_rows], p)
-            counts = np.bincount(crop_track[test_rows], minlength=n)
-            total[test] += sums[test] / counts[test, None]
-    return total / cfg.repeats
-
-
-# --- the verdicts --------------------------------------------------------------------------------------------
-
-
-def _quiet(fn: Any, *args: Any, **kwargs: Any) -> Any:
-    """Call a cleanlab function without its progress prints and warnings on stdout."""
-    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return fn(*args, **kwargs)
-
-
-def _label_issues(labels: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Confident learning on out-of-fold probabilities -> ((tracks,) flagged, (tracks,) self-confidence)."""
-    from cleanlab.filter import find_label_issues
-    from cleanlab.rank import get_label_quality_scores
-
-    quality = _quiet(get_label_quality_scores, labels, probs, method="self_confidence")
-    present = np.unique(labels)
-    if len(present) < 2:
-        return np.zeros(len(labels), bool), quality
-    # cleanlab wants every class it is given to hold a track: judge among the genres that have some.
-    local = np.searchsorted(present, labels)
-    sub = probs[:, present]
-    sub = sub / np.clip(sub.sum(axis=1, keepdims=True), 1e-12, None)
-    # n_jobs=1: cleanlab otherwise forks a multiprocessing pool, which can deadlock in a process that runs threads
-    # (a Prefect worker's flow run hung for minutes on it in CI); the work is per genre and small.
-    flagged = _quiet(find_label_issues, local, sub, filter_by="prune_by_noise_rate", n_jobs=1)
-    return np.asarray(flagged, bool), np.asarray(quality, float)
-
-
-def _outlier_scores(crop_features: np.ndarray, crop_track: np.ndarray, n: int) -> np.ndarray:
-    """(tracks,) cleanlab's out-of-distribution score of each track's mean features: low = unlike the others."""
-    from cleanlab.outlier import OutOfDistribution
-    from sklearn.preprocessing import StandardScaler
-
-    sums = np.zeros((n, crop_features.shape[1]))
-    np.add.at(sums, crop_track, crop_features)
-    x = StandardScaler().fit_transform(sums / np.bincount(crop_track, minlength=n)[:, None])
-    if n < 3:
-        return np.ones(n)
-    ood = OutOfDistribution(params={"k": min(10, n - 1)})
-    return np.asarray(_quiet(ood.fit_score, features=x), float)
-
-
-def judge(
-    ids: list[str], labels: np.ndarray, probs: np.ndarray, outlier: np.ndarray, lengths: np.ndarray,
-    pairs: list[duplicates.DuplicatePair], *, genres: list[str], names: dict[str, str], cfg: AuditConfig,
-) -> list[AuditRow]:  # fmt: skip
-    """Every track's row, worst first (see the module docstring for how a track is judged).
-
-    `probs` (tracks, genres) are out-of-fold probabilities, `outlier` (tracks,) out-of-distribution scores,
-    `lengths` (tracks,) how much audio each track has (any unit), `names` what to call a track in a reason.
-    """
-    n = len(ids)
-    flagged, quality = _label_issues(labels, probs)
-    pos = {t: i for i, t in enumerate(ids)}
-    rows: list[AuditRow] = []
-    suggested = probs.argmax(axis=1)
-    for i, tid in enumerate(ids):
-        rows.append({
-            "rank": 0, "track_id": tid, "name": names.get(tid, tid), "given": genres[labels[i]],
-            "suggested": genres[suggested[i]], "action": KEEP, "quality": float(quality[i]), "issue": "",
-            "reason": "", "duplicate_of": None, "similarity": None, "p_given": float(probs[i, labels[i]]),
-            "p_suggested": float(probs[i, suggested[i]]), "outlier_score": float(outlier[i]),
-        })  # fmt: skip
-        if suggested[i] != labels[i]:  # said of every track the models disagree with; flagged or not
-            rows[i]["reason"] = (
-                f"models that never heard it prefer {genres[suggested[i]]} ({probs[i, suggested[i]]:.2f}) to "
-                f"{genres[labels[i]]} ({probs[i, labels[i]]:.2f}); not flagged by confident learning"
-            )
-        if flagged[i] and suggested[i] != labels[i]:
-            rows[i].update({"issue": MISLABELLED, "action": RELABEL, "reason": (
-                f"likely mislabelled: models that never heard it give {genres[labels[i]]} "
-                f"{probs[i, labels[i]]:.2f}, {genres[suggested[i]]} {probs[i, suggested[i]]:.2f}")})  # fmt: skip
-
-    # Copies: a group per recording. The copy with the most audio is kept (a trimmed copy goes), the others are
-    # dropped. Copies labelled alike keep their label unless the kept one is itself likely mislabelled; copies
-    # labelled differently get the genre their out-of-fold probabilities favour together.
+def _judge_copies(
+    rows: list[AuditRow], ids: list[str], labels: np.ndarray, probs: np.ndarray, lengths: np.ndarray,
+    pairs: list[duplicates.DuplicatePair], *, genres: list[str], names: dict[str, str],
+) -> None:  # fmt: skip
+    """Copies: a group per recording. The copy with the most audio is kept (a trimmed copy goes), the others are
+    dropped. Copies labelled alike keep their label unless the kept one is itself likely mislabelled; copies
+    labelled differently get the genre their out-of-fold probabilities favour together."""
+    n, pos, suggested = len(ids), {t: i for i, t in enumerate(ids)}, probs.argmax(axis=1)
     best: dict[int, duplicates.DuplicatePair] = {}
-    groups = _groups(n, [None] * n, [(pos[p.a], pos[p.b]) for p in pairs])
+    groups = groups_of(n, [None] * n, [(pos[p.a], pos[p.b]) for p in pairs])
     for p in pairs:
         for t in (pos[p.a], pos[p.b]):
             if t not in best or p.similarity > best[t].similarity:
@@ -424,6 +196,39 @@ def judge(
                 "quality": 1 - p.similarity if action == DROP else rows[t]["quality"], "suggested": genres[genre],
                 "reason": reason + tail,
             })  # fmt: skip
+
+
+def judge(
+    ids: list[str], labels: np.ndarray, probs: np.ndarray, outlier: np.ndarray, lengths: np.ndarray,
+    pairs: list[duplicates.DuplicatePair], *, genres: list[str], names: dict[str, str], cfg: AuditConfig,
+) -> list[AuditRow]:  # fmt: skip
+    """Every track's row, worst first (see the module docstring for how a track is judged).
+
+    `probs` (tracks, genres) are out-of-fold probabilities, `outlier` (tracks,) out-of-distribution scores,
+    `lengths` (tracks,) how much audio each track has (any unit), `names` what to call a track in a reason.
+    """
+    n = len(ids)
+    flagged, quality = label_issues(labels, probs)
+    rows: list[AuditRow] = []
+    suggested = probs.argmax(axis=1)
+    for i, tid in enumerate(ids):
+        rows.append({
+            "rank": 0, "track_id": tid, "name": names.get(tid, tid), "given": genres[labels[i]],
+            "suggested": genres[suggested[i]], "action": KEEP, "quality": float(quality[i]), "issue": "",
+            "reason": "", "duplicate_of": None, "similarity": None, "p_given": float(probs[i, labels[i]]),
+            "p_suggested": float(probs[i, suggested[i]]), "outlier_score": float(outlier[i]),
+        })  # fmt: skip
+        if suggested[i] != labels[i]:  # said of every track the models disagree with; flagged or not
+            rows[i]["reason"] = (
+                f"models that never heard it prefer {genres[suggested[i]]} ({probs[i, suggested[i]]:.2f}) to "
+                f"{genres[labels[i]]} ({probs[i, labels[i]]:.2f}); not flagged by confident learning"
+            )
+        if flagged[i] and suggested[i] != labels[i]:
+            rows[i].update({"issue": MISLABELLED, "action": RELABEL, "reason": (
+                f"likely mislabelled: models that never heard it give {genres[labels[i]]} "
+                f"{probs[i, labels[i]]:.2f}, {genres[suggested[i]]} {probs[i, suggested[i]]:.2f}")})  # fmt: skip
+
+    _judge_copies(rows, ids, labels, probs, lengths, pairs, genres=genres, names=names)
 
     # Outliers: the lowest out-of-distribution scores, where nothing else is said of the track.
     count = int(np.floor(cfg.outlier_fraction * n))
@@ -517,14 +322,14 @@ def audit_dataset(
     lap("near_duplicates")
     n = len(tracks.ids)
     pos = {tid: i for i, tid in enumerate(tracks.ids)}
-    groups = _groups(n, tracks.artists, [(pos[p.a], pos[p.b]) for p in pairs])
+    groups = groups_of(n, tracks.artists, [(pos[p.a], pos[p.b]) for p in pairs])
     # On embeddings, the same logistic regression at the strength that suits them.
     oof_cfg = cfg if network is None else dataclasses.replace(cfg, regularization=cfg.embedding_regularization)
     probs = out_of_fold_probabilities(
         tracks.crop_features, tracks.crop_track, tracks.labels, groups, num_classes=len(manifest.labels), cfg=oof_cfg
     )
     lap("out_of_fold")
-    outlier = _outlier_scores(tracks.crop_features, tracks.crop_track, n)
+    outlier = outlier_scores(tracks.crop_features, tracks.crop_track, n)
     # How much audio each track has: its fingerprint's windows that are not silence (a zero-padded tail is).
     lengths = np.array([np.count_nonzero(tracks.fingerprints[t].any(axis=1)) for t in tracks.ids])
     rows = judge(

@@ -82,42 +82,47 @@ def resolve_labels(
         if chosen["track_id"] in seen_ids:
             continue
         seen_ids.add(chosen["track_id"])
-        artist_id = chosen["artist_ids"][0] if chosen["artist_ids"] else None
-        out.append(
-            {
-                "track_id": chosen["track_id"],
-                "title": chosen["title"],
-                "artists": chosen["artists"],
-                "artist_id": artist_id,
-                "duration_s": chosen["duration_ms"] / 1000 if chosen["duration_ms"] is not None else None,
-                "isrc": chosen["isrc"],
-                "genre": genre,
-                "label_source": "playlist",
-                "source": "spotify",
-                "source_ref": chosen["source_ref"],
-                "snapshot_id": chosen["snapshot_id"],
-                "artist_genre_vote": votes.get(artist_id) if artist_id else None,
-                "audio_uri": None,
-                "content_hash": None,
-            }
-        )
-    schema: dict[str, pl.DataType | type[pl.DataType]] = {
-        "track_id": pl.String,
-        "title": pl.String,
-        "artists": pl.List(pl.String),
-        "artist_id": pl.String,
-        "duration_s": pl.Float64,
-        "isrc": pl.String,
-        "genre": pl.String,
-        "label_source": pl.String,
-        "source": pl.String,
-        "source_ref": pl.String,
-        "snapshot_id": pl.String,
-        "artist_genre_vote": pl.String,
-        "audio_uri": pl.String,
-        "content_hash": pl.String,
+        out.append(_catalog_row(chosen, genre, votes))
+    return pl.DataFrame(out, schema=_SCHEMA).select(CATALOG_COLUMNS), conflicts
+
+
+def _catalog_row(chosen: dict[str, Any], genre: str | None, votes: Mapping[str, str | None]) -> dict[str, Any]:
+    """The catalog row of a crawled track labelled `genre`."""
+    artist_id = chosen["artist_ids"][0] if chosen["artist_ids"] else None
+    return {
+        "track_id": chosen["track_id"],
+        "title": chosen["title"],
+        "artists": chosen["artists"],
+        "artist_id": artist_id,
+        "duration_s": chosen["duration_ms"] / 1000 if chosen["duration_ms"] is not None else None,
+        "isrc": chosen["isrc"],
+        "genre": genre,
+        "label_source": "playlist",
+        "source": "spotify",
+        "source_ref": chosen["source_ref"],
+        "snapshot_id": chosen["snapshot_id"],
+        "artist_genre_vote": votes.get(artist_id) if artist_id else None,
+        "audio_uri": None,
+        "content_hash": None,
     }
-    return pl.DataFrame(out, schema=schema).select(CATALOG_COLUMNS), conflicts
+
+
+_SCHEMA: dict[str, pl.DataType | type[pl.DataType]] = {
+    "track_id": pl.String,
+    "title": pl.String,
+    "artists": pl.List(pl.String),
+    "artist_id": pl.String,
+    "duration_s": pl.Float64,
+    "isrc": pl.String,
+    "genre": pl.String,
+    "label_source": pl.String,
+    "source": pl.String,
+    "source_ref": pl.String,
+    "snapshot_id": pl.String,
+    "artist_genre_vote": pl.String,
+    "audio_uri": pl.String,
+    "content_hash": pl.String,
+}
 
 
 def _settle(
