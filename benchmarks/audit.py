@@ -32,10 +32,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from genreclf.flows.params import DatasetParams
-
 from genreclf.datasets.build import build_dataset
 from genreclf.datasets.manifest import Manifest
+from genreclf.flows.params import DatasetParams
 from genreclf.ingest import catalog
 from genreclf.labels.audit import AuditReport, audit_dataset
 from genreclf.sources.local import scan_folder

@@ -41,9 +41,6 @@ def log(message: str) -> None:
 
 def warm_worker() -> int:
     """Run on each worker before the clock starts: the imports a task run needs."""
-    import genreclf.flows.build_dataset
-
-    import genreclf.acquisition.acquire  # noqa: F401
     from genreclf.datasets.features import FeatureConfig, mel_filters
 
     mel_filters(FeatureConfig())  # imports librosa
@@ -55,8 +52,8 @@ def run_once(config: str, store_url: str, scan: Any, params: Any) -> tuple[float
     """One build on a fresh store: seconds to start and warm the cluster, of the build, of the Dask tasks' compute
     summed over the workers (0 on threads), and the dataset id."""
     from distributed import Client, LocalCluster, get_task_stream
-    from genreclf.flows.build_dataset import build_dataset
 
+    from genreclf.flows.build_dataset import build_dataset
     from genreclf.ingest import catalog
     from genreclf.store.storage import Store
 
@@ -124,9 +121,8 @@ def main() -> None:
     try:
         with prefect_server(home) as server:
             os.environ["PREFECT_API_URL"] = server.url  # before Prefect is imported (run_once imports it)
-            from genreclf.flows.params import DatasetParams
-
             from genreclf.app.demo import make_demo_catalog
+            from genreclf.flows.params import DatasetParams
             from genreclf.sources.local import scan_folder
 
             t0 = time.perf_counter()

@@ -78,7 +78,6 @@ def child(store_url: str, version: str, result_path: Path) -> None:
     """Build the dataset with the library calls, marking each phase as the build reaches it."""
     peaks = PhasePeaks()
     import genreclf.flows.params  # noqa: F401  (as scale.py's child: imported before the build)
-
     from genreclf.datasets import dataset
     from genreclf.datasets.manifest import read_manifest
     from genreclf.store.storage import Store

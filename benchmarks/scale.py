@@ -73,9 +73,8 @@ def build_with_flow(store_url: str, version: str) -> str:
 
 def build_with_library(store_url: str, version: str) -> str:
     """What flows/build_dataset.build_dataset does for a catalog version without a split file, without Prefect."""
-    from genreclf.flows.params import DatasetParams  # pydantic only: `flows` itself never imports Prefect
-
     from genreclf.datasets.build import build_dataset
+    from genreclf.flows.params import DatasetParams  # pydantic only: `flows` itself never imports Prefect
     from genreclf.store.storage import Store
 
     params = DatasetParams.small()

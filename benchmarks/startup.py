@@ -51,9 +51,9 @@ def make_store(path: Path) -> str:
     """A store whose champion is an untrained ResNet-18 with the demo's feature, segment and training configs."""
     import numpy as np
     import torch
-    from genreclf.flows.params import DatasetParams, TrainParams
 
     from genreclf.datasets.loader import Normalizer
+    from genreclf.flows.params import DatasetParams, TrainParams
     from genreclf.models import create_model
     from genreclf.models.files import write_model
     from genreclf.reports.registry import champion_entry, promote_if_better

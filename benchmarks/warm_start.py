@@ -40,9 +40,8 @@ def main() -> None:
     from genreclf.flows.nightly import nightly_retrain
     from genreclf.flows.params import DatasetParams, TrainParams
     from genreclf.flows.pipeline import pipeline
-    from genreclf.tasks.catalog import scan_folder_catalog
-
     from genreclf.store.keys import report_key
+    from genreclf.tasks.catalog import scan_folder_catalog
 
     dataset = DatasetParams.small() if args.small else DatasetParams()
     dataset = dataset.model_copy(update={"split_file": args.split_file})

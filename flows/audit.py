@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from genreclf.flows.params import AuditParams
-from genreclf.tasks.audit import audit_labels
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 
 from genreclf.datasets.manifest import read_manifest
 from genreclf.errors import StorageError
+from genreclf.flows.params import AuditParams
 from genreclf.labels.audit import AuditReport, read_audit
 from genreclf.store.keys import audit_report_key
 from genreclf.store.storage import Store
+from genreclf.tasks.audit import audit_labels
 
 ARTIFACT_ROWS = 500  # the table artifact shows the worst tracks; the report in the store has every one
 COLUMNS = ("rank", "track_id", "name", "given", "suggested", "action", "quality", "issue", "reason")

@@ -6,13 +6,6 @@ import math
 import os
 from typing import Any
 
-from genreclf.flows import events
-from genreclf.flows.params import DatasetParams
-from genreclf.tasks import wait_for
-from genreclf.tasks.acquire import acquire_tracks, as_is
-from genreclf.tasks.catalog import read_catalog_rows
-from genreclf.tasks.dataset import build_shard, finish_dataset, plan_dataset, read_split_file
-from genreclf.tasks.progress import Progress
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
@@ -23,10 +16,17 @@ from genreclf.datasets import shards
 from genreclf.datasets.dataset import DatasetPlan, read_plan, write_plan
 from genreclf.datasets.manifest import set_latest
 from genreclf.datasets.shards import ShardEntry
+from genreclf.flows import events
+from genreclf.flows.params import DatasetParams
 from genreclf.ingest import catalog, overrides
 from genreclf.settings import Settings, get_settings
 from genreclf.store.keys import quarantine_key
 from genreclf.store.storage import Store
+from genreclf.tasks import wait_for
+from genreclf.tasks.acquire import acquire_tracks, as_is
+from genreclf.tasks.catalog import read_catalog_rows
+from genreclf.tasks.dataset import build_shard, finish_dataset, plan_dataset, read_split_file
+from genreclf.tasks.progress import Progress
 
 
 def feature_task_runner(settings: Settings | None = None) -> TaskRunner[Any]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from genreclf.tasks.predict import evaluate_ood
-from genreclf.tasks.training import evaluate_run, promote_if_better
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
@@ -12,6 +10,8 @@ from genreclf.reports.evaluation import Report, report_markdown, save_report
 from genreclf.reports.plots import markdown_image
 from genreclf.store.keys import confusion_key, run_config_key
 from genreclf.store.storage import Store
+from genreclf.tasks.predict import evaluate_ood
+from genreclf.tasks.training import evaluate_run, promote_if_better
 
 
 @flow(name="evaluate", flow_run_name="evaluate-{run_id}")

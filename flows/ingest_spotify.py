@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Literal, cast
 
-from genreclf.tasks.spotify import crawl_playlist, lookup_artist_genres, write_catalog
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 from prefect.blocks.system import Secret
@@ -14,6 +13,7 @@ from genreclf.errors import ConfigError, SourceError
 from genreclf.settings import get_settings
 from genreclf.sources import spotify
 from genreclf.store.storage import Store
+from genreclf.tasks.spotify import crawl_playlist, lookup_artist_genres, write_catalog
 
 MAX_CONFLICT_ROWS = 500
 
@@ -58,17 +58,7 @@ def ingest_spotify(
         config.taxonomy.version,
     )
 
-    crawls: list[spotify.PlaylistCrawl] = []
-    failures: list[spotify.PlaylistFailure] = []
-    for ref in config.playlists:
-        crawl = crawl_playlist.with_options(task_run_name=f"crawl-{ref.genre}-{ref.playlist_id}")
-        state = crawl(client, ref, store.url, return_state=True)
-        if state.is_completed():
-            crawls.append(state.result())
-        else:
-            error = state.result(raise_on_failure=False)
-            failures.append(spotify.PlaylistFailure(ref.genre, ref.playlist_id, ref.ref, str(error)))
-            logger.error("%s: playlist %s failed: %s", ref.genre, ref.ref, error)
+    crawls, failures = _crawl(client, config, store.url)
 
     create_table_artifact(
         key="spotify-ingest-playlists",
@@ -78,15 +68,7 @@ def ingest_spotify(
     if not crawls:
         raise SourceError(f"none of the {len(failures)} playlists could be read; first error: {failures[0].error}")
 
-    genres: dict[str, list[str]] | None = None
-    if artist_genres:
-        lookup = lookup_artist_genres(client, store.url, crawls, return_state=True)
-        if lookup.is_completed():
-            genres = lookup.result()
-        else:
-            # A second opinion only: go on with whatever earlier runs cached.
-            logger.warning("artist genres: %s; using the cached ones", lookup.result(raise_on_failure=False))
-            genres = {a: row["genres"] or [] for a, row in spotify.read_artist_cache(store).items()}
+    genres = _artist_genres(client, store, crawls) if artist_genres else None
 
     summary = write_catalog(store.url, crawls, config, genres, conflict_rule, failures)
     create_table_artifact(
@@ -110,6 +92,36 @@ def ingest_spotify(
             "%d of %d playlists failed: see the spotify-ingest-playlists artifact", len(failures), len(config.playlists)
         )
     return summary.version
+
+
+def _crawl(
+    client: spotify.SpotifyClient, config: spotify.PlaylistsConfig, storage_url: str
+) -> tuple[list[spotify.PlaylistCrawl], list[spotify.PlaylistFailure]]:
+    """Each playlist as a task of its own; one that fails is reported and the others go on."""
+    crawls: list[spotify.PlaylistCrawl] = []
+    failures: list[spotify.PlaylistFailure] = []
+    for ref in config.playlists:
+        crawl = crawl_playlist.with_options(task_run_name=f"crawl-{ref.genre}-{ref.playlist_id}")
+        state = crawl(client, ref, storage_url, return_state=True)
+        if state.is_completed():
+            crawls.append(state.result())
+        else:
+            error = state.result(raise_on_failure=False)
+            failures.append(spotify.PlaylistFailure(ref.genre, ref.playlist_id, ref.ref, str(error)))
+            get_run_logger().error("%s: playlist %s failed: %s", ref.genre, ref.ref, error)
+    return crawls, failures
+
+
+def _artist_genres(
+    client: spotify.SpotifyClient, store: Store, crawls: list[spotify.PlaylistCrawl]
+) -> dict[str, list[str]]:
+    """Each first artist's Spotify genres; when the lookup fails, whatever earlier runs cached (a second opinion
+    only)."""
+    lookup = lookup_artist_genres(client, store.url, crawls, return_state=True)
+    if lookup.is_completed():
+        return cast(dict[str, list[str]], lookup.result())
+    get_run_logger().warning("artist genres: %s; using the cached ones", lookup.result(raise_on_failure=False))
+    return {a: row["genres"] or [] for a, row in spotify.read_artist_cache(store).items()}
 
 
 def credentials_from_block(secret_block: str | None) -> spotify.Credentials | None:

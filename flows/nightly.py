@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-from genreclf.flows.build_dataset import build_dataset
-from genreclf.flows.evaluate import evaluate
-from genreclf.flows.params import DatasetParams, TrainParams
-from genreclf.flows.train import train
-from genreclf.tasks.catalog import scan_folder_catalog
 from prefect import flow, get_run_logger
 from typing_extensions import TypedDict  # typing's is refused by pydantic before 3.12
 
 from genreclf.datasets.manifest import read_manifest
 from genreclf.errors import ConfigError
+from genreclf.flows.build_dataset import build_dataset
+from genreclf.flows.evaluate import evaluate
+from genreclf.flows.params import DatasetParams, TrainParams
+from genreclf.flows.train import train
 from genreclf.reports.evaluation import Promotion
 from genreclf.reports.registry import champion_of_line, line_of
 from genreclf.store.keys import run_config_key
 from genreclf.store.storage import Store
+from genreclf.tasks.catalog import scan_folder_catalog
 
 
 class NightlyResult(TypedDict):

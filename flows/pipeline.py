@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from genreclf.flows.build_dataset import build_dataset
-from genreclf.flows.evaluate import evaluate
-from genreclf.flows.params import DatasetParams, TrainParams
-from genreclf.flows.train import train
-from genreclf.tasks.catalog import scan_folder_catalog
 from prefect import flow
 from typing_extensions import TypedDict  # typing's is refused by pydantic before 3.12
 
 from genreclf.datasets.manifest import read_manifest
+from genreclf.flows.build_dataset import build_dataset
+from genreclf.flows.evaluate import evaluate
+from genreclf.flows.params import DatasetParams, TrainParams
+from genreclf.flows.train import train
 from genreclf.reports.evaluation import Report
 from genreclf.store.keys import manifest_key, quarantine_key, report_key
 from genreclf.store.storage import Store
+from genreclf.tasks.catalog import scan_folder_catalog
 
 
 class PipelineResult(TypedDict):

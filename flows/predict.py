@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import polars as pl
-from genreclf.tasks import wait_for
-from genreclf.tasks.catalog import read_catalog_rows
-from genreclf.tasks.predict import predict_tracks
 from prefect import flow, get_run_logger, unmapped
 from prefect.artifacts import create_table_artifact
 
@@ -13,6 +10,9 @@ from genreclf.ingest import catalog
 from genreclf.reports.predict import resolve_model_key
 from genreclf.store.keys import predictions_key
 from genreclf.store.storage import Store
+from genreclf.tasks import wait_for
+from genreclf.tasks.catalog import read_catalog_rows
+from genreclf.tasks.predict import predict_tracks
 
 
 @flow(name="predict", flow_run_name="predict-{catalog_version}")

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 
-from genreclf.flows import events
-from genreclf.flows.params import TrainParams
-from genreclf.tasks.training import fit_model
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from genreclf.datasets.manifest import read_manifest
+from genreclf.flows import events
+from genreclf.flows.params import TrainParams
 from genreclf.models.files import check_run_id
 from genreclf.models.runs import run_id_for
 from genreclf.reports.plots import markdown_image, training_curves_png
 from genreclf.store.storage import Store
+from genreclf.tasks.training import fit_model
 
 
 @flow(name="train", flow_run_name="train-{dataset_id}")

@@ -24,8 +24,6 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-from genreclf.tasks import wait_for
-from genreclf.tasks.progress import Progress
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
@@ -43,6 +41,8 @@ from genreclf.ingest.catalog import CatalogRow
 from genreclf.settings import Settings, get_settings
 from genreclf.sources.youtube_config import YoutubeConfig
 from genreclf.store.storage import Store
+from genreclf.tasks import wait_for
+from genreclf.tasks.progress import Progress
 
 
 def as_is(value: Any) -> Any:

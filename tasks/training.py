@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from genreclf.tasks import CACHED
-from genreclf.tasks.progress import Progress
 from prefect import task
 
 from genreclf.datasets.manifest import read_manifest
 from genreclf.models import runs, training
 from genreclf.reports import evaluation, registry
 from genreclf.store.storage import Store
+from genreclf.tasks import CACHED
+from genreclf.tasks.progress import Progress
 
 
 @task(name="fit", task_run_name="fit-{run_id}", cache_policy=CACHED, persist_result=True, retries=1,

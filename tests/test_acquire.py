@@ -358,11 +358,11 @@ def catalog_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
 def test_build_dataset_takes_a_mixed_catalog_to_segments_with_a_quarantine_table(
     server: AudioServer, media: dict[str, Path], tmp_path: Path
 ) -> None:
-    from genreclf.flows.build_dataset import build_dataset
-    from genreclf.flows.params import DatasetParams
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
+    from genreclf.flows.build_dataset import build_dataset
+    from genreclf.flows.params import DatasetParams
     from genreclf.ingest.catalog import write_catalog
 
     genres = ["low", "mid", "high"]
@@ -404,8 +404,9 @@ def test_build_dataset_takes_a_mixed_catalog_to_segments_with_a_quarantine_table
 def test_a_track_failing_transiently_is_quarantined_and_the_others_go_on(
     server: AudioServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import genreclf.tasks.acquire
     from prefect import flow
+
+    import genreclf.tasks.acquire
 
     server.fail("/lofi.mp3", status=503, times=2)
     rows = [row("ok", server.url("/tone.mp3")), row("flaky", server.url("/lofi.mp3"))]
@@ -425,11 +426,11 @@ def test_a_track_failing_transiently_is_quarantined_and_the_others_go_on(
 
 @pytest.mark.usefixtures("prefect_server")
 def test_limits_from_settings_are_created_and_missing_ones_are_skipped(monkeypatch: pytest.MonkeyPatch) -> None:
-    from genreclf.tasks.acquire import ensure_limits, network_gate
     from prefect import flow
     from prefect.client.orchestration import get_client
 
     from genreclf.settings import get_settings
+    from genreclf.tasks.acquire import ensure_limits, network_gate
 
     monkeypatch.setenv("GENRECLF_YOUTUBE_RATE_LIMIT", "test-yt-requests")
     monkeypatch.setenv("GENRECLF_YOUTUBE_CONCURRENCY_LIMIT", "test-yt-downloads")

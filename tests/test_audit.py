@@ -13,7 +13,6 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from genreclf.flows.params import DatasetParams
 
 from genreclf.app.cli import main
 from genreclf.app.demo import make_demo_catalog
@@ -21,6 +20,7 @@ from genreclf.datasets import dataset
 from genreclf.datasets.build import build_dataset
 from genreclf.datasets.manifest import Manifest, read_manifest
 from genreclf.errors import DataError
+from genreclf.flows.params import DatasetParams
 from genreclf.ingest import catalog, overrides
 from genreclf.labels.audit import DROP, DUPLICATE, MISLABELLED, RELABEL, AuditConfig, audit_dataset, audit_id_for
 from genreclf.sources.local import scan_folder

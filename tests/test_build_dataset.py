@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from genreclf.flows.build_dataset import build_dataset
-from genreclf.flows.params import DatasetParams
 
 from genreclf.app.demo import make_demo_catalog
 from genreclf.datasets import dataset
 from genreclf.datasets.loader import load_split
 from genreclf.datasets.manifest import read_manifest
+from genreclf.flows.build_dataset import build_dataset
+from genreclf.flows.params import DatasetParams
 from genreclf.ingest import catalog
 from genreclf.sources.local import scan_folder
 from genreclf.store.storage import Store

@@ -10,8 +10,6 @@ from uuid import UUID
 
 import pytest
 from distributed import Client, LocalCluster, get_task_stream
-from genreclf.flows.build_dataset import build_dataset
-from genreclf.flows.params import DatasetParams
 from prefect import get_client
 from prefect.client.schemas.filters import (
     FlowRunFilter,
@@ -22,6 +20,8 @@ from prefect.client.schemas.filters import (
 
 from genreclf.app.demo import make_demo_catalog
 from genreclf.datasets.manifest import Manifest, read_manifest
+from genreclf.flows.build_dataset import build_dataset
+from genreclf.flows.params import DatasetParams
 from genreclf.ingest import catalog
 from genreclf.sources.local import scan_folder
 from genreclf.store.storage import Store

@@ -15,18 +15,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from genreclf.flows.build_dataset import build_dataset
-from genreclf.flows.params import DatasetParams
-from genreclf.tasks.catalog import scan_folder_catalog
 
 from genreclf.acquisition import audio
 from genreclf.datasets import dataset
 from genreclf.datasets.loader import load_split
 from genreclf.datasets.manifest import read_manifest
 from genreclf.errors import AudioError
+from genreclf.flows.build_dataset import build_dataset
+from genreclf.flows.params import DatasetParams
 from genreclf.ingest import catalog
 from genreclf.models.runs import TrainConfig, run_id_for
 from genreclf.store.storage import Store
+from genreclf.tasks.catalog import scan_folder_catalog
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 

@@ -5,10 +5,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-from genreclf.flows.nightly import nightly_retrain
-from genreclf.flows.params import DatasetParams, TrainParams
 
 from genreclf.app.demo import make_demo_catalog
+from genreclf.flows.nightly import nightly_retrain
+from genreclf.flows.params import DatasetParams, TrainParams
 from genreclf.store.keys import CHAMPION_KEY, run_config_key
 from genreclf.store.storage import Store
 

@@ -8,12 +8,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from genreclf.flows.params import DatasetParams, TrainParams, derived_model
 from pydantic import Field, ValidationError
 
 from genreclf.acquisition.audio import SegmentConfig
 from genreclf.datasets.dataset import plan_dataset
 from genreclf.datasets.features import FeatureConfig
+from genreclf.flows.params import DatasetParams, TrainParams, derived_model
 from genreclf.models.runs import TrainConfig
 
 # Dataset parameters that are no config's field (feature_sample_rate overrides FeatureConfig.sample_rate).

@@ -3,11 +3,11 @@
 from pathlib import Path
 
 import pytest
-from genreclf.flows.params import DatasetParams, TrainParams
-from genreclf.flows.pipeline import pipeline
 
 from genreclf.app.demo import make_demo_catalog
 from genreclf.datasets.manifest import read_manifest
+from genreclf.flows.params import DatasetParams, TrainParams
+from genreclf.flows.pipeline import pipeline
 from genreclf.models.inference import pick_device
 from genreclf.store.storage import Store
 

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from genreclf.flows.params import DatasetParams, TrainParams
 
 from genreclf.app.cli import main
 from genreclf.app.demo import make_demo_catalog
 from genreclf.errors import AudioError, ModelError, SourceError
+from genreclf.flows.params import DatasetParams, TrainParams
 from genreclf.reports.predict import (
     Predictor,
     audio_files_under,
@@ -98,6 +98,7 @@ def test_out_of_distribution_catalog_is_scored_separately(trained: tuple[Store, 
 
 def test_predict_flow_stores_a_prediction_per_track(trained: tuple[Store, Path]) -> None:
     import polars as pl
+
     from genreclf.flows.predict import predict
 
     store, _ = trained

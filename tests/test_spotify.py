@@ -428,8 +428,9 @@ def test_flow_end_to_end_then_skips_unchanged_playlists(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from genreclf.flows.ingest_spotify import ingest_spotify
     from prefect.artifacts import Artifact
+
+    from genreclf.flows.ingest_spotify import ingest_spotify
 
     monkeypatch.setenv("SPOTIPY_CLIENT_ID", CLIENT_ID)
     monkeypatch.setenv("SPOTIPY_CLIENT_SECRET", CLIENT_SECRET)
@@ -477,8 +478,9 @@ def test_flow_end_to_end_then_skips_unchanged_playlists(
 def test_flow_secret_block_and_early_failures(
     prefect_server: None, api: SpotifyStandin, flow_env: Settings, tmp_path: Path
 ) -> None:
-    from genreclf.flows.ingest_spotify import ingest_spotify
     from prefect.blocks.system import Secret
+
+    from genreclf.flows.ingest_spotify import ingest_spotify
 
     store_url = flow_env.storage_url
     bad = tmp_path / "bad.toml"

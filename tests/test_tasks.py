@@ -3,9 +3,6 @@
 from pathlib import Path
 
 import pytest
-from genreclf.tasks.acquire import acquire_batch
-from genreclf.tasks.catalog import read_catalog_rows, scan_folder_catalog
-from genreclf.tasks.dataset import plan_dataset
 
 from genreclf.acquisition.audio import SegmentConfig
 from genreclf.app.demo import make_demo_catalog
@@ -14,6 +11,9 @@ from genreclf.datasets.features import FeatureConfig
 from genreclf.ingest.catalog import read_catalog
 from genreclf.sources.youtube import YoutubeConfig
 from genreclf.store.storage import Store
+from genreclf.tasks.acquire import acquire_batch
+from genreclf.tasks.catalog import read_catalog_rows, scan_folder_catalog
+from genreclf.tasks.dataset import plan_dataset
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 SEG = SegmentConfig(window_s=2.0, hop_s=2.0)
