@@ -62,3 +62,14 @@ def test_no_import_runs_back_up_the_data_path(path: Path) -> None:
     runs_flows = [f"line {line}: {t}" for t, line in _imports(path) if t.split(".")[:2] in above]
     assert not upward, f"{module} ({LAYERS[mine]}) imports a later layer: {upward}"
     assert _layer(module) == "app" or not runs_flows, f"{module} imports flows or tasks: {runs_flows}"
+
+
+def test_the_wheel_holds_every_package_and_no_top_level_flows_or_tasks() -> None:
+    import tomllib
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(config["packages"])
+    on_disk = {_module(init) for init in (ROOT / "genreclf").rglob("__init__.py")} | {"genreclf.data"}
+    assert listed == on_disk | {"genreclf.flows", "genreclf.tasks"}  # a package left out would be missing
+    assert config["package-dir"] == {"genreclf.flows": "flows", "genreclf.tasks": "tasks"}
+    assert all(name.startswith("genreclf") for name in listed)
