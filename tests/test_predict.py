@@ -31,15 +31,24 @@ pytestmark = pytest.mark.usefixtures("prefect_server")
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory, prefect_server: None) -> tuple[Store, Path]:
-    """A champion small CNN trained by the pipeline on a demo catalog; returns (store, catalog folder)."""
-    from genreclf.flows.pipeline import pipeline
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Store, Path]:
+    """A champion small CNN trained on a demo catalog with the library's calls, no flow; (store, catalog folder)."""
+    from genreclf.datasets.build import build_dataset
+    from genreclf.ingest import catalog
+    from genreclf.models.runs import run_id_for
+    from genreclf.models.training import fit
+    from genreclf.reports import registry
+    from genreclf.reports.evaluation import evaluate_run
 
     root = make_demo_catalog(tmp_path_factory.mktemp("catalog"), tracks_per_genre=5, seconds=4.0)
-    store_url = str(tmp_path_factory.mktemp("store"))
-    training = TrainParams.small().model_copy(update={"model": "small_cnn", "epochs": 6})
-    pipeline(str(root), storage_url=store_url, dataset=DatasetParams.small(), training=training, baselines=False)
-    return Store.open(store_url), root
+    store = Store.open(str(tmp_path_factory.mktemp("store")))
+    catalog.write_catalog(store, scan_folder(str(root)).tracks)
+    params = DatasetParams.small()
+    manifest = build_dataset(store, "latest", params.segment_config(), params.feature_config()).manifest
+    cfg = TrainParams.small().model_copy(update={"model": "small_cnn", "epochs": 6}).config()
+    run_id = fit(store, manifest, cfg, run_id=run_id_for(manifest.dataset_id, cfg)).run_id
+    assert registry.challenge(store, evaluate_run(store, run_id, manifest, baselines=False), manifest).promote
+    return store, root
 
 
 @pytest.fixture(scope="module")
