@@ -189,3 +189,17 @@ def test_features_of_audio_decoded_at_another_rate_are_those_of_the_same_sound_a
     assert resampled.shape == direct.shape == (1, 96, cfg.window_frames(3.0))
     inner = slice(4, -4)  # the resampler's edges differ from a tone that starts and stops at 16 kHz
     np.testing.assert_allclose(resampled[..., inner], direct[..., inner], atol=0.02)
+
+
+def test_the_parabola_through_three_points_peaks_where_it_should() -> None:
+    from genreclf.datasets.features import parabola_shift
+
+    def y(x: float) -> float:
+        return -((x - 0.3) ** 2)
+
+    assert np.isclose(parabola_shift(y(-1), y(0), y(1)), 0.3)
+    assert parabola_shift(1.0, 1.0, 1.0) == 0.0  # flat: no peak to refine
+    assert parabola_shift(0.0, -1.0, 0.0) == 0.0  # a valley, not a peak
+    assert parabola_shift(0.0, 1.0, 1.5) == 0.5  # the peak lies beyond the next point: at most half a step
+    got = parabola_shift(np.array([y(-1), 0.0]), np.array([y(0), -1.0]), np.array([y(1), 0.0]))
+    assert np.allclose(got, [0.3, 0.0])  # per element; a valley gives 0

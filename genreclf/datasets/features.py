@@ -54,6 +54,14 @@ _MIN_LOG_MEL = _MIN_LOG_HZ / _F_SP
 _LOGSTEP = np.log(6.4) / 27.0
 
 
+def parabola_shift(left: np.ndarray | float, mid: np.ndarray | float, right: np.ndarray | float) -> np.ndarray:
+    """Where the parabola through three equally spaced values peaks, in steps from the middle one (-0.5..0.5); 0
+    where they do not curve down. Refines a peak found on a grid (a lag, an offset) to between its points."""
+    curve = np.asarray(left - 2 * mid + right, dtype=float)
+    shift = np.where(curve < 0, 0.5 * (left - right) / np.where(curve < 0, curve, -1.0), 0.0)
+    return np.clip(shift, -0.5, 0.5)
+
+
 def _hz_to_mel(hz: float) -> float:
     return _MIN_LOG_MEL + float(np.log(hz / _MIN_LOG_HZ)) / _LOGSTEP if hz >= _MIN_LOG_HZ else hz / _F_SP
 

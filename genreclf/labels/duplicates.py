@@ -10,7 +10,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from genreclf.datasets.features import FeatureConfig, mel_filters, natural_log_mel
+from genreclf.datasets.features import FeatureConfig, mel_filters, natural_log_mel, parabola_shift
 from genreclf.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -225,10 +225,8 @@ def _verify(fa: np.ndarray, fb: np.ndarray, off: int, step_s: float, win_s: floa
         return best
     o = int(o_best)
     # Sub-step offset from a parabola through the mean cosines at the neighbouring offsets.
-    left, mid, right = spans.get(o - 1, 0.0), spans[o], spans.get(o + 1, 0.0)
-    curve = left - 2 * mid + right
-    shift = 0.5 * (left - right) / curve if curve < 0 else 0.0
-    return min(1.0, sim), (o + float(np.clip(shift, -0.5, 0.5))) * step_s, overlap
+    shift = parabola_shift(spans.get(o - 1, 0.0), spans[o], spans.get(o + 1, 0.0))
+    return min(1.0, sim), (o + float(shift)) * step_s, overlap
 
 
 def _best_offsets(

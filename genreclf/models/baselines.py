@@ -10,7 +10,7 @@ from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from genreclf.datasets.features import FeatureConfig, natural_log_mel
+from genreclf.datasets.features import FeatureConfig, natural_log_mel, parabola_shift
 from genreclf.errors import ModelError
 
 BASELINES = ("knn", "mlp")
@@ -155,10 +155,8 @@ def _tempo(ac: np.ndarray, *, sr: int, hop_length: int, start_bpm: float = 120.0
     logprior[bpm >= 320.0] = -np.inf
     best = np.argmax(np.log1p(1e6 * ac[:, lag]) + logprior, axis=1) + 1  # (n,), a lag in 1..lags-2
     rows = np.arange(n)
-    left, mid, right = ac[rows, best - 1], ac[rows, best], ac[rows, best + 1]
-    curve = left - 2 * mid + right
-    shift = np.where(curve < 0, 0.5 * (left - right) / np.where(curve < 0, curve, -1.0), 0.0)
-    shift = np.clip(shift, -0.5, 0.5)
+    mid = ac[rows, best]
+    shift = parabola_shift(ac[rows, best - 1], mid, ac[rows, best + 1])
     return 60.0 * sr / (hop_length * (best + shift)), mid
 
 
