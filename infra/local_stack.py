@@ -19,7 +19,6 @@ loudly, when one is active (as a plain `prefect deploy --all` leaves it) and how
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import signal
@@ -31,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from genreclf.app import processes
 from infra.seaweedfs import PORT_FLAGS, free_ports, remove_sockets, weed_mini_command
 
 POOLS = ("cpu", "gpu")
@@ -118,14 +118,10 @@ class LocalStack:
         self._pids_path().write_text(json.dumps(pids, indent=2))
 
     def _alive(self, name: str) -> bool:
+        """Whether the process recorded as `name` is still the one this stack started (a PID since reused by another
+        program is not, and is never signalled)."""
         pid = self._pids().get(name)
-        if pid is None:
-            return False
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        return True
+        return pid is not None and processes.is_ours(pid, b"weed" if name == "seaweedfs" else b"prefect")
 
     def _spawn(self, name: str, cmd: list[str], env: dict[str, str] | None = None) -> str:
         if self._alive(name):
@@ -315,14 +311,8 @@ class LocalStack:
                 said.append(f"{name}: not running")
                 continue
             pid = pids[name]
-            os.killpg(pid, signal.SIGINT if name.startswith("worker") else signal.SIGTERM)
-            deadline = time.monotonic() + 15
-            while self._alive(name) and time.monotonic() < deadline:
-                _reap(pid)
-                time.sleep(0.2)
-            if self._alive(name):
-                os.killpg(pid, signal.SIGKILL)
-                _reap(pid)
+            first = signal.SIGINT if name.startswith("worker") else signal.SIGTERM
+            processes.terminate(pid, 15.0, first=first, what=name)
             said.append(f"{name}: stopped (pid {pid})")
             if name == "seaweedfs" and (self.dir / "seaweedfs" / "ports.json").exists():
                 remove_sockets(json.loads((self.dir / "seaweedfs" / "ports.json").read_text()))
@@ -333,12 +323,6 @@ class LocalStack:
         said = [f"prefect server {self.api_url}: {'healthy' if self.healthy() else 'not answering'}"]
         said += [f"{n}: {'running' if self._alive(n) else 'stopped'} (pid {p})" for n, p in self._pids().items()]
         return said + (self.schedule_lines() if self.healthy() else [])
-
-
-def _reap(pid: int) -> None:
-    """Collect a child that exited (so it does not linger as a zombie that still answers kill(pid, 0))."""
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,7 +15,6 @@ import contextlib
 import json
 import logging
 import os
-import signal
 import socket
 import sys
 import time
@@ -24,6 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import MappingProxyType
 
+from genreclf.app import processes
 from genreclf.errors import GenreclfError
 
 log = logging.getLogger(__name__)
@@ -116,7 +116,7 @@ def running_server_url(environ: Mapping[str, str] | None = None) -> str | None:
     if server is None:
         return None
     # The process check costs no network; a live server gets a few seconds, as a busy laptop can be slow to answer.
-    if _is_ours(server.pid) and _healthy(server.url, timeout_s=_HEALTH_TIMEOUT_S):
+    if processes.is_ours(server.pid, b"prefect") and _healthy(server.url, timeout_s=_HEALTH_TIMEOUT_S):
         return server.url
     log.debug("the Prefect server recorded at %s does not answer; Prefect starts a temporary one", server.url)
     return None
@@ -178,8 +178,8 @@ def prefect_api() -> Iterator[str | None]:
             drain_prefect(timeout_s=DRAIN_TIMEOUT_S)
         os.environ.pop("PREFECT_API_URL", None)
         _update_imported_prefect({"PREFECT_API_URL": ""})
-        with contextlib.suppress(ServerError):
-            _terminate(server.pid, timeout_s=1.0 if interrupted else 5.0)
+        with contextlib.suppress(processes.StillThere):
+            processes.terminate(server.pid, 1.0 if interrupted else 5.0, what="the Prefect server")
         with contextlib.suppress(OSError):
             server.log.unlink()
 
@@ -207,13 +207,14 @@ def _start_temporary() -> LocalServer:
     command = [sys.executable, "-m", "uvicorn", "--app-dir", str(Path(prefect.__file__).parent.parent),
                "--factory", "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(port),
                "--log-level", "error", "--lifespan", "on"]  # fmt: skip
-    server = LocalServer(url=f"http://127.0.0.1:{port}/api", pid=_spawn(command, env, log_path), log=log_path)
+    pid = processes.spawn(command, env, log_path)
+    server = LocalServer(url=f"http://127.0.0.1:{port}/api", pid=pid, log=log_path)
     log.debug("temporary Prefect server at %s (pid %d)", server.url, server.pid)
     try:
         _wait_healthy(server, timeout_s, what="Prefect's temporary API server")
     except BaseException:  # Ctrl-C included: it is in its own session and would outlive us
-        with contextlib.suppress(ServerError):
-            _terminate(server.pid, timeout_s=5.0)
+        with contextlib.suppress(processes.StillThere):
+            processes.terminate(server.pid, 5.0, what="the Prefect server")
         raise
     return server
 
@@ -224,23 +225,6 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _spawn(command: list[str], env: Mapping[str, str], log_path: Path) -> int:
-    """Start `command` in its own session (so a Ctrl-C in the terminal does not reach it, and a stop can signal its
-    whole process group), stdin from /dev/null, stdout and stderr appended to `log_path`; its PID."""
-    # posix_spawn, not Popen: the server outlives this call, and a Popen dropped while its child runs warns.
-    return os.posix_spawn(
-        sys.executable,
-        command,
-        env,
-        file_actions=[
-            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-            (os.POSIX_SPAWN_OPEN, 1, str(log_path), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600),
-            (os.POSIX_SPAWN_DUP2, 1, 2),
-        ],
-        setsid=True,
-    )
-
-
 # ---- the local server --------------------------------------------------------------------------------------------
 def server_start(*, port: int = DEFAULT_PORT, timeout_s: float = 180.0) -> LocalServer:
     """Start `prefect server start` on 127.0.0.1:`port` in the background (own session, log in PREFECT_HOME),
@@ -248,7 +232,7 @@ def server_start(*, port: int = DEFAULT_PORT, timeout_s: float = 180.0) -> Local
     home = _home(os.environ)
     current = _read_state(home)
     if current is not None:
-        if _is_ours(current.pid):
+        if processes.is_ours(current.pid, b"prefect"):
             _wait_healthy(current, timeout_s)
             return current
         _state_path(home).unlink(missing_ok=True)  # its process is gone: a stale record
@@ -259,13 +243,13 @@ def server_start(*, port: int = DEFAULT_PORT, timeout_s: float = 180.0) -> Local
     env.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     log_path = home / "genreclf-server.log"
     command = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)]
-    pid = _spawn(command, env, log_path)
+    pid = processes.spawn(command, env, log_path)
     server = LocalServer(url=url, pid=pid, log=log_path)
     _write_state(home, server)
     try:
         _wait_healthy(server, timeout_s)
     except BaseException:  # Ctrl-C included: the server is in its own session and would outlive us
-        _terminate(server.pid)
+        processes.terminate(server.pid, what="the Prefect server")
         _state_path(home).unlink(missing_ok=True)
         raise
     return server
@@ -278,8 +262,8 @@ def server_stop(*, timeout_s: float = 15.0) -> LocalServer | None:
     server = _read_state(home)
     if server is None:
         return None
-    if _is_ours(server.pid):
-        _terminate(server.pid, timeout_s)
+    if processes.is_ours(server.pid, b"prefect"):
+        processes.terminate(server.pid, timeout_s, what="the Prefect server")
     _state_path(home).unlink(missing_ok=True)
     return server
 
@@ -289,7 +273,7 @@ def server_status() -> ServerStatus | None:
     server = _read_state(_home(os.environ))
     if server is None:
         return None
-    running = _is_ours(server.pid)
+    running = processes.is_ours(server.pid, b"prefect")
     return ServerStatus(server=server, running=running, healthy=running and _healthy(server.url, _HEALTH_TIMEOUT_S))
 
 
@@ -336,8 +320,9 @@ def _healthy(api_url: str, timeout_s: float) -> bool:
 def _wait_healthy(server: LocalServer, timeout_s: float, what: str = "the Prefect server") -> None:
     deadline = time.monotonic() + timeout_s
     while not _healthy(server.url, timeout_s=2.0):
-        if not _alive(server.pid):
-            raise ServerError(f"{what} exited while starting; its log ({server.log}) ends with:\n{_tail(server.log)}")
+        if not processes.alive(server.pid):
+            log_end = processes.tail(server.log)
+            raise ServerError(f"{what} exited while starting; its log ({server.log}) ends with:\n{log_end}")
         if time.monotonic() > deadline:
             raise ServerError(
                 f"{what} (pid {server.pid}) did not answer at {server.url} within {timeout_s:.0f} s (see "
@@ -357,64 +342,3 @@ def _check_port_free(port: int) -> None:
                 f"127.0.0.1:{port} is in use ({e.strerror}). If a Prefect server runs there, use it: "
                 f"export PREFECT_API_URL=http://127.0.0.1:{port}/api; otherwise pick another port (--port)"
             ) from None
-
-
-def _alive(pid: int) -> bool:
-    with contextlib.suppress(ChildProcessError):  # our own child (tests, a failed start): reap it when it exited
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:
-            return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, but another user's
-        return True
-    return True
-
-
-def _is_ours(pid: int) -> bool:
-    """Whether `pid` is still the server we started: alive, leading its own process group (start_new_session) and,
-    where /proc tells, running prefect. A PID reused by another program fails this and is never signalled."""
-    if not _alive(pid):
-        return False
-    try:
-        if os.getpgid(pid) != pid:
-            return False
-        return b"prefect" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except ProcessLookupError:
-        return False
-    except FileNotFoundError:  # no /proc (macOS): the group check has to do
-        return True
-
-
-def _terminate(pid: int, timeout_s: float = 15.0) -> None:
-    """SIGTERM the server's process group (it and anything it forked), then SIGKILL what is left after `timeout_s`."""
-    for sig, wait_s in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(pid, sig)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + wait_s
-        while time.monotonic() < deadline:
-            if not _group_alive(pid):
-                return
-            time.sleep(0.1)
-    raise ServerError(f"the Prefect server (process group {pid}) is still there after SIGKILL; stop it by hand")
-
-
-def _group_alive(pgid: int) -> bool:
-    _alive(pgid)  # reaps the leader if it is our exited child, so a zombie does not count
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _tail(path: Path, lines: int = 20) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
