@@ -289,3 +289,23 @@ def test_an_unreadable_record_says_what_to_do_but_does_not_break_configure(home:
     env: dict[str, str] = {"PREFECT_HOME": str(home)}
     configure_prefect(env)
     assert "PREFECT_API_URL" not in env
+
+
+def test_a_process_of_our_own_is_ours_and_a_stranger_is_not(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from genreclf.app import processes
+
+    ours = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)  # prefect"], start_new_session=True)
+    stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])  # not leading its group
+    try:
+        assert processes.is_ours(ours.pid, b"prefect")
+        assert not processes.is_ours(ours.pid, b"weed")  # another program's command line
+        assert not processes.is_ours(stranger.pid, b"python")
+        processes.terminate(ours.pid, 5.0)
+        assert not processes.alive(ours.pid) and not processes.is_ours(ours.pid, b"prefect")
+    finally:
+        for p in (ours, stranger):
+            p.kill()
+            p.wait()

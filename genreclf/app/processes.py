@@ -59,11 +59,14 @@ def is_ours(pid: int, marker: bytes) -> bool:
     try:
         if os.getpgid(pid) != pid:
             return False
-        return marker in Path(f"/proc/{pid}/cmdline").read_bytes()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except ProcessLookupError:
         return False
     except FileNotFoundError:  # no /proc (macOS): the group check has to do
         return True
+    # Empty for a zombie, and read empty here for a moment just after `prefect server start` was spawned (the local
+    # stack's start took its server for gone): the group check has to do then too.
+    return marker in cmdline or not cmdline
 
 
 def terminate(pid: int, timeout_s: float = 15.0, *, first: int = signal.SIGTERM, what: str = "a process") -> None:
