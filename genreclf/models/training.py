@@ -204,7 +204,7 @@ def fit(
     run = _Run.start(store, manifest, cfg, run_id)
     log.info("run %s trains on %s", run_id, run.device)
     store.write_json(run_config_key(run_id), {"train": dataclasses.asdict(cfg), "dataset_id": manifest.dataset_id})
-    new_epochs, seen, train_s = run.epochs(cfg, on_epoch=on_epoch, stop_after=stop_after)
+    new_epochs, seen, train_s = run.epochs(on_epoch=on_epoch, stop_after=stop_after)
     state = run.state
     result = TrainResult(
         run_id=run_id,
@@ -217,7 +217,7 @@ def fit(
         new_epochs=new_epochs,
         device=str(run.device),
     )
-    if state["epoch"] >= cfg.epochs or (cfg.patience is not None and state["bad_epochs"] >= cfg.patience):
+    if run.done:
         _finish(store, run_id, cfg, manifest, result, keep_checkpoint=keep_checkpoint)
     return result
 
@@ -238,7 +238,7 @@ class _Run:
     opt: torch.optim.Optimizer
     sched: torch.optim.lr_scheduler.LRScheduler
     drop_last: bool
-    config: dict[str, Any]  # the TrainConfig, as checkpoints hold it
+    cfg: TrainConfig
     record: dict[str, Any]  # what model.json holds besides the epoch
     state: dict[str, Any]
 
@@ -308,20 +308,23 @@ class _Run:
         val_window = eval_window(dataclasses.asdict(cfg), fc)  # as evaluation and predicting will score it
         record = {**model_record(manifest, cfg, run_id, norm), **started}
         return cls(store, manifest, run_id, device, train_ds, val_loader, val_window, norm, model, opt, sched,
-                   drop_last, dataclasses.asdict(cfg), record, state)  # fmt: skip
+                   drop_last, cfg, record, state)  # fmt: skip
+
+    @property
+    def done(self) -> bool:
+        """Whether the run has trained its last epoch, or stopped early (`patience` epochs without a better one)."""
+        cfg, state = self.cfg, self.state
+        return state["epoch"] >= cfg.epochs or (cfg.patience is not None and state["bad_epochs"] >= cfg.patience)
 
     def epochs(
-        self,
-        cfg: TrainConfig,
-        *,
-        on_epoch: Callable[[int, dict[str, float]], None] | None,
-        stop_after: int | None,
+        self, *, on_epoch: Callable[[int, dict[str, float]], None] | None, stop_after: int | None
     ) -> tuple[int, int, float]:
         """Train epochs until the last, early stopping, or `stop_after` of this call; checkpoint after each, save
         the model at each better one. Returns (epochs trained, segments seen, seconds training)."""
-        state, n_train = self.state, self.manifest.rows("train") * cfg.crops_per_segment
+        cfg, state = self.cfg, self.state
+        n_train = self.manifest.rows("train") * cfg.crops_per_segment
         new_epochs, seen_all, train_s = 0, 0, 0.0
-        while state["epoch"] < cfg.epochs and (cfg.patience is None or state["bad_epochs"] < cfg.patience):
+        while not self.done:
             epoch = state["epoch"] + 1
             self.train_ds.set_epoch(epoch)
             loader = _loader(self.train_ds, cfg, self.device, _seed_epoch(cfg.seed, epoch), drop_last=self.drop_last)
@@ -361,7 +364,8 @@ class _Run:
             write_model(self.store, self.run_id, self.model.state_dict(), {**self.record, "epoch": epoch})
         checkpoint = {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
                       "scheduler": self.sched.state_dict(), "normalizer": self.norm.to_dict(),
-                      "config": self.config, "dataset_id": self.manifest.dataset_id, "state": state}  # fmt: skip
+                      "config": dataclasses.asdict(self.cfg), "dataset_id": self.manifest.dataset_id,
+                      "state": state}  # fmt: skip
         _save_checkpoint(self.store, checkpoint_key(self.run_id), checkpoint)
         return metrics
 
