@@ -30,6 +30,9 @@ from genreclf.store.storage import Store
 # its first second cut and 6 dB quieter, in its own genre.
 FLIPS = {"chirp/drone-03.wav": "drone", "noise/pulse-05.ogg": "pulse"}
 COPY, ORIGINAL = "chirp/chirp-02-copy.mp3", "chirp/chirp-02.ogg"
+# 4 genres of 12: enough that every fold assignment finds both flips (with 8, one seed in four missed one)
+PER_GENRE = 12
+TRACKS = 4 * PER_GENRE + 1  # and the copy
 
 
 def build(root: Path, store_url: str, model: str = "resnet18") -> Manifest:
@@ -46,7 +49,7 @@ def build(root: Path, store_url: str, model: str = "resnet18") -> Manifest:
 def planted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(catalog folder, a store holding its dataset): built once; tests work on copies of the store."""
     base = tmp_path_factory.mktemp("audit")
-    root = make_demo_catalog(base / "catalog", tracks_per_genre=8, seconds=8.0)
+    root = make_demo_catalog(base / "catalog", tracks_per_genre=PER_GENRE, seconds=8.0)
     for name, genre in FLIPS.items():
         (root / genre / Path(name).name).rename(root / name)
     ffmpeg = ["ffmpeg", "-nostdin", "-loglevel", "error", "-ss", "1", "-i", str(root / ORIGINAL)]
@@ -85,7 +88,7 @@ def test_audit_finds_the_planted_flips_and_copy(store: Store) -> None:
     assert [p["a"] for p in report.pairs] == [min(copy["track_id"], original["track_id"])]
     assert {r["name"] for r in report.rows[:3]} == {*FLIPS, COPY}
     assert [r["rank"] for r in report.rows] == list(range(1, len(report.rows) + 1))
-    assert report.counts == {"tracks": 33, "mislabelled": 2, "near-duplicate": 2, "outlier": 0}
+    assert report.counts == {"tracks": TRACKS, "mislabelled": 2, "near-duplicate": 2, "outlier": 0}
 
 
 @pytest.mark.slow
@@ -139,7 +142,7 @@ def test_accepted_verdicts_reach_the_next_build_and_can_be_taken_back(planted: t
     df = catalog.read_catalog(store, derived)
     row = df.filter(pl.col("track_id") == flip["track_id"]).row(0, named=True)
     assert (row["genre"], row["label_source"]) == ("drone", overrides.AUDIT_SOURCE)
-    assert drop["track_id"] not in df["track_id"].to_list() and df.height == 32
+    assert drop["track_id"] not in df["track_id"].to_list() and df.height == TRACKS - 1
     assert catalog.base_version(store, derived) == base
     assert [s["stage"] for s in catalog.read_skipped(store, derived)] == ["audit"]
     # Applying again, to the source or to what it made, gives the same version; the next build reads it.
@@ -187,7 +190,7 @@ def test_genreclf_audit_runs_the_flow_then_reuses_it_and_accepts(
     assert main(["audit", "--store", store.url, "--format", "csv"]) == 0
     captured = capsys.readouterr()
     assert "is stored" in captured.err
-    assert len(list(csv.DictReader(io.StringIO(captured.out)))) == 33
+    assert len(list(csv.DictReader(io.StringIO(captured.out)))) == TRACKS
 
     assert main(["audit", "--store", store.url, "--accept", "noise/noise-01.flac"]) == 2
     assert "suggests no change" in capsys.readouterr().err
@@ -213,7 +216,7 @@ def test_the_build_dataset_flow_applies_accepted_overrides(store: Store, capsys:
     manifest = read_manifest(store, dataset_id)
     assert manifest.catalog_version != base and catalog.base_version(store, manifest.catalog_version) == base
     splits = dataset.read_splits(store, dataset_id)
-    assert splits is not None and splits.height == 32
+    assert splits is not None and splits.height == TRACKS - 1
     genre_of = dict(zip(splits["track_id"], splits["genre"], strict=True))
     by_name = rows_by_name(audit_dataset(store, read_manifest(store, dataset_id))[0].rows)
     assert by_name["noise/pulse-05.ogg"]["given"] == "pulse" and COPY not in by_name

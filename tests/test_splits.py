@@ -9,8 +9,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from genreclf.datasets.splits import apply_split_file, assign_splits, parse_split_file, split_groups
+from genreclf.datasets.splits import UnionFind, apply_split_file, assign_splits, parse_split_file, split_groups
 from genreclf.errors import DataError
+from genreclf.labels.out_of_fold import groups_of
 
 GENRES = ["blues", "classical", "hiphop", "jazz", "metal", "rock"]
 
@@ -200,3 +201,17 @@ def test_a_name_that_two_files_share_whatever_their_extension_matches_neither(
     assert "blues/a.wav (2 files of that name)" in caplog.text
     # a dotted name without an audio extension is not cut short
     assert dict(apply_split_file(folder_tracks(["x/v1.2.mp3"]), {"x/v1.2": "train"}).iter_rows()) == {"t0000": "train"}
+
+
+@pytest.mark.parametrize("order", [[(3, 1), (1, 2), (5, 4)], [(5, 4), (2, 1), (1, 3)], [(4, 5), (2, 3), (3, 1)]])
+def test_union_find_names_a_group_by_its_smallest_member_whatever_the_order(order: list[tuple[int, int]]) -> None:
+    uf: UnionFind[int] = UnionFind()
+    for a, b in order:
+        uf.union(a, b)
+    assert [uf.find(i) for i in range(1, 6)] == [1, 1, 1, 4, 4]
+
+
+def test_audit_groups_join_an_artists_tracks_and_copies_across_artists() -> None:
+    # tracks 0 and 2 share an artist; 3 is a copy of 1; 4 has no artist and no copy
+    groups = groups_of(5, ["a", "b", "a", "c", None], [(3, 1)])
+    assert groups.tolist() == [0, 1, 0, 1, 4]

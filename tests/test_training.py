@@ -346,6 +346,7 @@ def test_a_segment_scored_in_windows_is_the_mean_of_its_windows_logits(tmp_path)
     mel = loader.load_split(store, manifest, "val").mel  # (6, 16, 87): windows at 0, then 35 (ending at the end)
     assert loader.window_starts(87, 52) == [0, 35] and loader.window_starts(40, 52) == [0]
     assert loader.window_starts(104, 52) == [0, 52]
+    assert loader.window_starts(87, 52, cover_end=False) == [0] and loader.window_starts(40, 52, cover_end=False) == [0]
     got = inference.predict_logits(model, mel, norm, device=torch.device("cpu"), window=window, batch_size=5)
     by_hand = np.stack([
         inference.predict_logits(model, np.ascontiguousarray(mel[:, :, s : s + 52]), norm, device=torch.device("cpu"))

@@ -252,12 +252,16 @@ class StreamingSegments(IterableDataset[tuple[torch.Tensor, int]]):
                 yield torch.from_numpy(x)[None], label  # (1, n_mels, frames)
 
 
-def window_starts(frames: int, window: int) -> list[int]:
-    """Starts of back-to-back windows over `frames`, the last one ending at the end (so it may overlap)."""
+def window_starts(frames: int, window: int, *, cover_end: bool = True) -> list[int]:
+    """Starts of back-to-back windows over `frames`; one window (from 0) when `window` covers them all.
+
+    With `cover_end`, a last window ends at the end, so every frame is seen (it may overlap the one before):
+    what a model's input is cut into. Without it the tail shorter than a window is dropped, so no two windows
+    share a frame: the audit's crops, each an independent sample of the track."""
     if window >= frames:
         return [0]
     starts = list(range(0, frames - window + 1, window))
-    if starts[-1] + window < frames:
+    if cover_end and starts[-1] + window < frames:
         starts.append(frames - window)
     return starts
 

@@ -6,6 +6,7 @@ import hashlib
 import logging
 from collections import Counter, defaultdict
 from collections.abc import Sequence
+from typing import Generic, TypeVar
 
 import polars as pl
 
@@ -19,23 +20,28 @@ log = logging.getLogger(__name__)
 
 FRACTIONS = (0.6, 0.2, 0.2)
 
+T = TypeVar("T", str, int)
+
 
 def _rank(seed: int, key: str) -> str:
     return hashlib.sha256(f"{seed}:{key}".encode()).hexdigest()
 
 
-class _UnionFind:
-    def __init__(self) -> None:
-        self.parent: dict[str, str] = {}
+class UnionFind(Generic[T]):
+    """Groups of items joined pairwise. A group's name is its smallest member, so it does not depend on the
+    order of the unions (split assignment hashes it, so it must not)."""
 
-    def find(self, x: str) -> str:
+    def __init__(self) -> None:
+        self.parent: dict[T, T] = {}
+
+    def find(self, x: T) -> T:
         self.parent.setdefault(x, x)
         while self.parent[x] != x:
             self.parent[x] = self.parent[self.parent[x]]
             x = self.parent[x]
         return x
 
-    def union(self, a: str, b: str) -> None:
+    def union(self, a: T, b: T) -> None:
         ra, rb = self.find(a), self.find(b)
         if ra != rb:
             self.parent[max(ra, rb)] = min(ra, rb)
@@ -46,7 +52,7 @@ def split_groups(tracks: pl.DataFrame) -> dict[str, str]:
 
     Tracks that share an ISRC (the same recording under two ids) are merged into one group.
     """
-    uf = _UnionFind()
+    uf: UnionFind[str] = UnionFind()
     by_isrc: dict[str, str] = {}
     has_isrc = "isrc" in tracks.columns
     for row in tracks.iter_rows(named=True):

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from genreclf.datasets.splits import UnionFind
 from genreclf.errors import DataError
 
 if TYPE_CHECKING:
@@ -19,21 +20,14 @@ if TYPE_CHECKING:
 def groups_of(n: int, artists: list[str | None], pairs: list[tuple[int, int]]) -> np.ndarray:
     """(n,) group of each track: tracks of one artist, and copies of one recording, share a group, so that no
     model scores a track after training on its artist or on another copy of it."""
-    parent = list(range(n))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
+    uf: UnionFind[int] = UnionFind()
     first: dict[str, int] = {}
     for i, artist in enumerate(artists):
         if artist is not None:
-            parent[root(i)] = root(first.setdefault(artist, i))
+            uf.union(i, first.setdefault(artist, i))
     for a, b in pairs:
-        parent[root(a)] = root(b)
-    return np.array([root(i) for i in range(n)])
+        uf.union(a, b)
+    return np.array([uf.find(i) for i in range(n)])
 
 
 def out_of_fold_probabilities(

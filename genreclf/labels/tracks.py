@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 
 from genreclf.datasets.features import FeatureConfig
-from genreclf.datasets.loader import iter_shard_tables
+from genreclf.datasets.loader import iter_shard_tables, window_starts
 from genreclf.datasets.manifest import Manifest
 from genreclf.errors import DataError
 from genreclf.labels import duplicates
@@ -29,11 +29,6 @@ class Tracks:
     crop_features: np.ndarray  # (crops, features)
     crop_track: np.ndarray  # (crops,) index into ids
     fingerprints: dict[str, np.ndarray]
-
-
-def crop_starts(frames: int, crop: int) -> list[int]:
-    """Back-to-back crops of `crop` frames; one crop of the whole segment when it is shorter."""
-    return list(range(0, frames - crop + 1, crop)) or [0]
 
 
 def read_tracks(store: Store, manifest: Manifest, cfg: AuditConfig, network: str | None = None) -> Tracks:
@@ -66,7 +61,7 @@ def read_tracks(store: Store, manifest: Manifest, cfg: AuditConfig, network: str
         if network is not None:
             features.append(_embedding_rows(store, network, shard["key"], table))
             owners.append(rows)
-        for s in crop_starts(mel.shape[2], crop) if network is None else []:
+        for s in window_starts(mel.shape[2], crop, cover_end=False) if network is None else []:
             features.append(summary_features(mel[:, :, s : s + crop], cfg=feat))
             owners.append(rows)
         segments: dict[str, list[tuple[float, int]]] = defaultdict(list)
