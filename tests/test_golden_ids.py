@@ -2,7 +2,7 @@
 
 Changing one of these literals means every existing store's objects under that id are orphaned (a dataset, run,
 audit or shard is not found again and is built anew beside the old one). Do not update a literal to make a test
-pass: bump the store format version and migrate the stores instead (the store format version: issue 24). A new
+pass: bump the store format version (`genreclf.store.format.STORE_FORMAT`) and migrate the stores instead. A new
 config field changes the id unless its default is left out of what is hashed (see `FeatureConfig.hash`).
 """
 
@@ -108,3 +108,9 @@ def test_label_override_versions_keep_their_values(store_url: str) -> None:
     override = Override(track_id="t1", content_hash="ab" * 32, genre="jazz", previous="rock", reason="audit",
                         audit_id="au1", accepted_at="2026-12-01T00:00:00+00:00")  # fmt: skip
     assert accept(Store.open(store_url), [override]) == "f77ff5a0ece1c570"
+
+
+def test_the_store_format_is_the_one_these_ids_belong_to() -> None:
+    from genreclf.store.format import STORE_FORMAT
+
+    assert STORE_FORMAT == 1  # a literal above changed: bump this, and give `store.format` a migration for it

@@ -3,6 +3,7 @@ compare-and-swap, the sweep of killed writers' temporaries, and S3 errors that s
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -220,7 +221,7 @@ def test_local_writes_leave_no_temporary_files(tmp_path: Path) -> None:
         raise RuntimeError("crash")
 
     files = sorted(p.relative_to(tmp_path / "s").as_posix() for p in (tmp_path / "s").rglob("*") if p.is_file())
-    assert files == ["a/b.bin", "a/c.json", "a/d.parquet"]
+    assert files == ["a/b.bin", "a/c.json", "a/d.parquet", "store.json"]  # and the store's format record
 
 
 KILLED_WRITER = """
@@ -396,16 +397,18 @@ def test_s3_wrong_secret_key_says_which_settings_to_check(s3_server: S3Server, m
 def test_s3_missing_bucket_says_how_to_create_it(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> None:
     s3_env(monkeypatch, s3_server)
     bucket = f"missing-{uuid.uuid4().hex[:12]}"
-    store = Store.open(f"s3://{bucket}/genreclf")
 
     with pytest.raises(StorageError) as e:
-        store.exists("k")
+        Store.open(f"s3://{bucket}/genreclf")  # it reads the store's format record at once
 
     assert str(e.value) == (
-        f"s3://{bucket}/genreclf/k: bucket {bucket} does not exist at {s3_server.endpoint_url}; "
+        f"s3://{bucket}/genreclf/store.json: bucket {bucket} does not exist at {s3_server.endpoint_url}; "
         f"create it with python infra/create_bucket.py s3://{bucket}"
     )
-    for name, operation in every_operation(Store.open(f"s3://{bucket}/genreclf")).items():
+    # A bucket deleted after the store was opened: every operation says so.
+    opened = Store.open(f"s3://{s3_server.bucket}/missing-later")
+    gone = dataclasses.replace(opened, root=f"{bucket}/genreclf", url=f"s3://{bucket}/genreclf")
+    for name, operation in every_operation(gone).items():
         with pytest.raises(StorageError, match=f"bucket {bucket} does not exist"):
             operation()
             pytest.fail(f"{name} did not fail")

@@ -145,7 +145,7 @@ def check_store(settings: Settings, store_url: str | None) -> Check:
 
     url = store_url or settings.storage_url
     try:
-        store = Store.open(url, settings)
+        store = Store.open(url, settings, record_format=False)
         key = f".doctor/{uuid.uuid4().hex}"
         body = datetime.now(UTC).isoformat().encode()
         store.write_bytes(key, body)

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlparse
 
 import pyarrow as pa
@@ -42,8 +42,11 @@ def _settings() -> Settings:
 # `sweep_temp` once old) and the lock files of `write_if` on a local store (never swept: see `write_if`).
 TEMP_PREFIX = ".tmp"
 LOCKS_PREFIX = ".locks"
+FORMAT_KEY = "store.json"  # the store's format record (`genreclf.store.format`), not data: never listed
 # Temporaries of writers before 2026-11, beside their final key: `<key>.tmp-<uuid4 hex>`.
 _LEGACY_TEMP = re.compile(r"\.tmp-[0-9a-f]{32}$")
+# Stores whose format this process has checked (`genreclf.store.format`): once each, not at every open.
+_FORMAT_CHECKED: set[str] = set()
 
 
 def filesystem_for(url: str, settings: Settings | None = None) -> tuple[pafs.FileSystem, str]:
@@ -96,7 +99,19 @@ def s3_client_for(settings: Settings) -> Any:
 
 
 def _is_bookkeeping(key: str) -> bool:
-    return key.startswith((f"{TEMP_PREFIX}/", f"{LOCKS_PREFIX}/")) or _LEGACY_TEMP.search(key) is not None
+    return (
+        key.startswith((f"{TEMP_PREFIX}/", f"{LOCKS_PREFIX}/"))
+        or key == FORMAT_KEY
+        or _LEGACY_TEMP.search(key) is not None
+    )
+
+
+class Entry(NamedTuple):
+    """A file in the store as a listing gives it: key, bytes, and modification time (seconds since the epoch)."""
+
+    key: str
+    size: int
+    mtime: float
 
 
 @dataclass(frozen=True)
@@ -115,8 +130,9 @@ class Store:
     _buckets_seen: set[str] = field(default_factory=set, init=False, repr=False, compare=False)
 
     @classmethod
-    def open(cls, url: str | None = None, settings: Settings | None = None) -> Store:
-        """Open the store at `url`, or at `GENRECLF_STORAGE_URL` (default `./genreclf-data`)."""
+    def open(cls, url: str | None = None, settings: Settings | None = None, *, record_format: bool = True) -> Store:
+        """Open the store at `url`, or at `GENRECLF_STORAGE_URL` (default `./genreclf-data`), once its format is
+        one this genreclf reads (`genreclf.store.format`; `record_format`: write `store.json` where it is missing)."""
         if url is None:
             settings = settings or _settings()
             url = settings.storage_url
@@ -128,7 +144,14 @@ class Store:
             url = Path(root).as_uri()
         else:
             url = f"s3://{root}"
-        return cls(fs=fs, root=root, url=url, settings=settings)
+        store = cls(fs=fs, root=root, url=url, settings=settings)
+        if url not in _FORMAT_CHECKED:
+            from genreclf.store.format import check_format
+
+            check_format(store, record=record_format)
+            if record_format:
+                _FORMAT_CHECKED.add(url)
+        return store
 
     @property
     def is_local(self) -> bool:
@@ -163,14 +186,27 @@ class Store:
 
     def keys(self, prefix: str) -> list[str]:
         """Keys of the files under `prefix`, sorted; an absent prefix is empty. Temporaries are never listed."""
+        return [e.key for e in self.entries(prefix)]
+
+    def entries(self, prefix: str) -> list[Entry]:
+        """The files under `prefix` (as `keys`), each with its size and modification time: one listing."""
         selector = pafs.FileSelector(self.path(prefix), recursive=True, allow_not_found=True)
         with self._s3_errors(prefix):
-            infos = self.fs.get_file_info(selector)
-        start = len(self.root) + 1
-        keys = sorted(i.path[start:] for i in infos if i.type == pafs.FileType.File)
-        if not keys:
+            infos = [i for i in self.fs.get_file_info(selector) if i.type == pafs.FileType.File]
+        if not infos:
             self._check_bucket(prefix)
-        return [k for k in keys if not _is_bookkeeping(k)]
+        start = len(self.root) + 1
+        found = (Entry(i.path[start:], i.size or 0, i.mtime.timestamp() if i.mtime else 0.0) for i in infos)
+        return sorted(e for e in found if not _is_bookkeeping(e.key))
+
+    def top_level(self) -> list[str]:
+        """Names at the store's root (files and folders), its own bookkeeping (names from '.': temporaries, locks,
+        the doctor's probe) left out: one listing."""
+        selector = pafs.FileSelector(self.root, recursive=False, allow_not_found=True)
+        with self._s3_errors(""):
+            infos = self.fs.get_file_info(selector)
+        names = [i.path.rstrip("/").rsplit("/", 1)[-1] for i in infos]
+        return sorted(n for n in names if not n.startswith("."))
 
     def read_bytes(self, key: str) -> bytes:
         try:
@@ -257,7 +293,8 @@ class Store:
         Locally an exclusive flock on a lock file (under `.locks/`, kept: a lock file removed while held would let
         a second writer lock a new file beside it) guards the re-read and the write-then-rename. On S3 the server
         decides, with a conditional PUT (`If-Match: <etag>`, or `If-None-Match: *` for an absent key), which AWS
-        S3, SeaweedFS and MinIO honour; a server that ignores these headers would make this an ordinary write.
+        S3, SeaweedFS and MinIO honour; on a server that ignores these headers, which would make this an ordinary
+        write, it raises a StorageError instead (the server is probed once: `genreclf.store.conditional`).
         """
         if self.is_local:
             import fcntl  # POSIX only: imported here so that the rest of a local store works on Windows too
@@ -271,6 +308,9 @@ class Store:
                 self.write_bytes(key, data)
                 return True
         self._check_bucket(key)  # SeaweedFS would make a missing bucket, AWS answers NoSuchBucket
+        from genreclf.store.conditional import require_conditional_writes  # it imports this module
+
+        require_conditional_writes(self, key)
         bucket, name = self._bucket_and_name(key)
         condition = {"IfNoneMatch": "*"} if expected is None else {"IfMatch": expected}
         with self._s3_errors(key):
