@@ -331,9 +331,11 @@ def build_parser() -> argparse.ArgumentParser:
     from genreclf.app.cli_audit import add_parser as add_audit_parser
     from genreclf.app.cli_doctor import add_parser as add_doctor_parser
     from genreclf.app.cli_spotify import add_parsers as add_spotify_parsers
+    from genreclf.app.cli_store import add_parsers as add_store_parsers
     from genreclf.app.cli_weights import add_parser as add_weights_parser
 
     add_audit_parser(sub)
+    add_store_parsers(sub)
     add_spotify_parsers(sub)
     add_weights_parser(sub)
     add_doctor_parser(sub)

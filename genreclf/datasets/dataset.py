@@ -371,10 +371,20 @@ def _release_unplanned(
         handoff.discard({r.audio_hash for r in results if r.ok and r.audio_hash not in planned}, sr)
 
 
+def _with_known_hashes(store: Store, parent: str | None, entries: list[ShardEntry]) -> list[ShardEntry]:
+    """Entries of reused shards (read from the store, which records no hash) with the sha256 the parent's manifest
+    recorded when it wrote them, so that `genreclf verify` can check them after the parent is collected."""
+    if parent is None or all("sha256" in e for e in entries) or not store.exists(manifest_key(parent)):
+        return entries
+    known = {e["key"]: e["sha256"] for e in read_manifest(store, parent).shards if "sha256" in e}
+    return [{**e, "sha256": known[e["key"]]} if "sha256" not in e and e["key"] in known else e for e in entries]
+
+
 def finish_dataset(store: Store, plan: DatasetPlan, entries: list[ShardEntry]) -> Manifest:
     """Write the quarantine table, the splits table and, last, the manifest of a planned dataset whose shards
     (`entries`, as `build_shard` returned them) are written; point LATEST and the lineage at it."""
     store.write_json(quarantine_key(plan.dataset_id), plan.quarantined)
+    entries = _with_known_hashes(store, plan.parent, entries)
     manifest = Manifest(
         dataset_id=plan.dataset_id,
         catalog_version=plan.catalog_version,

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import math
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 import numpy as np
 import pyarrow as pa
@@ -153,9 +154,36 @@ class ShardEntry(TypedDict):
     key: str
     rows: int
     bytes: int
+    sha256: NotRequired[str]  # of the file; manifests before 2026-12 have none
     splits: dict[str, int]
     genres: dict[str, int]
     row_groups: list[list[Any]]  # [split, rows] per row group
+
+
+class _Hashing:
+    """A write-only stream that passes bytes on and keeps their sha256 and count (a shard's, as the manifest
+    records it: `genreclf verify` checks stored shards against it)."""
+
+    def __init__(self, sink: pa.NativeFile) -> None:
+        self.sink, self.digest, self.size = sink, hashlib.sha256(), 0
+        self.closed = False
+
+    def write(self, data: bytes | memoryview) -> int:
+        self.digest.update(data)
+        self.size += len(data)
+        return self.sink.write(data)
+
+    def tell(self) -> int:
+        return self.size
+
+    def flush(self) -> None:
+        pass  # the store's stream flushes when it closes
+
+    def writable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self.closed = True  # the stream itself is the store's to close (and move into place)
 
 
 class ShardWriter:
@@ -186,9 +214,9 @@ class ShardWriter:
         self._stack = contextlib.ExitStack()
 
     def __enter__(self) -> ShardWriter:
-        self.sink = self._stack.enter_context(self.store.output_stream(self.key))
+        self.sink = _Hashing(self._stack.enter_context(self.store.output_stream(self.key)))
         compression = {name: "zstd" for name in self.schema.names} | {"mel": MEL_COMPRESSION}
-        self.writer = pq.ParquetWriter(self.sink, self.schema, compression=compression)
+        self.writer = pq.ParquetWriter(pa.PythonFile(self.sink, mode="w"), self.schema, compression=compression)
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
@@ -226,13 +254,14 @@ class ShardWriter:
             raise DataError(f"{self.store.uri(self.key)}: spectrograms for {len(self.groups)} row groups expected, "
                             f"{self.written} written")  # fmt: skip
         self.writer.close()
-        size = self.sink.tell()
+        size = self.sink.size
         self.closed = True
         self._stack.close()  # the stream ends and the temporary moves into place
         return {
             "key": self.key,
             "rows": sum(n for _, _, n in self.groups),
             "bytes": size,
+            "sha256": self.sink.digest.hexdigest(),
             "splits": self.splits,
             "genres": self.genres,
             "row_groups": [[split, n] for split, _, n in self.groups],

@@ -1,0 +1,1 @@
+"""Keeping a store healthy: `verify` checks what its records point at, `gc` collects what nothing keeps."""
