@@ -10,7 +10,19 @@ import pytest
 
 ROOT = Path(__file__).parents[1]
 # Lowest first. "core": the modules at genreclf's top level (errors, settings, retry, interrupts, progress).
-LAYERS = ["core", "store", "ingest", "sources", "acquisition", "datasets", "models", "reports", "labels", "app"]
+LAYERS = [
+    "core",
+    "store",
+    "ingest",
+    "sources",
+    "acquisition",
+    "datasets",
+    "models",
+    "reports",
+    "labels",
+    "upkeep",
+    "app",
+]
 # A plain config dataclass the settings read from the environment (it imports only genreclf.retry).
 CORE_TOO = {"genreclf.sources.youtube_config"}
 
@@ -73,3 +85,21 @@ def test_the_wheel_holds_every_package_and_no_top_level_flows_or_tasks() -> None
     assert listed == on_disk | {"genreclf.flows", "genreclf.tasks"}  # a package left out would be missing
     assert config["package-dir"] == {"genreclf.flows": "flows", "genreclf.tasks": "tasks"}
     assert all(name.startswith("genreclf") for name in listed)
+
+
+MAX_MODULE_LINES, MAX_FUNCTION_LINES = 450, 80
+
+
+@pytest.mark.parametrize("folder", ["genreclf", "flows", "tasks"])
+def test_modules_and_functions_stay_small_enough_to_read(folder: str) -> None:
+    too_long = []
+    for path in sorted((ROOT / folder).rglob("*.py")):
+        text = path.read_text()
+        if len(text.splitlines()) > MAX_MODULE_LINES:
+            too_long.append(f"{path.relative_to(ROOT)}: {len(text.splitlines())} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                length = (node.end_lineno or node.lineno) - node.lineno + 1
+                if length > MAX_FUNCTION_LINES:
+                    too_long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}: {length} lines")
+    assert not too_long, f"over {MAX_MODULE_LINES} lines a module or {MAX_FUNCTION_LINES} a function: {too_long}"
