@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import threading
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,7 @@ from genreclf.store.storage import Store
 from genreclf.upkeep.gc import collect
 from genreclf.upkeep.inventory import DAY_S, Retention
 from genreclf.upkeep.verify import verify
+from tests.s3server import S3Server
 
 GENERATIONS = 4
 PARAMS = DatasetParams.small()
@@ -237,3 +239,28 @@ def test_the_flows_report_as_the_commands_do_and_verify_store_fails_on_a_missing
     copy.delete(shard)
     with pytest.raises(StorageError, match=f"1 objects missing or corrupt in {copy.url}, the first {shard}"):
         verify_store_flow(copy.url)
+
+
+@pytest.mark.e2e
+def test_verify_and_gc_on_s3(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("GENRECLF_S3_ENDPOINT_URL", s3_server.endpoint_url)
+    monkeypatch.setenv("GENRECLF_S3_ACCESS_KEY", s3_server.access_key)
+    monkeypatch.setenv("GENRECLF_S3_SECRET_KEY", s3_server.secret_key)
+    store = Store.open(f"s3://{s3_server.bucket}/upkeep-{uuid.uuid4().hex[:12]}")
+    root = make_demo_catalog(tmp_path / "catalog", tracks_per_genre=3, seconds=4.0)
+    new_version(store, root)
+    first = read_manifest(store)
+    change_one_file(root, 1)
+    new_version(store, root)
+
+    assert verify(store, deep=True).problems == []
+    dry = collect(store, Retention(catalogs=1, grace_s=0))
+    assert {k for k in dry.keys if k.startswith("datasets/")} == set(store.keys(f"datasets/{first.dataset_id}/"))
+    assert sum(k.startswith("audio/sha256/") for k in dry.keys) == 2  # the changed file's old audio and sidecar
+    assert collect(store, Retention(catalogs=1, grace_s=0), apply=True).keys == dry.keys
+    assert not any(store.exists(k) for k in dry.keys)
+    after = verify(store, deep=True)
+    assert after.problems == [] and after.orphans == []
+    shard = read_manifest(store).shards[0]["key"]
+    store.delete(shard)
+    assert [(f.kind, f.key) for f in verify(store).problems] == [("missing", shard)]
