@@ -1,14 +1,24 @@
-"""Training throughput (segments/s) of the real training path, against the naive path, in one run.
+"""Training throughput of genreclf's path against a plain PyTorch loop, interleaved and repeated, in one run;
+then the `train` flow against the bare loop on the same data.
 
-    python benchmarks/train.py [--model resnet18] [--segments 512] [--steps 30] [--batch 32] [--workers 4] [--repeats 3]
+    python benchmarks/train.py [--model resnet18] [--segments 512] [--steps 30] [--batch 32] [--workers 4]
+                               [--repeats 3] [--no-flow]
 
 Builds a synthetic dataset of 30 s log-mel segments (128 mels x 1292 frames, float16 shards in a temporary local
-store), then trains for a fixed number of steps on 3 s random crops streamed from the shards, as `fit` does:
-  naive: fp32, NCHW, no loader workers, no pinned memory
-  ours:  genreclf's defaults on this device (bf16 autocast and channels-last on CUDA, loader workers, pinned memory)
-On a CPU both are the same configuration (those settings are CUDA-only), and the script says so instead of
-printing a speed-up.
-Needs only torch, torchvision, numpy and pyarrow (runs on a bare GPU image).
+store), then trains a fixed number of steps on 3 s random crops, through `fit` both times:
+  plain: a DataLoader over the shards (`StreamingSegments`, `--workers` on a GPU), fp32, NCHW, no torch.compile;
+  ours:  genreclf's defaults on this device: the splits resident on the device when they fit (crops, gain,
+         SpecAugment cut in batch there), and on CUDA bf16 autocast, channels-last, fused AdamW, torch.compile.
+Printed per run: segments/s. Then:
+  - FLOP/s: the model's FLOPs per training segment (forward and backward, counted by torch.utils.flop_counter on
+    one batch of crops) times the rate; on a known GPU its fraction of the card's dense bf16 peak (a table below;
+    no peak is claimed for a CPU);
+  - data share: the time to draw the same number of batches alone (no model; on the device, synchronised) over
+    the run's training time: what the step waits for at most, measured apart, not inside the step;
+  - peak GPU memory of the run.
+Last, when Prefect is installed (not on a bare GPU image), the `train` flow and `fit` with the same config on the
+same dataset, interleaved, after a warm-up that pays the temporary server's start: wall ratio flow / bare.
+Needs only torch, torchvision, numpy and pyarrow for the first part.
 """
 
 from __future__ import annotations
@@ -19,10 +29,12 @@ import os
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -30,7 +42,9 @@ from genreclf.acquisition.audio import SegmentConfig
 from genreclf.datasets.features import FeatureConfig
 from genreclf.datasets.loader import StreamingSegments
 from genreclf.datasets.manifest import Manifest, write_manifest
+from genreclf.datasets.resident import ResidentSplit
 from genreclf.datasets.shards import SegmentRows, write_shard
+from genreclf.models import create_model
 from genreclf.models.inference import pick_device
 from genreclf.models.runs import TrainConfig
 from genreclf.models.training import fit
@@ -69,15 +83,61 @@ def synthetic_dataset(store: Store, *, segments: int, classes: int = 10, seed: i
     return manifest
 
 
+# Dense bf16 tensor-core peaks (FLOP/s), from the vendors' data sheets; matched on the CUDA device's name.
+PEAK_BF16 = {"H100 PCIe": 756e12, "H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "L4": 121e12}
+
+
+def peak_flops(device: torch.device) -> tuple[str, float] | None:
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next(((card, peak) for card, peak in PEAK_BF16.items() if card in name), None)
+
+
+def flops_per_segment(model_name: str, shape: tuple[int, ...], device: torch.device) -> float:
+    """Forward and backward FLOPs of one training crop, counted on one batch."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = create_model(model_name, num_classes=10).to(device)
+    x = torch.randn(*shape, device=device)
+    with FlopCounterMode(display=False) as counter:
+        model(x).sum().backward()
+    return counter.get_total_flops() / shape[0]
+
+
+def data_seconds(store: Store, manifest: Manifest, cfg: TrainConfig, device: torch.device, resident: bool) -> float:
+    """Seconds to draw `cfg.max_steps_per_epoch` batches of crops alone, as the run's path draws them."""
+    crop = cfg.crop_frames(sample_rate=manifest.feature_config["sample_rate"],
+                           hop_length=manifest.feature_config["hop_length"])  # fmt: skip
+    steps = cfg.max_steps_per_epoch or 1
+    if resident:
+        split = ResidentSplit.load(store, manifest, "train", device)
+        gen = torch.Generator(device=device).manual_seed(0)
+        batches = split.crop_batches(batch_size=cfg.batch_size, crop=crop, crops_per_segment=cfg.crops_per_segment,
+                                     generator=gen, drop_last=True)  # fmt: skip
+    else:
+        ds = StreamingSegments(store, manifest, "train", crop_frames=crop, crops_per_segment=cfg.crops_per_segment,
+                               shuffle_buffer=cfg.shuffle_buffer)  # fmt: skip
+        batches = iter(DataLoader(ds, batch_size=cfg.batch_size, num_workers=cfg.num_workers,
+                                  pin_memory=device.type == "cuda", drop_last=True))  # fmt: skip
+    t0 = time.perf_counter()
+    for _, (x, _y) in zip(range(steps), batches, strict=False):
+        x.to(device, non_blocking=True)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - t0
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="resnet18")
     p.add_argument("--segments", type=int, default=512)
     p.add_argument("--steps", type=int, default=30, help="training steps per measured run")
     p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1))
+    p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), help="the plain loop's, on a GPU")
     p.add_argument("--repeats", type=int, default=3, help="interleaved measured runs of each path")
     p.add_argument("--device", default=None)
+    p.add_argument("--no-flow", action="store_true", help="skip the train flow's comparison")
     args = p.parse_args()
 
     device = pick_device(args.device)
@@ -87,40 +147,87 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         store = Store.open(tmp)
         manifest = synthetic_dataset(store, segments=args.segments)
-        groups = len(StreamingSegments(store, manifest, "train").units)  # loader workers beyond this idle
         train = manifest.rows("train")
-        print(f"dataset: {train} training segments of {manifest.mel_shape} in {groups} row groups, 3 s crops")
-        base = TrainConfig(
-            model=args.model, epochs=1, batch_size=args.batch, max_steps_per_epoch=args.steps, device=str(device),
-            patience=10,
-        )  # fmt: skip
+        print(f"dataset: {train} training segments of {manifest.mel_shape}, 3 s crops, batches of {args.batch}")
+        base = TrainConfig(model=args.model, epochs=1, batch_size=args.batch, max_steps_per_epoch=args.steps,
+                           device=str(device), patience=10, crops_per_segment=1)  # fmt: skip
         runs = {
-            "naive": dataclasses.replace(base, amp=False, channels_last=False, num_workers=0),
-            "ours": dataclasses.replace(base, num_workers=args.workers if device.type == "cuda" else 0),
+            "plain": dataclasses.replace(
+                base,
+                amp=False,
+                channels_last=False,
+                compile=False,
+                resident=False,
+                num_workers=args.workers if device.type == "cuda" else 0,
+            ),
+            "ours": base,
         }
-        # Warm-up (cuDNN autotuning, allocator) so neither measured run pays it.
-        fit(store, manifest, dataclasses.replace(base, max_steps_per_epoch=3), run_id="warmup")
+        for label, cfg in runs.items():  # warm-up: cuDNN autotuning, the allocator, compiling
+            fit(store, manifest, dataclasses.replace(cfg, max_steps_per_epoch=3), run_id=f"warmup-{label}")
         rates: dict[str, list[float]] = {label: [] for label in runs}
+        peak_mem: dict[str, float] = {}
         for r in range(args.repeats):  # interleaved, so drift on a shared machine hits both paths alike
             for label, cfg in runs.items():
+                if device.type == "cuda":
+                    torch.cuda.reset_peak_memory_stats(device)
                 result = fit(store, manifest, cfg, run_id=f"{label}-{r}")
+                if device.type == "cuda":
+                    peak_mem[label] = max(peak_mem.get(label, 0.0), torch.cuda.max_memory_allocated(device) / 1e9)
                 rates[label].append(result.segments_per_s)
-                rate = result.segments_per_s
-                print(f"{label:>6} #{r + 1}: {rate:8.1f} segments/s ({args.steps} steps of {args.batch})")
-    best = {label: max(v) for label, v in rates.items()}
+                print(f"{label:>6} #{r + 1}: {result.segments_per_s:8.1f} segments/s ({args.steps} steps)")
+        report(args, store, manifest, runs, rates, peak_mem, device)
+        if not args.no_flow:
+            flow_against_bare(store, manifest, base)
+
+
+def report(
+    args: argparse.Namespace, store: Store, manifest: Manifest, runs: dict[str, TrainConfig],
+    rates: dict[str, list[float]], peak_mem: dict[str, float], device: torch.device,
+) -> None:  # fmt: skip
     median = {label: statistics.median(v) for label, v in rates.items()}
-    for label in runs:
-        print(f"{label:>6}: best {best[label]:8.1f}, median {median[label]:8.1f} segments/s over {args.repeats} runs")
-    if device.type == "cuda":
-        print(
-            f"speed-up ours/naive: best {best['ours'] / best['naive']:.2f}x, "
-            f"median {median['ours'] / median['naive']:.2f}x"
-        )
-    else:  # AMP, channels-last and loader workers apply on CUDA only: on a CPU the two runs train identically
-        print(
-            f"on {device.type} the two paths are the same (genreclf's GPU settings do not apply); their ratio, "
-            f"{median['ours'] / median['naive']:.2f}x (median), is run-to-run noise, not a speed-up"
-        )
+    crop = base_crop(manifest, runs["ours"])
+    flops = flops_per_segment(args.model, (args.batch, 1, manifest.mel_shape[0], crop), device)
+    peak = peak_flops(device)
+    print(f"model: {flops / 1e9:.2f} GFLOP per training crop (forward + backward, torch.utils.flop_counter)")
+    for label, cfg in runs.items():
+        achieved = median[label] * flops
+        share = f", {achieved / peak[1]:.1%} of the {peak[0]}'s dense bf16 peak" if peak else ""
+        wait = data_seconds(store, manifest, cfg, device, resident=label == "ours" and cfg.resident is not False)
+        train_s = args.steps * args.batch / median[label]
+        memory = f", peak GPU memory {peak_mem[label]:.1f} GB" if label in peak_mem else ""
+        print(f"{label:>6}: median {median[label]:8.1f} segments/s over {args.repeats} runs, "
+              f"{achieved / 1e12:.2f} TFLOP/s{share}; drawing its batches alone takes {wait / train_s:.1%} of its "
+              f"training time{memory}")  # fmt: skip
+    print(f"ours / plain: {median['ours'] / median['plain']:.2f}x (medians)")
+
+
+def base_crop(manifest: Manifest, cfg: TrainConfig) -> int:
+    fc = manifest.feature_config
+    return cfg.crop_frames(sample_rate=fc["sample_rate"], hop_length=fc["hop_length"])
+
+
+def flow_against_bare(store: Store, manifest: Manifest, cfg: TrainConfig, repeats: int = 2) -> None:
+    """The `train` flow's wall against `fit`'s, the same config on the same dataset (each a new run)."""
+    try:
+        from genreclf.flows.params import TrainParams
+        from genreclf.flows.train import train as train_flow
+    except ImportError:
+        print("train flow: Prefect is not installed here; not measured")
+        return
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+    params = TrainParams(**dataclasses.asdict(cfg))
+    train_flow(manifest.dataset_id, params, store.url, run_id="flow-warmup")  # the temporary server starts here
+    walls: dict[str, list[float]] = {"flow": [], "bare": []}
+    for r in range(repeats):
+        for label in walls:
+            t0 = time.perf_counter()
+            if label == "flow":
+                train_flow(manifest.dataset_id, params, store.url, run_id=f"flow-{r}")
+            else:
+                fit(store, manifest, cfg, run_id=f"bare-{r}")
+            walls[label].append(time.perf_counter() - t0)
+    flow, bare = statistics.median(walls["flow"]), statistics.median(walls["bare"])
+    print(f"train flow {flow:.1f} s against the bare loop {bare:.1f} s (medians of {repeats}): {flow / bare:.2f}x")
 
 
 if __name__ == "__main__":

@@ -12,12 +12,14 @@ from safetensors.torch import load_file
 from genreclf.datasets import loader, shards
 from genreclf.datasets.loader import StreamingSegments
 from genreclf.datasets.manifest import Manifest, write_manifest
+from genreclf.datasets.resident import ResidentSplit
 from genreclf.datasets.shards import SegmentRows, write_shard
 from genreclf.errors import ConfigError, ModelError
 from genreclf.models import inference, training
 from genreclf.models.inference import load_model
 from genreclf.models.runs import TrainConfig, run_id_for
-from genreclf.models.training import fit, spec_augment
+from genreclf.models.steps import spec_augment
+from genreclf.models.training import fit
 from genreclf.store.storage import Store
 from tests.planted import plant_pickle
 from tests.tiny import FEAT, SEG, make_tiny_dataset
@@ -52,16 +54,18 @@ def test_fit_learns_a_separable_tiny_dataset(tmp_path) -> None:
     np.testing.assert_allclose(bundle["normalizer"]["std"], in_memory.std(axis=(0, 2)), rtol=1e-6)
 
 
-def test_killed_and_resumed_run_ends_like_an_uninterrupted_one(tmp_path) -> None:
+@pytest.mark.parametrize("resident", [False, True], ids=["streamed", "resident"])
+def test_killed_and_resumed_run_ends_like_an_uninterrupted_one(tmp_path, resident: bool) -> None:
+    cfg = dataclasses.replace(CFG, resident=resident)
     whole = Store.open(str(tmp_path / "whole"))
     make_tiny_dataset(whole)
-    uninterrupted = fit(whole, make_tiny_dataset(whole), CFG, run_id="r")
+    uninterrupted = fit(whole, make_tiny_dataset(whole), cfg, run_id="r")
 
     parts = Store.open(str(tmp_path / "parts"))
     manifest = make_tiny_dataset(parts)
-    first = fit(parts, manifest, CFG, run_id="r", stop_after=2)  # "killed" after epoch 2
+    first = fit(parts, manifest, cfg, run_id="r", stop_after=2)  # "killed" after epoch 2
     assert first.epochs == 2
-    resumed = fit(parts, manifest, CFG, run_id="r")
+    resumed = fit(parts, manifest, cfg, run_id="r")
     assert resumed.epochs == 4
     assert resumed.history == uninterrupted.history
     a, _ = load_model(whole, "runs/r/model.safetensors")
@@ -90,7 +94,7 @@ def test_fit_streams_both_splits_and_never_loads_one(tmp_path, monkeypatch) -> N
             reads.append((self.split, "crops" if self.train else "whole", n, shape))
 
     monkeypatch.setattr(training, "StreamingSegments", Counting)
-    fit(store, manifest, CFG, run_id="r")
+    fit(store, manifest, dataclasses.replace(CFG, resident=False), run_id="r")
     n_mels, frames = manifest.mel_shape
     crop = CFG.crop_frames(sample_rate=FEAT.sample_rate, hop_length=FEAT.hop_length)
     train, val = manifest.rows("train"), manifest.rows("val")
@@ -104,7 +108,7 @@ def test_streaming_with_two_workers_is_deterministic_and_resumable(tmp_path, mon
     store = Store.open(str(tmp_path / "store"))
     manifest = make_tiny_dataset(store)
     assert len(StreamingSegments(store, manifest, "train").units) >= 4
-    cfg = dataclasses.replace(CFG, epochs=3, num_workers=2, shuffle_buffer=6)
+    cfg = dataclasses.replace(CFG, epochs=3, num_workers=2, shuffle_buffer=6, resident=False)
     once = fit(store, manifest, cfg, run_id="once")
     assert fit(store, manifest, cfg, run_id="twice", stop_after=1).epochs == 1
     twice = fit(store, manifest, cfg, run_id="twice")
@@ -322,7 +326,7 @@ def test_random_gain_shifts_every_band_of_a_crop_alike(tmp_path, monkeypatch) ->
     manifest = make_tiny_dataset(store)
     seen: list[torch.Tensor] = []
     monkeypatch.setattr(training.Normalizer, "apply", lambda self, x: seen.append(x.clone()) or x.float())
-    cfg = dataclasses.replace(CFG, epochs=1, specaugment=False, gain_db=6.0, max_steps_per_epoch=1)
+    cfg = dataclasses.replace(CFG, epochs=1, specaugment=False, gain_db=6.0, max_steps_per_epoch=1, resident=False)
     fit(store, manifest, cfg, run_id="gain")
     x = seen[-2]  # the last training batch, before the validation batch
     crop = cfg.crop_frames(sample_rate=FEAT.sample_rate, hop_length=FEAT.hop_length)
@@ -356,3 +360,98 @@ def test_a_segment_scored_in_windows_is_the_mean_of_its_windows_logits(tmp_path)
     whole = inference.predict_logits(model, mel, norm, device=torch.device("cpu"))
     assert not np.allclose(got, whole)
     assert inference.eval_window({"crop_s": 0.3}, bundle["feature_config"]) is None  # a model saved before windows
+
+
+# --- the splits resident on the device ----------------------------------------------------------------------
+
+
+def test_resident_crops_are_windows_of_every_segment_drawn_from_the_seed(tmp_path) -> None:
+    store = Store.open(str(tmp_path / "store"))
+    manifest = make_tiny_dataset(store)
+    split = ResidentSplit.load(store, manifest, "train", torch.device("cpu"))
+    arrays = loader.load_split(store, manifest, "train")
+    assert split.mel.dtype == torch.float16 and torch.equal(split.mel, torch.from_numpy(arrays.mel))
+
+    def epoch(seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        gen = torch.Generator().manual_seed(seed)
+        return list(split.crop_batches(batch_size=5, crop=7, crops_per_segment=3, generator=gen, drop_last=False))
+
+    batches = epoch(1)
+    x = torch.cat([b[0] for b in batches])
+    labels = torch.cat([b[1] for b in batches])
+    assert x.shape == (3 * len(split), 1, split.mel.shape[1], 7) and [len(b[1]) for b in batches][-1] == 3 * 24 % 5
+    # Each crop is a window of one segment with that segment's label, and each segment gives 3 crops.
+    mel = split.mel.float()
+    found = []
+    for crop, label in zip(x[:, 0], labels, strict=True):
+        hits = [
+            (i, s)
+            for i in range(len(split))
+            for s in range(mel.shape[2] - 6)
+            if torch.equal(mel[i, :, s : s + 7], crop)
+        ]
+        assert hits and int(split.labels[hits[0][0]]) == int(label)
+        found.append(hits[0][0])
+    assert sorted(np.bincount(found, minlength=len(split)).tolist()) == [3] * len(split)
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(batches, epoch(1), strict=True))
+    assert not torch.equal(x, torch.cat([b[0] for b in epoch(2)]))
+    dropped = split.crop_batches(batch_size=5, crop=7, crops_per_segment=3, generator=torch.Generator(), drop_last=True)
+    assert [len(y) for _, y in dropped] == [5] * (3 * len(split) // 5)
+
+
+def test_auto_keeps_the_splits_resident_when_they_fit_and_streams_them_when_not(tmp_path, monkeypatch, caplog) -> None:
+    store = Store.open(str(tmp_path / "store"))
+    manifest = make_tiny_dataset(store)
+    caplog.set_level(logging.INFO, logger="genreclf")
+    cfg = dataclasses.replace(CFG, epochs=1)
+    fit(store, manifest, cfg, run_id="fits")
+    assert "read 24 training and 6 validation segments onto cpu" in caplog.text
+    monkeypatch.setattr(training, "budget_bytes", lambda device: 1_000)
+    caplog.clear()
+    fit(store, manifest, cfg, run_id="streams")
+    assert "training data streamed from the store: its 0 MB exceed cpu's budget of 0 MB" in caplog.text
+    assert "onto cpu" not in caplog.text
+
+
+def test_the_resident_path_learns_what_the_streamed_one_does(tmp_path) -> None:
+    store = Store.open(str(tmp_path / "store"))
+    manifest = make_tiny_dataset(store)
+    streamed = fit(store, manifest, dataclasses.replace(CFG, resident=False), run_id="streamed")
+    resident = fit(store, manifest, dataclasses.replace(CFG, resident=True), run_id="resident")
+    assert resident.best_val_accuracy >= 0.8 and streamed.best_val_accuracy >= 0.8
+    # Validation scores whole segments in windows on either path: the same model gets the same accuracy.
+    model, bundle = load_model(store, "runs/resident/model.safetensors", torch.device("cpu"))
+    val = loader.load_split(store, manifest, "val")
+    window = inference.eval_window(bundle["train_config"], bundle["feature_config"])
+    logits = inference.predict_logits(model, val.mel, loader.Normalizer.from_dict(bundle["normalizer"]),
+                                      device=torch.device("cpu"), window=window)  # fmt: skip
+    assert float((logits.argmax(1) == val.labels).mean()) == resident.best_val_accuracy
+
+
+def test_a_model_that_does_not_compile_trains_eagerly_after_one_warning(tmp_path, monkeypatch, caplog) -> None:
+    store = Store.open(str(tmp_path / "store"))
+    manifest = make_tiny_dataset(store)
+    eager = fit(store, manifest, CFG, run_id="eager")
+
+    def broken(model: torch.nn.Module) -> object:
+        def forward(x: torch.Tensor) -> torch.Tensor:
+            raise RuntimeError("inductor: no C++ compiler found\nmore detail")
+
+        return forward
+
+    monkeypatch.setattr(torch, "compile", broken)
+    compiled = fit(store, manifest, dataclasses.replace(CFG, compile=True), run_id="compiled")
+    warnings = [r.getMessage() for r in caplog.records if "torch.compile" in r.getMessage()]
+    assert warnings == [
+        "torch.compile failed (RuntimeError: inductor: no C++ compiler found); training the eager model"
+    ]
+    assert compiled.history == eager.history  # the same steps, eagerly
+
+
+def test_new_training_fields_at_their_defaults_keep_run_ids_and_checkpoints() -> None:
+    from genreclf.models.runs import config_identity
+
+    assert run_id_for("tiny", dataclasses.replace(CFG, resident=None, compile=None)) == run_id_for("tiny", CFG)
+    assert run_id_for("tiny", dataclasses.replace(CFG, resident=False)) != run_id_for("tiny", CFG)
+    before = {k: v for k, v in dataclasses.asdict(CFG).items() if k not in ("resident", "compile")}
+    assert config_identity(before) == config_identity(dataclasses.asdict(CFG))

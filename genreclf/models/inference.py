@@ -77,7 +77,7 @@ def eval_window(train_config: dict[str, Any], feature_config: dict[str, Any]) ->
     return crop_frames(train_config["crop_s"], sample_rate=fc["sample_rate"], hop_length=fc["hop_length"])
 
 
-def _eval_logits(
+def eval_logits(
     model: nn.Module, x: torch.Tensor, norm: Normalizer, device: torch.device, window: int | None = None
 ) -> torch.Tensor:
     """Logits of one batch of whole segments (model in eval mode, under inference_mode): (B, 1, M, T) -> (B, C).
@@ -110,7 +110,7 @@ def predict_logits(
     out = []
     for i in range(0, len(mel), batch_size):
         x = torch.from_numpy(np.asarray(mel[i : i + batch_size], dtype=np.float32))[:, None]  # (batch, 1, M, T)
-        out.append(_eval_logits(model, x, norm, device, window).cpu().numpy())
+        out.append(eval_logits(model, x, norm, device, window).cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
 
@@ -138,7 +138,7 @@ def stream_accuracy(
     model.eval()
     correct, seen = 0, 0
     for x, y in loader:
-        correct += int((_eval_logits(model, x, norm, device, window).argmax(1).cpu() == y).sum())
+        correct += int((eval_logits(model, x, norm, device, window).argmax(1).cpu() == y).sum())
         seen += len(y)
     return correct / seen if seen else 0.0
 

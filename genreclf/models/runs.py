@@ -61,6 +61,11 @@ class TrainConfig:
     channels_last: bool = True  # NHWC memory format on CUDA
     # Segments each loader worker holds to shuffle across row groups (30 s float16 segments: ~85 MB per worker).
     shuffle_buffer: int = 256
+    # The training and validation splits read once into the device's memory, crops cut there in batch
+    # (`genreclf.datasets.resident`): None when they fit its budget (else streamed), True always, False never.
+    resident: bool | None = None
+    # torch.compile the model (an eager fallback where it fails): None on a GPU only.
+    compile: bool | None = None
 
     @property
     def frozen_head(self) -> bool:
@@ -76,9 +81,19 @@ class TrainConfig:
 FROZEN_HEAD_VERSION = 1
 
 
+# Fields added after run ids were first pinned, and their defaults: a field at its default is left out of a run's
+# identity, so that adding it neither renames existing runs nor refuses their checkpoints.
+ADDED_LATER: dict[str, Any] = {"resident": None, "compile": None}
+
+
+def config_identity(config: dict[str, Any]) -> dict[str, Any]:
+    """A TrainConfig as a dict (`dataclasses.asdict`, or as a checkpoint recorded it), as a run's identity sees it."""
+    return {k: v for k, v in config.items() if not (k in ADDED_LATER and v == ADDED_LATER[k])}
+
+
 def run_id_for(dataset_id: str, cfg: TrainConfig) -> str:
     """Same dataset and config -> same run id, so a rerun resumes the run instead of starting another."""
-    inputs: list[Any] = [dataset_id, dataclasses.asdict(cfg)]
+    inputs: list[Any] = [dataset_id, config_identity(dataclasses.asdict(cfg))]
     if cfg.frozen_head:
         inputs.append({"frozen_head_version": FROZEN_HEAD_VERSION})
     return f"{cfg.model}-{content_id(inputs, length=12)}"

@@ -8,41 +8,27 @@ import logging
 import pickle
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
 from genreclf.datasets.loader import Normalizer, StreamingSegments
 from genreclf.datasets.manifest import Manifest
+from genreclf.datasets.resident import ResidentSplit, budget_bytes, eval_batch_size, split_bytes
 from genreclf.errors import ConfigError, DataError, ModelError
 from genreclf.models import create_model, is_pretrained
 from genreclf.models.files import check_run_id, read_model, weights_key, write_model
-from genreclf.models.inference import eval_window, resolve_device, stream_accuracy
-from genreclf.models.runs import TrainConfig, TrainResult
+from genreclf.models.inference import eval_logits, eval_window, resolve_device, stream_accuracy
+from genreclf.models.runs import TrainConfig, TrainResult, config_identity
+from genreclf.models.steps import Compiled, compile_wanted, optimizer, scheduler, train_epoch
 from genreclf.store.keys import checkpoint_key, finished_key, run_config_key
 from genreclf.store.storage import Store
 
 log = logging.getLogger(__name__)
-
-
-def spec_augment(x: torch.Tensor, *, freq_mask: int, time_mask: int) -> torch.Tensor:
-    """Zero one random frequency band and one random time span per example: (B, 1, M, T) -> same."""
-    b, _, m, t = x.shape
-    dev = x.device
-    f_w = torch.randint(0, freq_mask + 1, (b, 1, 1, 1), device=dev)
-    f_0 = (torch.rand((b, 1, 1, 1), device=dev) * (m - f_w).clamp(min=1)).long()
-    t_w = torch.randint(0, time_mask + 1, (b, 1, 1, 1), device=dev)
-    t_0 = (torch.rand((b, 1, 1, 1), device=dev) * (t - t_w).clamp(min=1)).long()
-    mels = torch.arange(m, device=dev).view(1, 1, m, 1)
-    frames = torch.arange(t, device=dev).view(1, 1, 1, t)
-    mask = ((mels >= f_0) & (mels < f_0 + f_w)) | ((frames >= t_0) & (frames < t_0 + t_w))
-    return x.masked_fill(mask, 0.0)
 
 
 def _save_checkpoint(store: Store, key: str, obj: dict[str, Any]) -> str:
@@ -71,72 +57,6 @@ def _seed_epoch(seed: int, epoch: int) -> torch.Generator:
     torch.manual_seed(s)
     random.seed(s)
     return torch.Generator().manual_seed(s)
-
-
-def _train_epoch(
-    model: nn.Module,
-    loader: DataLoader[tuple[torch.Tensor, int]],
-    opt: torch.optim.Optimizer,
-    sched: torch.optim.lr_scheduler.LRScheduler,
-    norm: Normalizer,
-    cfg: TrainConfig,
-    device: torch.device,
-) -> tuple[float, int]:
-    model.train()
-    total, seen = 0.0, 0
-    for step, (x, y) in enumerate(loader):
-        if cfg.max_steps_per_epoch is not None and step >= cfg.max_steps_per_epoch:
-            break
-        x = x.to(device, non_blocking=True)  # (batch, 1, mels, crop), log power
-        if cfg.gain_db > 0:  # a gain of g dB adds g/10 * ln 10 to a natural-log power spectrogram
-            gain = (torch.rand((x.shape[0], 1, 1, 1), device=device) * 2 - 1) * cfg.gain_db
-            x = x + gain * (np.log(10) / 10)
-        x = norm.apply(x)
-        y = y.to(device, non_blocking=True)
-        if cfg.channels_last and device.type == "cuda":
-            x = x.contiguous(memory_format=torch.channels_last)
-        if cfg.specaugment:
-            x = spec_augment(x, freq_mask=cfg.freq_mask, time_mask=cfg.time_mask)
-        lam, perm = 1.0, None
-        if cfg.mixup_alpha > 0:
-            lam = float(torch.distributions.Beta(cfg.mixup_alpha, cfg.mixup_alpha).sample())
-            perm = torch.randperm(x.shape[0], device=device)
-            x = lam * x + (1 - lam) * x[perm]
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp and device.type == "cuda"):
-            logits = model(x)  # (batch, num_classes)
-            loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
-            if perm is not None:
-                loss = lam * loss + (1 - lam) * F.cross_entropy(
-                    logits.float(), y[perm], label_smoothing=cfg.label_smoothing
-                )
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        total += float(loss.detach()) * len(y)
-        seen += len(y)
-    return total / max(seen, 1), seen
-
-
-def _param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
-    """One group at `cfg.lr`; a pretrained network's own layers in a second, at `cfg.backbone_lr_scale` of it."""
-    backbone = getattr(model, "backbone", None) if is_pretrained(cfg.model) else None
-    if backbone is None:
-        return [{"params": list(model.parameters()), "lr": cfg.lr}]
-    own = {id(p) for p in backbone.parameters()}
-    return [
-        {"params": list(backbone.parameters()), "lr": cfg.lr * cfg.backbone_lr_scale},
-        {"params": [p for p in model.parameters() if id(p) not in own], "lr": cfg.lr},
-    ]
-
-
-def _scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps: int) -> torch.optim.lr_scheduler.LRScheduler:
-    if cfg.schedule == "onecycle":  # each group peaks at its own learning rate
-        max_lr = [group["lr"] for group in opt.param_groups]
-        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=max_lr, total_steps=max(steps, 1))
-    if cfg.schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1))
-    raise ModelError(f"unknown schedule {cfg.schedule!r}; use 'onecycle' or 'cosine'")
 
 
 def _loader(
@@ -230,11 +150,11 @@ class _Run:
     manifest: Manifest
     run_id: str
     device: torch.device
-    train_ds: StreamingSegments
-    val_loader: DataLoader[tuple[torch.Tensor, int]]
+    data: _Data
     val_window: int | None
     norm: Normalizer
     model: nn.Module
+    forward: Compiled
     opt: torch.optim.Optimizer
     sched: torch.optim.lr_scheduler.LRScheduler
     drop_last: bool
@@ -257,16 +177,12 @@ class _Run:
             from genreclf.models.musicnn import PATCH_FRAMES
 
             crop = min(PATCH_FRAMES, manifest.mel_shape[1])
-        train_ds = StreamingSegments(store, manifest, "train", crop_frames=crop,
-                                     crops_per_segment=cfg.crops_per_segment, shuffle_buffer=cfg.shuffle_buffer,
-                                     seed=cfg.seed)  # fmt: skip
-        val_loader = _loader(
-            StreamingSegments(store, manifest, val_split, train=False), cfg, device, torch.Generator().manual_seed(0)
-        )
+        data = _Data.open(store, manifest, cfg, device, crop=crop, val_split=val_split)
         ckpt_key = checkpoint_key(run_id)
         ckpt = _load_checkpoint(store, ckpt_key, device) if store.exists(ckpt_key) else None
         if ckpt is not None and (
-            ckpt["config"] != dataclasses.asdict(cfg) or ckpt["dataset_id"] != manifest.dataset_id
+            config_identity(ckpt["config"]) != config_identity(dataclasses.asdict(cfg))
+            or ckpt["dataset_id"] != manifest.dataset_id
         ):
             raise ModelError(
                 f"{store.uri(ckpt_key)} was written with another config or dataset; use a new run id to start over"
@@ -290,14 +206,12 @@ class _Run:
         model = model.to(device)
         if cfg.channels_last and device.type == "cuda":
             model = model.to(memory_format=torch.channels_last)
-        opt = torch.optim.AdamW(_param_groups(model, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        # Each loader worker drops its own last partial batch, so an epoch has at most n // batch steps; a split
-        # smaller than a batch keeps its partial batches, at most one per worker.
+        opt = optimizer(model, cfg, device)
         drop_last = n_train > cfg.batch_size
-        steps = n_train // cfg.batch_size if drop_last else max(1, min(cfg.num_workers, len(train_ds.units)))
+        steps = data.steps(cfg, n_train, drop_last=drop_last)
         if cfg.max_steps_per_epoch is not None:
             steps = min(steps, cfg.max_steps_per_epoch)
-        sched = _scheduler(opt, cfg, steps * cfg.epochs)
+        sched = scheduler(opt, cfg, steps * cfg.epochs)
         state: dict[str, Any] = {"epoch": 0, "best_acc": -1.0, "best_epoch": 0, "bad_epochs": 0, "history": []}
         if ckpt is not None:
             model.load_state_dict(ckpt["model"])
@@ -307,8 +221,9 @@ class _Run:
             log.info("resuming run %s after epoch %d", run_id, state["epoch"])
         val_window = eval_window(dataclasses.asdict(cfg), fc)  # as evaluation and predicting will score it
         record = {**model_record(manifest, cfg, run_id, norm), **started}
-        return cls(store, manifest, run_id, device, train_ds, val_loader, val_window, norm, model, opt, sched,
-                   drop_last, cfg, record, state)  # fmt: skip
+        forward = Compiled(model, compile_wanted(cfg, device))
+        return cls(store, manifest, run_id, device, data, val_window, norm, model, forward, opt, sched, drop_last,
+                   cfg, record, state)  # fmt: skip
 
     @property
     def done(self) -> bool:
@@ -326,16 +241,16 @@ class _Run:
         new_epochs, seen_all, train_s = 0, 0, 0.0
         while not self.done:
             epoch = state["epoch"] + 1
-            self.train_ds.set_epoch(epoch)
-            loader = _loader(self.train_ds, cfg, self.device, _seed_epoch(cfg.seed, epoch), drop_last=self.drop_last)
+            batches = self.data.train_batches(cfg, self.device, epoch, drop_last=self.drop_last)
             t0 = time.perf_counter()
-            loss, seen = _train_epoch(self.model, loader, self.opt, self.sched, self.norm, cfg, self.device)
+            self.model.train()
+            loss, seen = train_epoch(self.forward, batches, self.opt, self.sched, self.norm, cfg, self.device)
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
             train_s += time.perf_counter() - t0
             if seen == 0:
                 raise DataError(
-                    f"epoch {epoch} had no full batch of {cfg.batch_size}: each of the {loader.num_workers} loader "
+                    f"epoch {epoch} had no full batch of {cfg.batch_size}: each of the {cfg.num_workers} loader "
                     f"workers read fewer of the {n_train} training segments; lower batch_size or num_workers"
                 )
             seen_all += seen
@@ -352,7 +267,7 @@ class _Run:
     def _validated(self, epoch: int, loss: float) -> dict[str, float]:
         """Score the epoch on the validation split, record it, save the model if it is the best yet, checkpoint."""
         state = self.state
-        val_acc = stream_accuracy(self.model, self.val_loader, self.norm, device=self.device, window=self.val_window)
+        val_acc = self.data.val_accuracy(self.model, self.norm, self.device, self.val_window)
         improved = val_acc > state["best_acc"]
         lr = float(self.sched.get_last_lr()[0])
         metrics = {"epoch": epoch, "train_loss": loss, "val_accuracy": val_acc, "lr": lr}
@@ -368,6 +283,81 @@ class _Run:
                       "state": state}  # fmt: skip
         _save_checkpoint(self.store, checkpoint_key(self.run_id), checkpoint)
         return metrics
+
+
+@dataclass
+class _Data:
+    """Where a run's batches come from: the splits resident on the device when they fit its budget (or
+    `cfg.resident` says so), crops cut there in batch; else streamed from the shards by a DataLoader."""
+
+    train_ds: StreamingSegments
+    val_loader: DataLoader[tuple[torch.Tensor, int]]
+    train: ResidentSplit | None
+    val: ResidentSplit | None
+    crop: int
+
+    @classmethod
+    def open(
+        cls, store: Store, manifest: Manifest, cfg: TrainConfig, device: torch.device, *, crop: int, val_split: str
+    ) -> _Data:
+        train_ds = StreamingSegments(store, manifest, "train", crop_frames=crop,
+                                     crops_per_segment=cfg.crops_per_segment, shuffle_buffer=cfg.shuffle_buffer,
+                                     seed=cfg.seed)  # fmt: skip
+        val_ds = StreamingSegments(store, manifest, val_split, train=False)
+        val_loader = _loader(val_ds, cfg, device, torch.Generator().manual_seed(0))
+        train = val = None
+        if _resident(manifest, cfg, device, val_split):
+            t0 = time.perf_counter()
+            train = ResidentSplit.load(store, manifest, "train", device)
+            val = train if val_split == "train" else ResidentSplit.load(store, manifest, val_split, device)
+            log.info("read %d training and %d validation segments onto %s in %.1f s", len(train), len(val), device,
+                     time.perf_counter() - t0)  # fmt: skip
+        return cls(train_ds, val_loader, train, val, crop)
+
+    def steps(self, cfg: TrainConfig, n_train: int, *, drop_last: bool) -> int:
+        """Steps an epoch. Streamed, each loader worker drops its own last partial batch, so an epoch has at most
+        n // batch steps, and a split smaller than a batch keeps its partial batches, at most one per worker."""
+        if drop_last:
+            return n_train // cfg.batch_size
+        return 1 if self.train is not None else max(1, min(cfg.num_workers, len(self.train_ds.units)))
+
+    def train_batches(
+        self, cfg: TrainConfig, device: torch.device, epoch: int, *, drop_last: bool
+    ) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
+        """The epoch's batches of random crops, drawn from (seed, epoch) whichever the path."""
+        gen = _seed_epoch(cfg.seed, epoch)
+        if self.train is None:
+            self.train_ds.set_epoch(epoch)
+            return _loader(self.train_ds, cfg, device, gen, drop_last=drop_last)
+        on_device = torch.Generator(device=device).manual_seed(cfg.seed * 100_003 + epoch)
+        return self.train.crop_batches(batch_size=cfg.batch_size, crop=self.crop,
+                                       crops_per_segment=cfg.crops_per_segment, generator=on_device,
+                                       drop_last=drop_last)  # fmt: skip
+
+    @torch.inference_mode()
+    def val_accuracy(self, model: nn.Module, norm: Normalizer, device: torch.device, window: int | None) -> float:
+        """Accuracy per segment on the validation split, whole segments scored as evaluation scores them; resident,
+        in large batches with one host sync."""
+        if self.val is None:
+            return stream_accuracy(model, self.val_loader, norm, device=device, window=window)
+        model.eval()
+        correct = torch.zeros((), dtype=torch.long, device=device)
+        batch = eval_batch_size(self.val.mel.shape[-1], window, device)
+        for x, y in self.val.segment_batches(batch):
+            correct += (eval_logits(model, x, norm, device, window).argmax(1) == y).sum()
+        return int(correct) / len(self.val) if len(self.val) else 0.0
+
+
+def _resident(manifest: Manifest, cfg: TrainConfig, device: torch.device, val_split: str) -> bool:
+    """Whether the run's splits are read onto the device: `cfg.resident`, else whether they fit its budget."""
+    if cfg.resident is not None:
+        return cfg.resident
+    need = split_bytes(manifest, "train") + (split_bytes(manifest, val_split) if val_split != "train" else 0)
+    budget = budget_bytes(device)
+    if need > budget:
+        log.info("training data streamed from the store: its %.0f MB exceed %s's budget of %.0f MB", need / 1e6,
+                 device, budget / 1e6)  # fmt: skip
+    return need <= budget
 
 
 def _finish(
@@ -387,7 +377,8 @@ def _finished(store: Store, run_id: str, cfg: TrainConfig, manifest: Manifest) -
     if not store.exists(key):
         return None
     record = store.read_json(key)
-    if record["config"] != dataclasses.asdict(cfg) or record["dataset_id"] != manifest.dataset_id:
+    same = config_identity(record["config"]) == config_identity(dataclasses.asdict(cfg))
+    if not same or record["dataset_id"] != manifest.dataset_id:
         raise ModelError(f"{store.uri(key)} was written with another config or dataset; use a new run id to start over")
     result = TrainResult(**{**record["result"], "new_epochs": 0, "segments_per_s": 0.0})
     log.info("run %s finished already (epoch %d, the best %d); nothing to train", run_id, result.epochs,
