@@ -16,6 +16,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from genreclf.datasets.loader import Normalizer, window_starts
+from genreclf.datasets.resident import WINDOWS_PER_PASS
 from genreclf.errors import ConfigError, ModelError
 from genreclf.models import create_model, is_pretrained
 from genreclf.models.files import read_model
@@ -100,11 +101,13 @@ def predict_logits(
     *,
     device: torch.device,
     window: int | None = None,
-    batch_size: int = 64,
+    batch_size: int | None = None,
 ) -> np.ndarray:
     """Logits of whole segments, each the mean over its windows when `window` is given:
-    (n, n_mels, frames) -> (n, num_classes) float32."""
+    (n, n_mels, frames) -> (n, num_classes) float32. About `batch_size` windows a forward pass (default: as many
+    as a pass on the device takes, `WINDOWS_PER_PASS`)."""
     model.eval()
+    batch_size = batch_size or WINDOWS_PER_PASS.get(device.type, WINDOWS_PER_PASS["cpu"])
     if window:  # about batch_size windows a forward pass
         batch_size = max(1, batch_size // len(window_starts(mel.shape[-1], window)))
     out = []
