@@ -21,7 +21,8 @@ from pydantic import SecretStr
 
 from genreclf.errors import ConfigError, StorageError
 from genreclf.settings import Settings
-from genreclf.store.storage import TEMP_PREFIX, Store, filesystem_for
+from genreclf.store.filesystems import filesystem_for
+from genreclf.store.storage import TEMP_PREFIX, Store
 from tests.s3server import S3Server
 
 # The session-scoped SeaweedFS fixture, by name (move it to conftest.py once other modules need S3).

@@ -27,8 +27,9 @@ from genreclf.acquisition import audio
 from genreclf.acquisition.audio import SegmentConfig
 from genreclf.acquisition.handoff import DecodedAudio
 from genreclf.errors import AudioError, BotCheckError, SourceError, TransientSourceError
+from genreclf.store.filesystems import filesystem_for
 from genreclf.store.keys import audio_key, content_id, failure_key, sidecar_key
-from genreclf.store.storage import Store, filesystem_for
+from genreclf.store.storage import Store
 
 if TYPE_CHECKING:
     from genreclf.ingest.catalog import CatalogRow

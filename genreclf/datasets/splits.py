@@ -13,8 +13,8 @@ import polars as pl
 from genreclf.errors import ConfigError, DataError
 from genreclf.ingest.catalog import CatalogRow
 from genreclf.sources.local import AUDIO_EXTENSIONS
+from genreclf.store.filesystems import filesystem_for
 from genreclf.store.keys import content_id
-from genreclf.store.storage import filesystem_for
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 from genreclf.errors import StorageError
 from genreclf.store import s3_errors
+from genreclf.store.filesystems import s3_client_for
 from genreclf.store.format import FORMAT_KEY, read_format, remember
-from genreclf.store.storage import LOCKS_PREFIX, s3_client_for
+from genreclf.store.storage import LOCKS_PREFIX
 
 if TYPE_CHECKING:
     from genreclf.store.storage import Store

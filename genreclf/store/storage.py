@@ -21,21 +21,15 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from genreclf.errors import ConfigError, StorageError
+from genreclf.errors import StorageError
 from genreclf.store import s3_errors
+from genreclf.store.filesystems import filesystem_for, s3_client_for, settings_from_env
 from genreclf.store.keys import IDENTITY_KEY
 
 if TYPE_CHECKING:
     from genreclf.settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-def _settings() -> Settings:
-    # Imported here: reading a local store (e.g. on a bare GPU image) needs no pydantic-settings.
-    from genreclf.settings import get_settings
-
-    return get_settings()
 
 
 # The store's own bookkeeping, at its root and never listed by `keys`: temporaries of writes in progress (swept by
@@ -47,55 +41,6 @@ FORMAT_KEY = "store.json"  # the store's format record (`genreclf.store.format`)
 _LEGACY_TEMP = re.compile(r"\.tmp-[0-9a-f]{32}$")
 # Stores whose format this process has checked (`genreclf.store.format`): once each, not at every open.
 _FORMAT_CHECKED: set[str] = set()
-
-
-def filesystem_for(url: str, settings: Settings | None = None) -> tuple[pafs.FileSystem, str]:
-    """Return `(filesystem, path)` for a local path, a `file://` URI or an `s3://bucket/key` URI.
-
-    S3 takes its endpoint, keys and region from settings (`GENRECLF_S3_*`); without keys, pyarrow falls back
-    to the usual AWS chain (environment, ~/.aws, instance profile).
-    """
-    parsed = urlparse(url)
-    if parsed.scheme in ("", "file") or (len(parsed.scheme) == 1 and url[1:3] == ":\\"):
-        path = parsed.path if parsed.scheme == "file" else url
-        return pafs.LocalFileSystem(), str(Path(path).expanduser().resolve())
-    if parsed.scheme == "s3":
-        if not parsed.netloc:
-            raise ConfigError(f"{url}: an S3 URL needs a bucket, e.g. s3://my-bucket/genreclf")
-        settings = settings or _settings()
-        kwargs: dict[str, Any] = {"region": settings.s3_region}
-        if settings.s3_endpoint_url:
-            endpoint = urlparse(settings.s3_endpoint_url)
-            if endpoint.scheme not in ("http", "https") or not endpoint.netloc:
-                raise ConfigError(
-                    f"GENRECLF_S3_ENDPOINT_URL={settings.s3_endpoint_url!r}: give a URL with its scheme, "
-                    "e.g. http://127.0.0.1:8333"
-                )
-            kwargs["endpoint_override"] = endpoint.netloc
-            kwargs["scheme"] = endpoint.scheme
-        if settings.s3_access_key and settings.s3_secret_key:
-            kwargs["access_key"] = settings.s3_access_key
-            kwargs["secret_key"] = settings.s3_secret_key.get_secret_value()
-        return pafs.S3FileSystem(**kwargs), f"{parsed.netloc}{parsed.path}".rstrip("/")
-    raise ConfigError(f"{url}: unsupported storage URL; use a local path, file:///abs/path or s3://bucket/prefix")
-
-
-def s3_client_for(settings: Settings) -> Any:
-    """A boto3 S3 client with the endpoint, keys and region `filesystem_for` gives pyarrow, for what pyarrow cannot
-    do: conditional writes (If-Match / If-None-Match) and aborting the multipart uploads of killed writers."""
-    import boto3
-    import botocore.config
-
-    secret = settings.s3_secret_key.get_secret_value() if settings.s3_secret_key else None
-    keys = bool(settings.s3_access_key and secret)  # as in filesystem_for: both, or the AWS chain
-    return boto3.client(
-        "s3",
-        endpoint_url=settings.s3_endpoint_url,
-        region_name=settings.s3_region,
-        aws_access_key_id=settings.s3_access_key if keys else None,
-        aws_secret_access_key=secret if keys else None,
-        config=botocore.config.Config(retries={"mode": "standard", "max_attempts": 3}),
-    )
 
 
 def _is_bookkeeping(key: str) -> bool:
@@ -134,10 +79,10 @@ class Store:
         """Open the store at `url`, or at `GENRECLF_STORAGE_URL` (default `./genreclf-data`), once its format is
         one this genreclf reads (`genreclf.store.format`; `record_format`: write `store.json` where it is missing)."""
         if url is None:
-            settings = settings or _settings()
+            settings = settings or settings_from_env()
             url = settings.storage_url
         elif urlparse(url).scheme == "s3":
-            settings = settings or _settings()  # kept: boto3 needs them too (write_if, sweep_temp)
+            settings = settings or settings_from_env()  # kept: boto3 needs them too (write_if, sweep_temp)
         fs, root = filesystem_for(url, settings)
         if isinstance(fs, pafs.LocalFileSystem):
             Path(root).mkdir(parents=True, exist_ok=True)
@@ -261,6 +206,24 @@ class Store:
             with self._s3_errors(key):
                 self.fs.delete_file(self.path(key))
 
+    def delete_many(self, keys: list[str]) -> None:
+        """Delete keys that exist (listed just before): on S3 a request per 1,000 keys, not two per key."""
+        if self.is_local or not keys:
+            for key in keys:
+                with contextlib.suppress(FileNotFoundError):
+                    Path(self.path(key)).unlink()
+            return
+        client = s3_client_for(self._s3_settings())
+        for i in range(0, len(keys), 1000):
+            bucket, _ = self._bucket_and_name(keys[i])
+            objects = [{"Key": self._bucket_and_name(k)[1]} for k in keys[i : i + 1000]]
+            with self._s3_errors(keys[i]):
+                answer = client.delete_objects(Bucket=bucket, Delete={"Objects": objects, "Quiet": True})
+            if errors := answer.get("Errors"):  # quiet: only the keys it could not delete come back
+                first = errors[0]
+                raise StorageError(f"s3://{bucket}/{first.get('Key')}: not deleted ({first.get('Code')}: "
+                                   f"{first.get('Message')}); {len(errors)} of {len(objects)} keys failed")  # fmt: skip
+
     # --- compare-and-swap of one key ------------------------------------------------------------------------
 
     def read_versioned(self, key: str) -> tuple[bytes | None, str | None]:
@@ -379,7 +342,7 @@ class Store:
     # --- S3 errors that say what to check ---------------------------------------------------------------------
 
     def _s3_settings(self) -> Settings:
-        return self.settings or _settings()
+        return self.settings or settings_from_env()
 
     def _bucket_and_name(self, key: str) -> tuple[str, str]:
         """S3 bucket and object name of a key (the name of `""` is the store's prefix, with its slash)."""

@@ -74,8 +74,8 @@ def collect(store: Store, keep: Retention | None = None, *, apply: bool = False)
         prefix = key.split("/", 1)[0] + "/"
         objects[prefix] += 1
         sizes[prefix] += inv.files[key].size
-        if apply:
-            store.delete(key)
+    if apply:
+        store.delete_many(doomed)
     result.keys, result.objects, result.bytes = doomed, dict(objects), dict(sizes)
     result.seconds = time.perf_counter() - started
     if apply:
