@@ -7,13 +7,13 @@ import json
 import re
 from typing import TYPE_CHECKING
 
+from genreclf.app.cli_audit import STORE_HELP
 from genreclf.errors import ConfigError
 
 if TYPE_CHECKING:
     from genreclf.upkeep.gc import Collection
     from genreclf.upkeep.verify import Verification
 
-STORE_HELP = "storage root: a directory or s3://bucket/prefix (default $GENRECLF_STORAGE_URL or ./genreclf-data)"
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
 _SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400}
 
