@@ -264,3 +264,13 @@ def test_verify_and_gc_on_s3(s3_server: S3Server, monkeypatch: pytest.MonkeyPatc
     shard = read_manifest(store).shards[0]["key"]
     store.delete(shard)
     assert [(f.kind, f.key) for f in verify(store).problems] == [("missing", shard)]
+
+
+def test_a_champion_of_an_earlier_genreclf_a_torch_pickle_is_checked_for_presence(tmp_path: Path) -> None:
+    store = Store.open(str(tmp_path / "store"))
+    entry = {"run_id": "old", "model_key": "runs/old/model.pt", "track_accuracy": 0.5}
+    store.write_json("registry/champion.json", entry)
+    store.write_bytes("runs/old/model.pt", b"a pickle of tensors")
+    assert verify(store).problems == []
+    store.delete("runs/old/model.pt")
+    assert [(f.kind, f.key) for f in verify(store).problems] == [("missing", "runs/old/model.pt")]

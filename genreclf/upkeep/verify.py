@@ -209,6 +209,9 @@ def _check_champions(check: _Checker) -> None:
         fix = (f"restore runs/{run}/ from a backup, or promote another run: `genreclf run` trains and evaluates "
                f"one, and a run with no champion to beat is promoted")  # fmt: skip
         meta_key, whose = f"runs/{run}/model.json", f"{registry_key} (champion {run})"
+        if str(entry.get("model_key", "")).endswith(".pt"):  # an earlier genreclf's torch pickle: no sha256 to check
+            check.is_there(str(entry["model_key"]), None, whose=whose, fix=fix)
+            continue
         if not check.is_there(meta_key, None, whose=whose, fix=fix):
             continue
         try:
