@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from genreclf.datasets import loader, shards
 from genreclf.datasets.loader import StreamingSegments
 from genreclf.datasets.manifest import Manifest, write_manifest
-from genreclf.datasets.resident import ResidentSplit
+from genreclf.datasets.resident import ChunkedSplit, ResidentSplit
 from genreclf.datasets.shards import SegmentRows, write_shard
 from genreclf.errors import ConfigError, ModelError
 from genreclf.models import inference, training
@@ -54,8 +54,11 @@ def test_fit_learns_a_separable_tiny_dataset(tmp_path) -> None:
     np.testing.assert_allclose(bundle["normalizer"]["std"], in_memory.std(axis=(0, 2)), rtol=1e-6)
 
 
-@pytest.mark.parametrize("resident", [False, True], ids=["streamed", "resident"])
-def test_killed_and_resumed_run_ends_like_an_uninterrupted_one(tmp_path, resident: bool) -> None:
+@pytest.mark.parametrize("resident", [False, True, None], ids=["streamed", "resident", "chunked"])
+def test_killed_and_resumed_run_ends_like_an_uninterrupted_one(tmp_path, monkeypatch, resident: bool | None) -> None:
+    if resident is None:  # a budget of about 5 segments: chunks of a row group or two
+        monkeypatch.setattr(shards, "ROW_GROUP_BYTES", 4 * 3_000)
+        monkeypatch.setattr(training, "budget_bytes", lambda device: 2 * 5 * 16 * 87 * 2)
     cfg = dataclasses.replace(CFG, resident=resident)
     whole = Store.open(str(tmp_path / "whole"))
     make_tiny_dataset(whole)
@@ -399,7 +402,7 @@ def test_resident_crops_are_windows_of_every_segment_drawn_from_the_seed(tmp_pat
     assert [len(y) for _, y in dropped] == [5] * (3 * len(split) // 5)
 
 
-def test_auto_keeps_the_splits_resident_when_they_fit_and_streams_them_when_not(tmp_path, monkeypatch, caplog) -> None:
+def test_auto_keeps_the_splits_resident_when_they_fit_and_chunks_them_when_not(tmp_path, monkeypatch, caplog) -> None:
     store = Store.open(str(tmp_path / "store"))
     manifest = make_tiny_dataset(store)
     caplog.set_level(logging.INFO, logger="genreclf")
@@ -408,8 +411,8 @@ def test_auto_keeps_the_splits_resident_when_they_fit_and_streams_them_when_not(
     assert "read 24 training and 6 validation segments onto cpu" in caplog.text
     monkeypatch.setattr(training, "budget_bytes", lambda device: 1_000)
     caplog.clear()
-    fit(store, manifest, cfg, run_id="streams")
-    assert "training data streamed from the store: its 0 MB exceed cpu's budget of 0 MB" in caplog.text
+    fit(store, manifest, cfg, run_id="chunks")
+    assert "training data held a chunk at a time: its 0 MB exceed cpu's budget of 0 MB" in caplog.text
     assert "onto cpu" not in caplog.text
 
 
@@ -455,3 +458,31 @@ def test_new_training_fields_at_their_defaults_keep_run_ids_and_checkpoints() ->
     assert run_id_for("tiny", dataclasses.replace(CFG, resident=False)) != run_id_for("tiny", CFG)
     before = {k: v for k, v in dataclasses.asdict(CFG).items() if k not in ("resident", "compile")}
     assert config_identity(before) == config_identity(dataclasses.asdict(CFG))
+
+
+def test_chunks_give_every_segment_its_crops_in_full_batches_reading_the_next_chunk_ahead(
+    tmp_path, monkeypatch
+) -> None:
+    monkeypatch.setattr(shards, "ROW_GROUP_BYTES", 4 * 3_000)  # ~4 segments a row group
+    store = Store.open(str(tmp_path / "store"))
+    manifest = make_tiny_dataset(store)
+    chunked = ChunkedSplit.open(store, manifest, "train", torch.device("cpu"), chunk_bytes=9 * 16 * 87 * 2)
+    assert len(chunked) == 24 and len(chunked.units) >= 6
+    loads: list[int] = []
+    load = chunked._load
+    monkeypatch.setattr(chunked, "_load", lambda units: loads.append(len(units)) or load(units))
+
+    def epoch(seed: int, drop_last: bool = False) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        gen = torch.Generator().manual_seed(seed)
+        return list(chunked.crop_batches(batch_size=5, crop=7, crops_per_segment=2, generator=gen, drop_last=drop_last))
+
+    batches = epoch(1)
+    assert [len(y) for _, y in batches] == [5] * 9 + [3] and len(loads) >= 3 and max(loads) <= 2
+    assert [len(y) for _, y in epoch(1, drop_last=True)] == [5] * 9
+    whole = ResidentSplit.load(store, manifest, "train", torch.device("cpu")).mel.float()
+    hits = []
+    for crop in torch.cat([x for x, _ in batches])[:, 0]:
+        hits += [i for i in range(24) for s in range(87 - 6) if torch.equal(whole[i, :, s : s + 7], crop)][:1]
+    assert sorted(np.bincount(hits, minlength=24).tolist()) == [2] * 24  # every segment, twice
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(batches, epoch(1), strict=True))
+    assert sum(len(y) for _, y in chunked.segment_batches(4)) == 24

@@ -1,19 +1,24 @@
 """A split held on the device that trains on it: read once into one float16 tensor (GPU memory on a GPU, RAM on
 the CPU), from which every batch of random crops is cut in one indexing operation, with no loader, no worker and
-no per-sample Python. Used when the split fits `budget_bytes`; `StreamingSegments` streams it otherwise."""
+no per-sample Python. Used when the split fits `budget_bytes`; a split that does not is held a chunk at a time
+(`ChunkedSplit`): the next chunk is read while the current one trains."""
 
 from __future__ import annotations
 
 import logging
 import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow.parquet as pq
 import torch
 
 from genreclf.datasets.loader import load_split, window_starts
 from genreclf.datasets.manifest import Manifest
+from genreclf.datasets.shards import mel_numpy
+from genreclf.errors import DataError
 from genreclf.store.storage import Store
 
 log = logging.getLogger(__name__)
@@ -59,11 +64,14 @@ class ResidentSplit:
     def load(cls, store: Store, manifest: Manifest, split: str, device: torch.device) -> ResidentSplit:
         """Read the split from its shards once (shard order) and copy it to `device` (through pinned memory)."""
         arrays = load_split(store, manifest, split)
-        mel = torch.from_numpy(np.ascontiguousarray(arrays.mel))
-        labels = torch.from_numpy(arrays.labels)
+        return cls.of(arrays.mel, arrays.labels, device)
+
+    @classmethod
+    def of(cls, mel: np.ndarray, labels: np.ndarray, device: torch.device) -> ResidentSplit:
+        x, y = torch.from_numpy(np.ascontiguousarray(mel)), torch.from_numpy(labels.astype(np.int64, copy=False))
         if device.type == "cuda":
-            mel, labels = mel.pin_memory(), labels.pin_memory()
-        return cls(mel.to(device, non_blocking=True), labels.to(device, non_blocking=True))
+            x, y = x.pin_memory(), y.pin_memory()
+        return cls(x.to(device, non_blocking=True), y.to(device, non_blocking=True))
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -107,3 +115,90 @@ def eval_batch_size(frames: int, window: int | None, device: torch.device) -> in
     """Segments a validation pass scores at once: about `WINDOWS_PER_PASS` windows."""
     per_segment = len(window_starts(frames, window)) if window else 1
     return max(1, WINDOWS_PER_PASS.get(device.type, WINDOWS_PER_PASS["cpu"]) // per_segment)
+
+
+@dataclass
+class ChunkedSplit:
+    """A split larger than the device's budget, held a chunk at a time: each epoch its row groups in a new order,
+    packed into chunks of at most `chunk_bytes`; each chunk is read on a thread while the one
+    before trains (its copy to a GPU through pinned memory, asynchronous), and cut into crops as a resident split
+    is. Batches run across chunks, so an epoch has as many steps as a resident one."""
+
+    store: Store
+    manifest: Manifest
+    split: str
+    device: torch.device
+    chunk_bytes: int
+    units: list[tuple[str, int, int]]  # (shard key, row group, rows) of the split
+
+    @classmethod
+    def open(cls, store: Store, manifest: Manifest, split: str, device: torch.device, chunk_bytes: int) -> ChunkedSplit:
+        units = []
+        for shard in manifest.shards:
+            if shard["splits"].get(split) and "row_groups" not in shard:
+                raise DataError(f"{store.uri(shard['key'])} records no row groups (written before them): rebuild the "
+                                "dataset, or train with resident=False")  # fmt: skip
+            units += [(shard["key"], i, n) for i, (s, n) in enumerate(shard.get("row_groups", [])) if s == split]
+        return cls(store, manifest, split, device, chunk_bytes, units)
+
+    def _chunks(self, generator: torch.Generator) -> list[list[tuple[str, int, int]]]:
+        n_mels, frames = self.manifest.mel_shape
+        per_row = n_mels * frames * 2
+        chunks: list[list[tuple[str, int, int]]] = [[]]
+        for i in torch.randperm(len(self.units), generator=generator, device=generator.device).tolist():
+            unit = self.units[i]
+            if chunks[-1] and (sum(u[2] for u in chunks[-1]) + unit[2]) * per_row > self.chunk_bytes:
+                chunks.append([])
+            chunks[-1].append(unit)
+        return [c for c in chunks if c]
+
+    def _load(self, units: list[tuple[str, int, int]]) -> ResidentSplit:
+        mels, labels = [], []
+        for key, group, _ in units:
+            with self.store.fs.open_input_file(self.store.path(key)) as f:
+                table = pq.ParquetFile(f).read_row_group(group, columns=["mel", "label"])
+            mels.append(mel_numpy(table))
+            labels.append(table.column("label").to_numpy())
+        return ResidentSplit.of(np.concatenate(mels), np.concatenate(labels), self.device)
+
+    def _loaded(self, chunks: list[list[tuple[str, int, int]]]) -> Iterator[ResidentSplit]:
+        """The chunks on the device, one after the other; the next is read on a thread while this one is used."""
+        with ThreadPoolExecutor(1, thread_name_prefix="next-chunk") as pool:
+            coming = pool.submit(self._load, chunks[0]) if chunks else None
+            for i in range(len(chunks)):
+                assert coming is not None
+                chunk = coming.result()
+                coming = pool.submit(self._load, chunks[i + 1]) if i + 1 < len(chunks) else None
+                yield chunk
+
+    def crop_batches(
+        self, *, batch_size: int, crop: int, crops_per_segment: int, generator: torch.Generator, drop_last: bool
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """As `ResidentSplit.crop_batches`, over chunks in an order drawn from `generator` too; batches run across
+        chunks."""
+        pending: list[tuple[torch.Tensor, torch.Tensor]] = []
+        for chunk in self._loaded(self._chunks(generator)):
+            for x, y in chunk.crop_batches(batch_size=batch_size, crop=crop, crops_per_segment=crops_per_segment,
+                                           generator=generator, drop_last=False):  # fmt: skip
+                pending.append((x, y))
+                yield from _full_batches(pending, batch_size)
+        if pending and not drop_last:
+            yield torch.cat([x for x, _ in pending]), torch.cat([y for _, y in pending])
+
+    def segment_batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Whole segments, chunk after chunk: for validation."""
+        for chunk in self._loaded(self._chunks(torch.Generator().manual_seed(0))):
+            yield from chunk.segment_batches(batch_size)
+
+    def __len__(self) -> int:
+        return sum(n for _, _, n in self.units)
+
+
+def _full_batches(
+    pending: list[tuple[torch.Tensor, torch.Tensor]], size: int
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Batches of exactly `size` from the pieces in `pending` (in order); what is left stays in it."""
+    while sum(len(y) for _, y in pending) >= size:
+        x, y = torch.cat([x for x, _ in pending]), torch.cat([y for _, y in pending])
+        pending[:] = [(x[size:], y[size:])] if len(y) > size else []
+        yield x[:size], y[:size]

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 
 from genreclf.datasets.loader import Normalizer, StreamingSegments
 from genreclf.datasets.manifest import Manifest
-from genreclf.datasets.resident import ResidentSplit, budget_bytes, eval_batch_size, split_bytes
+from genreclf.datasets.resident import ChunkedSplit, ResidentSplit, budget_bytes, eval_batch_size, split_bytes
 from genreclf.errors import ConfigError, DataError, ModelError
 from genreclf.models import create_model, is_pretrained
 from genreclf.models.files import check_run_id, read_model, weights_key, write_model
@@ -287,14 +287,16 @@ class _Run:
 
 @dataclass
 class _Data:
-    """Where a run's batches come from: the splits resident on the device when they fit its budget (or
-    `cfg.resident` says so), crops cut there in batch; else streamed from the shards by a DataLoader."""
+    """Where a run's batches come from: the splits resident on the device when they fit its budget, else held a
+    chunk at a time there (the next read while one trains); crops cut on the device in batch either way. With
+    `cfg.resident=False`, streamed from the shards by a DataLoader (the plain path)."""
 
     train_ds: StreamingSegments
     val_loader: DataLoader[tuple[torch.Tensor, int]]
-    train: ResidentSplit | None
-    val: ResidentSplit | None
+    train: ResidentSplit | ChunkedSplit | None
+    val: ResidentSplit | ChunkedSplit | None
     crop: int
+    frames: int
 
     @classmethod
     def open(
@@ -305,14 +307,23 @@ class _Data:
                                      seed=cfg.seed)  # fmt: skip
         val_ds = StreamingSegments(store, manifest, val_split, train=False)
         val_loader = _loader(val_ds, cfg, device, torch.Generator().manual_seed(0))
-        train = val = None
-        if _resident(manifest, cfg, device, val_split):
+        train: ResidentSplit | ChunkedSplit | None = None
+        val: ResidentSplit | ChunkedSplit | None = None
+        placement, budget = _placement(manifest, cfg, device, val_split)
+        if placement == "resident":
             t0 = time.perf_counter()
             train = ResidentSplit.load(store, manifest, "train", device)
             val = train if val_split == "train" else ResidentSplit.load(store, manifest, val_split, device)
             log.info("read %d training and %d validation segments onto %s in %.1f s", len(train), len(val), device,
                      time.perf_counter() - t0)  # fmt: skip
-        return cls(train_ds, val_loader, train, val, crop)
+        elif placement == "chunked":
+            try:  # two chunks at a time: the one training and the next
+                train = ChunkedSplit.open(store, manifest, "train", device, budget // 2)
+                val = ChunkedSplit.open(store, manifest, val_split, device, budget // 2)
+            except DataError as e:
+                log.warning("%s; streaming it instead", e)
+                train = val = None
+        return cls(train_ds, val_loader, train, val, crop, manifest.mel_shape[1])
 
     def steps(self, cfg: TrainConfig, n_train: int, *, drop_last: bool) -> int:
         """Steps an epoch. Streamed, each loader worker drops its own last partial batch, so an epoch has at most
@@ -336,28 +347,28 @@ class _Data:
 
     @torch.inference_mode()
     def val_accuracy(self, model: nn.Module, norm: Normalizer, device: torch.device, window: int | None) -> float:
-        """Accuracy per segment on the validation split, whole segments scored as evaluation scores them; resident,
-        in large batches with one host sync."""
+        """Accuracy per segment on the validation split, whole segments scored as evaluation scores them; on the
+        device, in large batches with one host sync."""
         if self.val is None:
             return stream_accuracy(model, self.val_loader, norm, device=device, window=window)
         model.eval()
         correct = torch.zeros((), dtype=torch.long, device=device)
-        batch = eval_batch_size(self.val.mel.shape[-1], window, device)
-        for x, y in self.val.segment_batches(batch):
+        for x, y in self.val.segment_batches(eval_batch_size(self.frames, window, device)):
             correct += (eval_logits(model, x, norm, device, window).argmax(1) == y).sum()
         return int(correct) / len(self.val) if len(self.val) else 0.0
 
 
-def _resident(manifest: Manifest, cfg: TrainConfig, device: torch.device, val_split: str) -> bool:
-    """Whether the run's splits are read onto the device: `cfg.resident`, else whether they fit its budget."""
-    if cfg.resident is not None:
-        return cfg.resident
-    need = split_bytes(manifest, "train") + (split_bytes(manifest, val_split) if val_split != "train" else 0)
+def _placement(manifest: Manifest, cfg: TrainConfig, device: torch.device, val_split: str) -> tuple[str, int]:
+    """("resident", "chunked" or "streamed", the device's budget): `cfg.resident`, else whether the splits fit."""
+    if cfg.resident is False:
+        return "streamed", 0
     budget = budget_bytes(device)
-    if need > budget:
-        log.info("training data streamed from the store: its %.0f MB exceed %s's budget of %.0f MB", need / 1e6,
-                 device, budget / 1e6)  # fmt: skip
-    return need <= budget
+    need = split_bytes(manifest, "train") + (split_bytes(manifest, val_split) if val_split != "train" else 0)
+    if cfg.resident or need <= budget:
+        return "resident", budget
+    log.info("training data held a chunk at a time: its %.0f MB exceed %s's budget of %.0f MB", need / 1e6, device,
+             budget / 1e6)  # fmt: skip
+    return "chunked", budget
 
 
 def _finish(
