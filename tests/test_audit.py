@@ -168,6 +168,7 @@ def test_an_override_of_audio_that_changed_since_is_not_applied(store: Store) ->
     assert overrides.apply_overrides(store, base) == base
 
 
+@pytest.mark.slow  # 11 s: the audit flow through the CLI (the library's audit is tested above, by default)
 @pytest.mark.usefixtures("prefect_server")
 def test_genreclf_audit_runs_the_flow_then_reuses_it_and_accepts(
     store: Store, capsys: pytest.CaptureFixture[str]

@@ -98,6 +98,7 @@ def test_split_file_is_imported(catalog_dir: Path, tmp_path: Path) -> None:
     }
 
 
+@pytest.mark.slow  # 7 s: a Dask LocalCluster of its own
 def test_dask_path_writes_the_same_shards(catalog_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from distributed import LocalCluster
 
