@@ -63,11 +63,12 @@ def collect(store: Store, keep: Retention | None = None, *, apply: bool = False)
     inv = Inventory.read(store)
     kept = mark(inv, keep, now=inv.listed_at)
     doomed = sorted(k for k in inv.files if k.startswith(SWEPT) and k not in kept)
-    result = Collection(store.url, apply, keep, kept_objects=len(inv.files) - len(doomed))
+    result = Collection(store.url, apply, keep)
     if apply and doomed:
         spared = _reached_by_newcomers(store, inv)
         result.spared = len(set(doomed) & spared)
         doomed = [k for k in doomed if k not in spared]
+    result.kept_objects = len(inv.files) - len(doomed)
     objects: dict[str, int] = defaultdict(int)
     sizes: dict[str, int] = defaultdict(int)
     for key in doomed:

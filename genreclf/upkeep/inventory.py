@@ -19,11 +19,12 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import pyarrow.compute as pc
 
-from genreclf.store.keys import CATALOG_LATEST, CHAMPION_KEY, DATASET_LATEST, sidecar_key
+from genreclf.store.keys import CATALOG_LATEST, DATASET_LATEST, sidecar_key
 from genreclf.store.storage import Entry, Store
 
 log = logging.getLogger(__name__)
@@ -92,7 +93,20 @@ class Inventory:
     # --- what each kind of object is --------------------------------------------------------------------------
 
     def under(self, prefix: str) -> list[str]:
+        """Keys under `prefix`. A folder two levels down (`runs/<id>/`, what marking asks for once per run,
+        dataset and audit) comes from an index of the listing, not a scan of every key."""
+        if prefix.count("/") == 2 and prefix.endswith("/"):
+            return self._folders.get(prefix, [])
         return [k for k in self.files if k.startswith(prefix)]
+
+    @cached_property
+    def _folders(self) -> dict[str, list[str]]:
+        folders: dict[str, list[str]] = defaultdict(list)
+        for key in self.files:
+            parts = key.split("/", 2)
+            if len(parts) == 3:
+                folders[f"{parts[0]}/{parts[1]}/"].append(key)
+        return folders
 
     def catalogs_newest_first(self) -> list[str]:
         found = [(e.mtime, k.split("/")[1]) for k, e in self.files.items()
@@ -122,12 +136,6 @@ class Inventory:
         table = self.store.read_parquet(f"catalogs/{version}/catalog.parquet", columns=["track_id", "content_hash"])
         ids, hashes = table["track_id"].to_pylist(), pc.cast(table["content_hash"], "string").to_pylist()
         return {sidecar_key(t, h).removesuffix(".json"): t for t, h in zip(ids, hashes, strict=True)}
-
-
-def shard_dependents(inv: Inventory, shard_key: str) -> list[str]:
-    """The shard and its embeddings (`embeddings/<network>/<feature hash>/<content hash>.parquet`)."""
-    tail = shard_key.removeprefix("shards/")
-    return [shard_key, *(k for k in inv.under("embeddings/") if k.split("/", 2)[-1] == tail)]
 
 
 def mark(inv: Inventory, keep: Retention, *, now: float | None = None) -> set[str]:
@@ -205,7 +213,3 @@ def _failures_of(inv: Inventory, tracks: set[str]) -> list[str]:
         except ValueError:
             inv.unreadable[key] = "not a JSON record"
     return kept
-
-
-def is_champion_key(key: str) -> bool:
-    return key == CHAMPION_KEY or key.startswith("registry/lines/")
