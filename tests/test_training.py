@@ -15,7 +15,7 @@ from genreclf.datasets.manifest import Manifest, write_manifest
 from genreclf.datasets.resident import ChunkedSplit, ResidentSplit
 from genreclf.datasets.shards import SegmentRows, write_shard
 from genreclf.errors import ConfigError, ModelError
-from genreclf.models import inference, training
+from genreclf.models import inference, run_data, training
 from genreclf.models.inference import load_model
 from genreclf.models.runs import TrainConfig, run_id_for
 from genreclf.models.steps import spec_augment
@@ -58,7 +58,7 @@ def test_fit_learns_a_separable_tiny_dataset(tmp_path) -> None:
 def test_killed_and_resumed_run_ends_like_an_uninterrupted_one(tmp_path, monkeypatch, resident: bool | None) -> None:
     if resident is None:  # a budget of about 5 segments: chunks of a row group or two
         monkeypatch.setattr(shards, "ROW_GROUP_BYTES", 4 * 3_000)
-        monkeypatch.setattr(training, "budget_bytes", lambda device: 2 * 5 * 16 * 87 * 2)
+        monkeypatch.setattr(run_data, "budget_bytes", lambda device: 2 * 5 * 16 * 87 * 2)
     cfg = dataclasses.replace(CFG, resident=resident)
     whole = Store.open(str(tmp_path / "whole"))
     make_tiny_dataset(whole)
@@ -96,7 +96,7 @@ def test_fit_streams_both_splits_and_never_loads_one(tmp_path, monkeypatch) -> N
                 yield x, y
             reads.append((self.split, "crops" if self.train else "whole", n, shape))
 
-    monkeypatch.setattr(training, "StreamingSegments", Counting)
+    monkeypatch.setattr(run_data, "StreamingSegments", Counting)
     fit(store, manifest, dataclasses.replace(CFG, resident=False), run_id="r")
     n_mels, frames = manifest.mel_shape
     crop = CFG.crop_frames(sample_rate=FEAT.sample_rate, hop_length=FEAT.hop_length)
@@ -409,7 +409,7 @@ def test_auto_keeps_the_splits_resident_when_they_fit_and_chunks_them_when_not(t
     cfg = dataclasses.replace(CFG, epochs=1)
     fit(store, manifest, cfg, run_id="fits")
     assert "read 24 training and 6 validation segments onto cpu" in caplog.text
-    monkeypatch.setattr(training, "budget_bytes", lambda device: 1_000)
+    monkeypatch.setattr(run_data, "budget_bytes", lambda device: 1_000)
     caplog.clear()
     fit(store, manifest, cfg, run_id="chunks")
     assert "training data held a chunk at a time: its 0 MB exceed cpu's budget of 0 MB" in caplog.text

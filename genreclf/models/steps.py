@@ -136,11 +136,11 @@ class Compiled:
                 self._fall_back(e)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.compiled:
-            return self.forward(x)
         try:
             return self.forward(x)
         except Exception as e:  # compiling happens at the first call: its errors surface here
+            if not self.compiled:
+                raise
             self._fall_back(e)
             return self.forward(x)
 

@@ -6,23 +6,21 @@ import dataclasses
 import io
 import logging
 import pickle
-import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
-from genreclf.datasets.loader import Normalizer, StreamingSegments
+from genreclf.datasets.loader import Normalizer
 from genreclf.datasets.manifest import Manifest
-from genreclf.datasets.resident import ChunkedSplit, ResidentSplit, budget_bytes, eval_batch_size, split_bytes
 from genreclf.errors import ConfigError, DataError, ModelError
 from genreclf.models import create_model, is_pretrained
 from genreclf.models.files import check_run_id, read_model, weights_key, write_model
-from genreclf.models.inference import eval_logits, eval_window, resolve_device, stream_accuracy
+from genreclf.models.inference import eval_window, resolve_device
+from genreclf.models.run_data import RunData
 from genreclf.models.runs import TrainConfig, TrainResult, config_identity
 from genreclf.models.steps import Compiled, compile_wanted, optimizer, scheduler, train_epoch
 from genreclf.store.keys import checkpoint_key, finished_key, run_config_key
@@ -51,40 +49,6 @@ def _load_checkpoint(store: Store, key: str, map_location: torch.device | str = 
     return obj
 
 
-def _seed_epoch(seed: int, epoch: int) -> torch.Generator:
-    """Reseed every RNG from (seed, epoch): a resumed run draws exactly what an uninterrupted one would."""
-    s = seed * 100_003 + epoch
-    torch.manual_seed(s)
-    random.seed(s)
-    return torch.Generator().manual_seed(s)
-
-
-def _loader(
-    ds: StreamingSegments, cfg: TrainConfig, device: torch.device, gen: torch.Generator, *, drop_last: bool = False
-) -> DataLoader[tuple[torch.Tensor, int]]:
-    # More workers than row groups would only idle. The generator keeps the loader off the global torch RNG
-    # (it draws a worker seed even without workers); the stream itself is seeded from (seed, epoch, worker).
-    return DataLoader(
-        ds,
-        batch_size=cfg.batch_size,
-        num_workers=min(cfg.num_workers, len(ds.units)),
-        pin_memory=device.type == "cuda",
-        drop_last=drop_last,
-        generator=gen,
-        persistent_workers=False,
-    )
-
-
-def _fit_normalizer(store: Store, manifest: Manifest, cfg: TrainConfig, device: torch.device) -> Normalizer:
-    """Per-mel-band statistics of the training split, in one streamed pass over its whole segments."""
-    t0 = time.perf_counter()
-    ds = StreamingSegments(store, manifest, "train", train=False, seed=cfg.seed)
-    loader = _loader(ds, cfg, device, torch.Generator().manual_seed(cfg.seed))
-    norm = Normalizer.fit_stream(x for x, _ in loader)
-    log.info("normalisation statistics of %d training segments in %.1f s", len(ds), time.perf_counter() - t0)
-    return norm
-
-
 def fit(
     store: Store,
     manifest: Manifest,
@@ -97,8 +61,9 @@ def fit(
 ) -> TrainResult:
     """Train on the manifest's train split, pick the epoch with the best validation accuracy, save it.
 
-    Both splits are streamed from the shards (`StreamingSegments`), never loaded whole: training reads random
-    crops through a shuffle buffer, reseeded per epoch; validation scores whole segments, as evaluation does.
+    Both splits are read onto the device when they fit its budget, else a chunk at a time, or, with
+    `resident=False`, streamed from the shards (`RunData`): training reads random crops, reseeded per epoch;
+    validation scores whole segments, as evaluation does.
     Writes `runs/<run_id>/checkpoint.pt` after every epoch (model, optimizer, scheduler, normaliser, config,
     epoch; read back with `weights_only=True`; no RNG state, as every epoch reseeds from (seed, epoch)) and, at every
     better epoch, the model: its weights in `runs/<run_id>/model.safetensors`, then everything needed to predict in
@@ -150,7 +115,7 @@ class _Run:
     manifest: Manifest
     run_id: str
     device: torch.device
-    data: _Data
+    data: RunData
     val_window: int | None
     norm: Normalizer
     model: nn.Module
@@ -177,7 +142,7 @@ class _Run:
             from genreclf.models.musicnn import PATCH_FRAMES
 
             crop = min(PATCH_FRAMES, manifest.mel_shape[1])
-        data = _Data.open(store, manifest, cfg, device, crop=crop, val_split=val_split)
+        data = RunData.open(store, manifest, cfg, device, crop=crop, val_split=val_split)
         ckpt_key = checkpoint_key(run_id)
         ckpt = _load_checkpoint(store, ckpt_key, device) if store.exists(ckpt_key) else None
         if ckpt is not None and (
@@ -192,7 +157,7 @@ class _Run:
         elif pretrained:  # the network normalizes its input itself (its first layer is a batch norm)
             norm = Normalizer.identity(manifest.mel_shape[0])
         else:
-            norm = _fit_normalizer(store, manifest, cfg, device)
+            norm = data.normalizer(store, manifest, cfg, device)
 
         model = _seeded_model(cfg, len(manifest.labels))
         started: dict[str, Any] = {}
@@ -283,92 +248,6 @@ class _Run:
                       "state": state}  # fmt: skip
         _save_checkpoint(self.store, checkpoint_key(self.run_id), checkpoint)
         return metrics
-
-
-@dataclass
-class _Data:
-    """Where a run's batches come from: the splits resident on the device when they fit its budget, else held a
-    chunk at a time there (the next read while one trains); crops cut on the device in batch either way. With
-    `cfg.resident=False`, streamed from the shards by a DataLoader (the plain path)."""
-
-    train_ds: StreamingSegments
-    val_loader: DataLoader[tuple[torch.Tensor, int]]
-    train: ResidentSplit | ChunkedSplit | None
-    val: ResidentSplit | ChunkedSplit | None
-    crop: int
-    frames: int
-
-    @classmethod
-    def open(
-        cls, store: Store, manifest: Manifest, cfg: TrainConfig, device: torch.device, *, crop: int, val_split: str
-    ) -> _Data:
-        train_ds = StreamingSegments(store, manifest, "train", crop_frames=crop,
-                                     crops_per_segment=cfg.crops_per_segment, shuffle_buffer=cfg.shuffle_buffer,
-                                     seed=cfg.seed)  # fmt: skip
-        val_ds = StreamingSegments(store, manifest, val_split, train=False)
-        val_loader = _loader(val_ds, cfg, device, torch.Generator().manual_seed(0))
-        train: ResidentSplit | ChunkedSplit | None = None
-        val: ResidentSplit | ChunkedSplit | None = None
-        placement, budget = _placement(manifest, cfg, device, val_split)
-        if placement == "resident":
-            t0 = time.perf_counter()
-            train = ResidentSplit.load(store, manifest, "train", device)
-            val = train if val_split == "train" else ResidentSplit.load(store, manifest, val_split, device)
-            log.info("read %d training and %d validation segments onto %s in %.1f s", len(train), len(val), device,
-                     time.perf_counter() - t0)  # fmt: skip
-        elif placement == "chunked":
-            try:  # two chunks at a time: the one training and the next
-                train = ChunkedSplit.open(store, manifest, "train", device, budget // 2)
-                val = ChunkedSplit.open(store, manifest, val_split, device, budget // 2)
-            except DataError as e:
-                log.warning("%s; streaming it instead", e)
-                train = val = None
-        return cls(train_ds, val_loader, train, val, crop, manifest.mel_shape[1])
-
-    def steps(self, cfg: TrainConfig, n_train: int, *, drop_last: bool) -> int:
-        """Steps an epoch. Streamed, each loader worker drops its own last partial batch, so an epoch has at most
-        n // batch steps, and a split smaller than a batch keeps its partial batches, at most one per worker."""
-        if drop_last:
-            return n_train // cfg.batch_size
-        return 1 if self.train is not None else max(1, min(cfg.num_workers, len(self.train_ds.units)))
-
-    def train_batches(
-        self, cfg: TrainConfig, device: torch.device, epoch: int, *, drop_last: bool
-    ) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
-        """The epoch's batches of random crops, drawn from (seed, epoch) whichever the path."""
-        gen = _seed_epoch(cfg.seed, epoch)
-        if self.train is None:
-            self.train_ds.set_epoch(epoch)
-            return _loader(self.train_ds, cfg, device, gen, drop_last=drop_last)
-        on_device = torch.Generator(device=device).manual_seed(cfg.seed * 100_003 + epoch)
-        return self.train.crop_batches(batch_size=cfg.batch_size, crop=self.crop,
-                                       crops_per_segment=cfg.crops_per_segment, generator=on_device,
-                                       drop_last=drop_last)  # fmt: skip
-
-    @torch.inference_mode()
-    def val_accuracy(self, model: nn.Module, norm: Normalizer, device: torch.device, window: int | None) -> float:
-        """Accuracy per segment on the validation split, whole segments scored as evaluation scores them; on the
-        device, in large batches with one host sync."""
-        if self.val is None:
-            return stream_accuracy(model, self.val_loader, norm, device=device, window=window)
-        model.eval()
-        correct = torch.zeros((), dtype=torch.long, device=device)
-        for x, y in self.val.segment_batches(eval_batch_size(self.frames, window, device)):
-            correct += (eval_logits(model, x, norm, device, window).argmax(1) == y).sum()
-        return int(correct) / len(self.val) if len(self.val) else 0.0
-
-
-def _placement(manifest: Manifest, cfg: TrainConfig, device: torch.device, val_split: str) -> tuple[str, int]:
-    """("resident", "chunked" or "streamed", the device's budget): `cfg.resident`, else whether the splits fit."""
-    if cfg.resident is False:
-        return "streamed", 0
-    budget = budget_bytes(device)
-    need = split_bytes(manifest, "train") + (split_bytes(manifest, val_split) if val_split != "train" else 0)
-    if cfg.resident or need <= budget:
-        return "resident", budget
-    log.info("training data held a chunk at a time: its %.0f MB exceed %s's budget of %.0f MB", need / 1e6, device,
-             budget / 1e6)  # fmt: skip
-    return "chunked", budget
 
 
 def _finish(
