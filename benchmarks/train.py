@@ -1,21 +1,25 @@
 """Training throughput of genreclf's path against a plain PyTorch loop, interleaved and repeated, in one run;
 then the `train` flow against the bare loop on the same data.
 
-    python benchmarks/train.py [--model resnet18] [--segments 512] [--steps 30] [--batch 32] [--workers 4]
+    python benchmarks/train.py [--model resnet18] [--segments 512] [--steps 30] [--batch N] [--workers 4]
                                [--repeats 3] [--no-flow]
 
 Builds a synthetic dataset of 30 s log-mel segments (128 mels x 1292 frames, float16 shards in a temporary local
 store), then trains a fixed number of steps on 3 s random crops, through `fit` both times:
-  plain: a DataLoader over the shards (`StreamingSegments`, `--workers` on a GPU), fp32, NCHW, no torch.compile;
-  ours:  genreclf's defaults on this device: the splits resident on the device when they fit (crops, gain,
-         SpecAugment cut in batch there), and on CUDA bf16 autocast, channels-last, fused AdamW, torch.compile.
-Printed per run: segments/s. Then:
+  ours:  genreclf's default training settings on this device: the splits resident on the device when they fit
+         (crops, gain, SpecAugment cut in batch there), and on CUDA bf16 autocast, channels-last, fused AdamW,
+         torch.compile and the batch grown to what memory and the dataset allow (`auto_batch`);
+  plain: a DataLoader over the shards (`StreamingSegments`, `--workers` on a GPU), fp32, NCHW, no torch.compile,
+         at the batch ours chose, so the two differ in their data path and step only.
+`--batch N` fixes both batches at N. Printed per run: segments/s. Then:
   - FLOP/s: the model's FLOPs per training segment (forward and backward, counted by torch.utils.flop_counter on
     one batch of crops) times the rate; on a known GPU its fraction of the card's dense bf16 peak (a table below;
     no peak is claimed for a CPU);
   - data share: the time to draw the same number of batches alone (no model; on the device, synchronised) over
     the run's training time: what the step waits for at most, measured apart, not inside the step;
-  - peak GPU memory of the run.
+  - peak GPU memory of the run;
+  - on CUDA, where one more run of ours synchronises with the host (torch.cuda.set_sync_debug_mode, one warning a
+    sync): a place inside the step would show once a step.
 Last, when Prefect is installed (not on a bare GPU image), the `train` flow and `fit` with the same config on the
 same dataset, interleaved, after a warm-up that pays the temporary server's start: wall ratio flow / bare.
 Needs only torch, torchvision, numpy and pyarrow for the first part.
@@ -30,6 +34,8 @@ import statistics
 import sys
 import tempfile
 import time
+import warnings
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -133,7 +139,7 @@ def main() -> None:
     p.add_argument("--model", default="resnet18")
     p.add_argument("--segments", type=int, default=512)
     p.add_argument("--steps", type=int, default=30, help="training steps per measured run")
-    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--batch", type=int, default=None, help="both paths' batch (default: ours chooses, see above)")
     p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), help="the plain loop's, on a GPU")
     p.add_argument("--repeats", type=int, default=3, help="interleaved measured runs of each path")
     p.add_argument("--device", default=None)
@@ -148,22 +154,17 @@ def main() -> None:
         store = Store.open(tmp)
         manifest = synthetic_dataset(store, segments=args.segments)
         train = manifest.rows("train")
-        print(f"dataset: {train} training segments of {manifest.mel_shape}, 3 s crops, batches of {args.batch}")
-        base = TrainConfig(model=args.model, epochs=1, batch_size=args.batch, max_steps_per_epoch=args.steps,
-                           device=str(device), patience=10, crops_per_segment=1)  # fmt: skip
-        runs = {
-            "plain": dataclasses.replace(
-                base,
-                amp=False,
-                channels_last=False,
-                compile=False,
-                resident=False,
-                num_workers=args.workers if device.type == "cuda" else 0,
-            ),
-            "ours": base,
-        }
-        for label, cfg in runs.items():  # warm-up: cuDNN autotuning, the allocator, compiling
-            fit(store, manifest, dataclasses.replace(cfg, max_steps_per_epoch=3), run_id=f"warmup-{label}")
+        base = TrainConfig(model=args.model, epochs=1, max_steps_per_epoch=args.steps, device=str(device), patience=10)
+        if args.batch is not None:
+            base = dataclasses.replace(base, batch_size=args.batch, auto_batch=False)
+        # warm-up (cuDNN autotuning, the allocator, compiling), which also says the batch ours trains with
+        batch = fit(store, manifest, dataclasses.replace(base, max_steps_per_epoch=3), run_id="warmup-ours").batch_size
+        plain = dataclasses.replace(base, batch_size=batch, auto_batch=False, amp=False, channels_last=False,
+                                    compile=False, resident=False,
+                                    num_workers=args.workers if device.type == "cuda" else 0)  # fmt: skip
+        fit(store, manifest, dataclasses.replace(plain, max_steps_per_epoch=3), run_id="warmup-plain")
+        runs = {"plain": plain, "ours": base}
+        print(f"dataset: {train} training segments of {manifest.mel_shape}, 3 s crops, batches of {batch}")
         rates: dict[str, list[float]] = {label: [] for label in runs}
         peak_mem: dict[str, float] = {}
         for r in range(args.repeats):  # interleaved, so drift on a shared machine hits both paths alike
@@ -175,30 +176,49 @@ def main() -> None:
                     peak_mem[label] = max(peak_mem.get(label, 0.0), torch.cuda.max_memory_allocated(device) / 1e9)
                 rates[label].append(result.segments_per_s)
                 print(f"{label:>6} #{r + 1}: {result.segments_per_s:8.1f} segments/s ({args.steps} steps)")
-        report(args, store, manifest, runs, rates, peak_mem, device)
+        report(args, store, manifest, runs, rates, peak_mem, device, batch)
+        host_syncs(store, manifest, base, device)
         if not args.no_flow:
             flow_against_bare(store, manifest, base)
 
 
 def report(
     args: argparse.Namespace, store: Store, manifest: Manifest, runs: dict[str, TrainConfig],
-    rates: dict[str, list[float]], peak_mem: dict[str, float], device: torch.device,
+    rates: dict[str, list[float]], peak_mem: dict[str, float], device: torch.device, batch: int,
 ) -> None:  # fmt: skip
     median = {label: statistics.median(v) for label, v in rates.items()}
     crop = base_crop(manifest, runs["ours"])
-    flops = flops_per_segment(args.model, (args.batch, 1, manifest.mel_shape[0], crop), device)
+    flops = flops_per_segment(args.model, (batch, 1, manifest.mel_shape[0], crop), device)
     peak = peak_flops(device)
     print(f"model: {flops / 1e9:.2f} GFLOP per training crop (forward + backward, torch.utils.flop_counter)")
     for label, cfg in runs.items():
         achieved = median[label] * flops
         share = f", {achieved / peak[1]:.1%} of the {peak[0]}'s dense bf16 peak" if peak else ""
+        cfg = dataclasses.replace(cfg, batch_size=batch)
         wait = data_seconds(store, manifest, cfg, device, resident=label == "ours" and cfg.resident is not False)
-        train_s = args.steps * args.batch / median[label]
+        train_s = args.steps * batch / median[label]
         memory = f", peak GPU memory {peak_mem[label]:.1f} GB" if label in peak_mem else ""
         print(f"{label:>6}: median {median[label]:8.1f} segments/s over {args.repeats} runs, "
               f"{achieved / 1e12:.2f} TFLOP/s{share}; drawing its batches alone takes {wait / train_s:.1%} of its "
               f"training time{memory}")  # fmt: skip
     print(f"ours / plain: {median['ours'] / median['plain']:.2f}x (medians)")
+
+
+def host_syncs(store: Store, manifest: Manifest, cfg: TrainConfig, device: torch.device) -> None:
+    """Where one run of `cfg` synchronises with the host, by source line (CUDA's sync debug mode warns at each)."""
+    if device.type != "cuda":
+        return
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            fit(store, manifest, cfg, run_id="host-syncs")
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    sites = Counter(f"{Path(w.filename).name}:{w.lineno}" for w in caught if "synchroniz" in str(w.message))
+    places = ", ".join(f"{site} x{n}" for site, n in sites.most_common(10))
+    print(f"host syncs in one run of {cfg.max_steps_per_epoch} steps and its validation: {sum(sites.values())}"
+          f"{': ' + places if places else ''}")  # fmt: skip
 
 
 def base_crop(manifest: Manifest, cfg: TrainConfig) -> int:

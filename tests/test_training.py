@@ -15,7 +15,7 @@ from genreclf.datasets.manifest import Manifest, write_manifest
 from genreclf.datasets.resident import ChunkedSplit, ResidentSplit
 from genreclf.datasets.shards import SegmentRows, write_shard
 from genreclf.errors import ConfigError, ModelError
-from genreclf.models import inference, run_data, training
+from genreclf.models import inference, run_data, steps, training
 from genreclf.models.inference import load_model
 from genreclf.models.runs import TrainConfig, run_id_for
 from genreclf.models.steps import spec_augment
@@ -454,9 +454,11 @@ def test_a_model_that_does_not_compile_trains_eagerly_after_one_warning(tmp_path
 def test_new_training_fields_at_their_defaults_keep_run_ids_and_checkpoints() -> None:
     from genreclf.models.runs import config_identity
 
-    assert run_id_for("tiny", dataclasses.replace(CFG, resident=None, compile=None)) == run_id_for("tiny", CFG)
+    defaults = dataclasses.replace(CFG, resident=None, compile=None, auto_batch=None)
+    assert run_id_for("tiny", defaults) == run_id_for("tiny", CFG)
     assert run_id_for("tiny", dataclasses.replace(CFG, resident=False)) != run_id_for("tiny", CFG)
-    before = {k: v for k, v in dataclasses.asdict(CFG).items() if k not in ("resident", "compile")}
+    assert run_id_for("tiny", dataclasses.replace(CFG, auto_batch=True)) != run_id_for("tiny", CFG)
+    before = {k: v for k, v in dataclasses.asdict(CFG).items() if k not in ("resident", "compile", "auto_batch")}
     assert config_identity(before) == config_identity(dataclasses.asdict(CFG))
 
 
@@ -486,3 +488,43 @@ def test_chunks_give_every_segment_its_crops_in_full_batches_reading_the_next_ch
     assert sorted(np.bincount(hits, minlength=24).tolist()) == [2] * 24  # every segment, twice
     assert all(torch.equal(a[0], b[0]) for a, b in zip(batches, epoch(1), strict=True))
     assert sum(len(y) for _, y in chunked.segment_batches(4)) == 24
+
+
+def test_auto_batch_grows_in_powers_of_two_within_memory_steps_and_its_cap(monkeypatch) -> None:
+    cpu = torch.device("cpu")
+    model = training._seeded_model(CFG, 3)
+    crop = (16, 20)
+    per_example = steps.saved_bytes_per_example(model, CFG, cpu, crop)
+    wider = steps.saved_bytes_per_example(model, CFG, cpu, (16, 40))
+    assert 1.8 < wider / per_example < 2.2  # activations grow with the crop; the weights are left out
+    auto = dataclasses.replace(CFG, auto_batch=True)  # batch_size 8
+    plenty = steps.MAX_BATCH * steps.MIN_STEPS * 4
+    assert steps.batch_for(model, CFG, cpu, crop, plenty) == 8  # off on a CPU by default
+    assert steps.batch_for(model, auto, cpu, crop, plenty) == steps.MAX_BATCH
+    assert steps.batch_for(model, auto, cpu, crop, 64 * steps.MIN_STEPS + 5) == 64  # an epoch keeps its steps
+    assert steps.batch_for(model, auto, cpu, crop, 15 * steps.MIN_STEPS) == 8  # never below batch_size
+    memory = 100 * per_example * steps.SAVED_TO_PEAK / steps.ACTIVATION_FRACTION["cpu"]  # room for 100 examples
+    monkeypatch.setattr(steps, "free_bytes", lambda device: memory)
+    assert steps.batch_for(model, auto, cpu, crop, plenty) == 64
+    assert steps.scaled_lr(auto, 32) == pytest.approx(2 * CFG.lr)  # 4x the batch, 2x the rate
+    before = [t.clone() for t in model.buffers()]
+    steps.batch_for(model, auto, cpu, crop, plenty)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.buffers(), strict=True))  # the probe ran on a copy
+
+
+def test_a_grown_batch_is_kept_when_its_run_resumes_and_scales_the_learning_rate(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(steps, "MIN_STEPS", 1)  # the tiny dataset's 24 crops an epoch: a batch of 16 keeps a step
+    cfg = dataclasses.replace(CFG, auto_batch=True)
+    whole = Store.open(str(tmp_path / "whole"))
+    uninterrupted = fit(whole, make_tiny_dataset(whole), cfg, run_id="r")
+    assert uninterrupted.batch_size == 16 and fit(whole, make_tiny_dataset(whole), CFG, run_id="plain").batch_size == 8
+
+    parts = Store.open(str(tmp_path / "parts"))
+    manifest = make_tiny_dataset(parts)
+    fit(parts, manifest, cfg, run_id="r", stop_after=1, keep_checkpoint=True)
+    ckpt = torch.load(parts.path("runs/r/checkpoint.pt"), weights_only=True)
+    assert ckpt["state"]["batch_size"] == 16
+    assert ckpt["optimizer"]["param_groups"][0]["max_lr"] == pytest.approx(CFG.lr * 2**0.5)
+    monkeypatch.setattr(steps, "MIN_STEPS", 100)  # were it chosen again, the batch would stay at 8
+    resumed = fit(parts, manifest, cfg, run_id="r")
+    assert resumed.batch_size == 16 and resumed.history == uninterrupted.history

@@ -9,7 +9,7 @@ import logging
 import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -45,12 +45,17 @@ def _available_ram() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
 
 
-def budget_bytes(device: torch.device) -> int:
-    """What a resident split may take on `device`: a fraction of its free memory."""
+def free_bytes(device: torch.device) -> int:
+    """Memory free on `device` now: the GPU's, or the machine's available RAM."""
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
-        return int(free * BUDGET_FRACTION["cuda"])
-    return int(_available_ram() * BUDGET_FRACTION["cpu"])
+        return int(free)
+    return _available_ram()
+
+
+def budget_bytes(device: torch.device) -> int:
+    """What a resident split may take on `device`: a fraction of its free memory."""
+    return int(free_bytes(device) * BUDGET_FRACTION.get(device.type, BUDGET_FRACTION["cpu"]))
 
 
 @dataclass
@@ -121,8 +126,9 @@ def eval_batch_size(frames: int, window: int | None, device: torch.device) -> in
 class ChunkedSplit:
     """A split larger than the device's budget, held a chunk at a time: each epoch its row groups in a new order,
     packed into chunks of at most `chunk_bytes`; each chunk is read on a thread while the one
-    before trains (its copy to a GPU through pinned memory, asynchronous), and cut into crops as a resident split
-    is. Batches run across chunks, so an epoch has as many steps as a resident one."""
+    before trains, and cut into crops as a resident split is. On a GPU the thread copies it from pinned memory on a
+    stream of its own, so the copy overlaps the training kernels instead of queueing between them. Batches run
+    across chunks, so an epoch has as many steps as a resident one."""
 
     store: Store
     manifest: Manifest
@@ -130,6 +136,7 @@ class ChunkedSplit:
     device: torch.device
     chunk_bytes: int
     units: list[tuple[str, int, int]]  # (shard key, row group, rows) of the split
+    _copies: torch.cuda.Stream | None = field(default=None, init=False, repr=False)  # a GPU's copy stream
 
     @classmethod
     def open(cls, store: Store, manifest: Manifest, split: str, device: torch.device, chunk_bytes: int) -> ChunkedSplit:
@@ -152,14 +159,24 @@ class ChunkedSplit:
             chunks[-1].append(unit)
         return [c for c in chunks if c]
 
-    def _load(self, units: list[tuple[str, int, int]]) -> ResidentSplit:
+    def _load(self, units: list[tuple[str, int, int]]) -> tuple[ResidentSplit, torch.cuda.Event | None]:
+        """A chunk read and on its way to the device; on a GPU, with the event its copy records when done."""
         mels, labels = [], []
         for key, group, _ in units:
             with self.store.fs.open_input_file(self.store.path(key)) as f:
                 table = pq.ParquetFile(f).read_row_group(group, columns=["mel", "label"])
             mels.append(mel_numpy(table))
             labels.append(table.column("label").to_numpy())
-        return ResidentSplit.of(np.concatenate(mels), np.concatenate(labels), self.device)
+        mel, label = np.concatenate(mels), np.concatenate(labels)
+        if self.device.type != "cuda":
+            return ResidentSplit.of(mel, label, self.device), None
+        if self._copies is None:
+            self._copies = torch.cuda.Stream(self.device)
+        with torch.cuda.stream(self._copies):
+            chunk = ResidentSplit.of(mel, label, self.device)
+            copied = torch.cuda.Event()
+            copied.record(self._copies)
+        return chunk, copied
 
     def _loaded(self, chunks: list[list[tuple[str, int, int]]]) -> Iterator[ResidentSplit]:
         """The chunks on the device, one after the other; the next is read on a thread while this one is used."""
@@ -167,7 +184,12 @@ class ChunkedSplit:
             coming = pool.submit(self._load, chunks[0]) if chunks else None
             for i in range(len(chunks)):
                 assert coming is not None
-                chunk = coming.result()
+                chunk, copied = coming.result()
+                if copied is not None:  # the training stream waits for the copy, on the GPU, not the host
+                    training = torch.cuda.current_stream(self.device)
+                    training.wait_event(copied)
+                    for t in (chunk.mel, chunk.labels):  # memory the copy stream allocated, used on this one
+                        t.record_stream(training)
                 coming = pool.submit(self._load, chunks[i + 1]) if i + 1 < len(chunks) else None
                 yield chunk
 

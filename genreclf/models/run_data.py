@@ -34,13 +34,19 @@ def seed_epoch(seed: int, epoch: int) -> torch.Generator:
 
 
 def loader(
-    ds: StreamingSegments, cfg: TrainConfig, device: torch.device, gen: torch.Generator, *, drop_last: bool = False
+    ds: StreamingSegments,
+    cfg: TrainConfig,
+    device: torch.device,
+    gen: torch.Generator,
+    *,
+    batch: int | None = None,
+    drop_last: bool = False,
 ) -> DataLoader[tuple[torch.Tensor, int]]:
     # More workers than row groups would only idle. The generator keeps the loader off the global torch RNG
     # (it draws a worker seed even without workers); the stream itself is seeded from (seed, epoch, worker).
     return DataLoader(
         ds,
-        batch_size=cfg.batch_size,
+        batch_size=batch or cfg.batch_size,
         num_workers=min(cfg.num_workers, len(ds.units)),
         pin_memory=device.type == "cuda",
         drop_last=drop_last,
@@ -104,23 +110,24 @@ class RunData:
                  time.perf_counter() - t0)  # fmt: skip
         return norm
 
-    def steps(self, cfg: TrainConfig, n_train: int, *, drop_last: bool) -> int:
-        """Steps an epoch. Streamed, each loader worker drops its own last partial batch, so an epoch has at most
-        n // batch steps, and a split smaller than a batch keeps its partial batches, at most one per worker."""
+    def steps(self, cfg: TrainConfig, n_train: int, batch: int, *, drop_last: bool) -> int:
+        """Steps an epoch of batches of `batch`. Streamed, each loader worker drops its own last partial batch, so an
+        epoch has at most n // batch steps, and a split smaller than a batch keeps its partial batches, at most one
+        per worker."""
         if drop_last:
-            return n_train // cfg.batch_size
+            return n_train // batch
         return 1 if self.train is not None else max(1, min(cfg.num_workers, len(self.train_ds.units)))
 
     def train_batches(
-        self, cfg: TrainConfig, device: torch.device, epoch: int, *, drop_last: bool
+        self, cfg: TrainConfig, device: torch.device, epoch: int, batch: int, *, drop_last: bool
     ) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
-        """The epoch's batches of random crops, drawn from (seed, epoch) whichever the path."""
+        """The epoch's batches of `batch` random crops, drawn from (seed, epoch) whichever the path."""
         gen = seed_epoch(cfg.seed, epoch)
         if self.train is None:
             self.train_ds.set_epoch(epoch)
-            return loader(self.train_ds, cfg, device, gen, drop_last=drop_last)
+            return loader(self.train_ds, cfg, device, gen, batch=batch, drop_last=drop_last)
         on_device = torch.Generator(device=device).manual_seed(cfg.seed * 100_003 + epoch)
-        return self.train.crop_batches(batch_size=cfg.batch_size, crop=self.crop,
+        return self.train.crop_batches(batch_size=batch, crop=self.crop,
                                        crops_per_segment=cfg.crops_per_segment, generator=on_device,
                                        drop_last=drop_last)  # fmt: skip
 

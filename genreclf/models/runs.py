@@ -66,6 +66,10 @@ class TrainConfig:
     resident: bool | None = None
     # torch.compile the model (an eager fallback where it fails): None on a GPU only.
     compile: bool | None = None
+    # Grow the batch from `batch_size` in powers of two while it fits the device's memory, an epoch keeps at least
+    # 32 steps and it stays within 1,024, with `lr` scaled by the square root of the growth (`models.steps.
+    # batch_for`): None on a GPU only. A small catalog keeps `batch_size` either way.
+    auto_batch: bool | None = None
 
     @property
     def frozen_head(self) -> bool:
@@ -83,7 +87,7 @@ FROZEN_HEAD_VERSION = 1
 
 # Fields added after run ids were first pinned, and their defaults: a field at its default is left out of a run's
 # identity, so that adding it neither renames existing runs nor refuses their checkpoints.
-ADDED_LATER: dict[str, Any] = {"resident": None, "compile": None}
+ADDED_LATER: dict[str, Any] = {"resident": None, "compile": None, "auto_batch": None}
 
 
 def config_identity(config: dict[str, Any]) -> dict[str, Any]:
@@ -110,3 +114,4 @@ class TrainResult:
     segments_per_s: float = 0.0  # training throughput of this call (loader + steps, not validation)
     new_epochs: int = 0  # epochs trained by this call (0 when the run had already finished)
     device: str = ""  # the device this call trained on ("cpu", "cuda", "cuda:1")
+    batch_size: int = 0  # the batch the run trains with (`TrainConfig.auto_batch` may have grown it)

@@ -6,6 +6,8 @@ Everything here runs on the CPU too (the default tests exercise it there); only 
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import logging
 import math
 from collections.abc import Callable, Iterable
@@ -16,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genreclf.datasets.loader import Normalizer
+from genreclf.datasets.resident import free_bytes
 from genreclf.errors import ModelError
 from genreclf.models import is_pretrained
 from genreclf.models.runs import TrainConfig
@@ -104,10 +107,76 @@ def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
     ]
 
 
-def optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
-    """AdamW; on a GPU the fused kernel (one launch for every parameter, not one per tensor)."""
-    fused = device.type == "cuda"
-    return torch.optim.AdamW(param_groups(model, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
+def optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device, batch: int) -> torch.optim.Optimizer:
+    """AdamW at `scaled_lr(cfg, batch)`; on a GPU the fused kernel (one launch for every parameter, not one per
+    tensor)."""
+    lr = scaled_lr(cfg, batch)
+    groups = param_groups(model, dataclasses.replace(cfg, lr=lr))
+    return torch.optim.AdamW(groups, lr=lr, weight_decay=cfg.weight_decay, fused=device.type == "cuda")
+
+
+# The batch `auto_batch` may grow to: about where larger batches stop paying on a GPU for a network this size, and
+# what fast ResNet trainers use (cifar10-airbench: 1,024).
+MAX_BATCH = 1024
+# The fewest steps an epoch may have when the batch grows, so a small catalog keeps its `batch_size` and its figures
+# (gtzan-sample's 97 training clips x 8 crops: 24 steps at 32).
+MIN_STEPS = 32
+# Of the memory free once the model and the data are on the device, what a batch's activations may take: the rest is
+# for the compiler's and cuDNN's workspaces and the allocator's slack.
+ACTIVATION_FRACTION = {"cuda": 0.5, "cpu": 0.25}
+# Training holds per example about this many times what autograd saves for backward: the saved tensors, then the
+# gradients flowing back through them.
+SAVED_TO_PEAK = 2
+
+
+def scaled_lr(cfg: TrainConfig, batch: int) -> float:
+    """`cfg.lr` for a batch of `batch` instead of `cfg.batch_size`: the square-root rule for Adam-type optimizers
+    (Malladi et al., 2022, "On the SDEs and scaling rules for adaptive gradient algorithms")."""
+    return cfg.lr * math.sqrt(batch / cfg.batch_size)
+
+
+def batch_for(model: nn.Module, cfg: TrainConfig, device: torch.device, crop: tuple[int, int], examples: int) -> int:
+    """The batch a run trains with: `cfg.batch_size`, or with `auto_batch` (by default on a GPU) the largest
+    power-of-two multiple of it whose activations fit the device's free memory, that leaves an epoch of `examples`
+    at least `MIN_STEPS` steps, and is at most `MAX_BATCH`."""
+    auto = device.type == "cuda" if cfg.auto_batch is None else cfg.auto_batch
+    batch = cfg.batch_size
+    if not auto or examples // (batch * 2) < MIN_STEPS or batch * 2 > MAX_BATCH:
+        return batch
+    per_example = saved_bytes_per_example(model, cfg, device, crop) * SAVED_TO_PEAK
+    budget = free_bytes(device) * ACTIVATION_FRACTION.get(device.type, ACTIVATION_FRACTION["cpu"])
+    while batch * 2 <= MAX_BATCH and examples // (batch * 2) >= MIN_STEPS and per_example * batch * 2 <= budget:
+        batch *= 2
+    log.info("batch of %d (from %d; %.1f MB of activations an example, %.0f MB free for them), learning rate %.2g",
+             batch, cfg.batch_size, per_example / 1e6, budget / 1e6, scaled_lr(cfg, batch))  # fmt: skip
+    return batch
+
+
+def saved_bytes_per_example(model: nn.Module, cfg: TrainConfig, device: torch.device, crop: tuple[int, int]) -> int:
+    """Bytes autograd saves for backward per training example of (n_mels, frames) `crop`: measured on a copy of the
+    model (its batch-norm statistics untouched), on batches of 2 and 4 under the run's autocast and memory format;
+    the difference leaves out what does not grow with the batch (the weights)."""
+    probe = copy.deepcopy(model).train()
+
+    def saved(batch: int) -> int:
+        storages: dict[int, int] = {}
+
+        def pack(t: torch.Tensor) -> torch.Tensor:
+            storage = t.untyped_storage()
+            storages[storage.data_ptr()] = storage.nbytes()
+            return t
+
+        x = torch.randn(batch, 1, *crop, device=device)
+        if cfg.channels_last and device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with (
+            torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t),
+            torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp and device.type == "cuda"),
+        ):
+            probe(x)
+        return sum(storages.values())
+
+    return max(1, (saved(4) - saved(2)) // 2)
 
 
 def scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps: int) -> torch.optim.lr_scheduler.LRScheduler:

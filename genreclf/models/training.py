@@ -22,7 +22,7 @@ from genreclf.models.files import check_run_id, read_model, weights_key, write_m
 from genreclf.models.inference import eval_window, resolve_device
 from genreclf.models.run_data import RunData
 from genreclf.models.runs import TrainConfig, TrainResult, config_identity
-from genreclf.models.steps import Compiled, compile_wanted, optimizer, scheduler, train_epoch
+from genreclf.models.steps import Compiled, batch_for, compile_wanted, optimizer, scheduler, train_epoch
 from genreclf.store.keys import checkpoint_key, finished_key, run_config_key
 from genreclf.store.storage import Store
 
@@ -101,6 +101,7 @@ def fit(
         segments_per_s=seen / train_s if train_s > 0 else 0.0,
         new_epochs=new_epochs,
         device=str(run.device),
+        batch_size=run.batch,
     )
     if run.done:
         _finish(store, run_id, cfg, manifest, result, keep_checkpoint=keep_checkpoint)
@@ -122,6 +123,7 @@ class _Run:
     forward: Compiled
     opt: torch.optim.Optimizer
     sched: torch.optim.lr_scheduler.LRScheduler
+    batch: int  # `cfg.batch_size`, or what `auto_batch` grew it to when the run started
     drop_last: bool
     cfg: TrainConfig
     record: dict[str, Any]  # what model.json holds besides the epoch
@@ -171,24 +173,29 @@ class _Run:
         model = model.to(device)
         if cfg.channels_last and device.type == "cuda":
             model = model.to(memory_format=torch.channels_last)
-        opt = optimizer(model, cfg, device)
-        drop_last = n_train > cfg.batch_size
-        steps = data.steps(cfg, n_train, drop_last=drop_last)
+        if ckpt is not None:  # the batch the run started with (runs from before `auto_batch` trained at batch_size)
+            batch = int(ckpt["state"].get("batch_size", cfg.batch_size))
+        else:
+            batch = batch_for(model, cfg, device, (manifest.mel_shape[0], crop), n_train)
+        opt = optimizer(model, cfg, device, batch)
+        drop_last = n_train > batch
+        steps = data.steps(cfg, n_train, batch, drop_last=drop_last)
         if cfg.max_steps_per_epoch is not None:
             steps = min(steps, cfg.max_steps_per_epoch)
         sched = scheduler(opt, cfg, steps * cfg.epochs)
-        state: dict[str, Any] = {"epoch": 0, "best_acc": -1.0, "best_epoch": 0, "bad_epochs": 0, "history": []}
+        state: dict[str, Any] = {"epoch": 0, "best_acc": -1.0, "best_epoch": 0, "bad_epochs": 0, "history": [],
+                                 "batch_size": batch}  # fmt: skip
         if ckpt is not None:
             model.load_state_dict(ckpt["model"])
             opt.load_state_dict(ckpt["optimizer"])
             sched.load_state_dict(ckpt["scheduler"])
-            state = ckpt["state"]
+            state = {**ckpt["state"], "batch_size": batch}
             log.info("resuming run %s after epoch %d", run_id, state["epoch"])
         val_window = eval_window(dataclasses.asdict(cfg), fc)  # as evaluation and predicting will score it
         record = {**model_record(manifest, cfg, run_id, norm), **started}
         forward = Compiled(model, compile_wanted(cfg, device))
-        return cls(store, manifest, run_id, device, data, val_window, norm, model, forward, opt, sched, drop_last,
-                   cfg, record, state)  # fmt: skip
+        return cls(store, manifest, run_id, device, data, val_window, norm, model, forward, opt, sched, batch,
+                   drop_last, cfg, record, state)  # fmt: skip
 
     @property
     def done(self) -> bool:
@@ -206,7 +213,7 @@ class _Run:
         new_epochs, seen_all, train_s = 0, 0, 0.0
         while not self.done:
             epoch = state["epoch"] + 1
-            batches = self.data.train_batches(cfg, self.device, epoch, drop_last=self.drop_last)
+            batches = self.data.train_batches(cfg, self.device, epoch, self.batch, drop_last=self.drop_last)
             t0 = time.perf_counter()
             self.model.train()
             loss, seen = train_epoch(self.forward, batches, self.opt, self.sched, self.norm, cfg, self.device)
@@ -215,7 +222,7 @@ class _Run:
             train_s += time.perf_counter() - t0
             if seen == 0:
                 raise DataError(
-                    f"epoch {epoch} had no full batch of {cfg.batch_size}: each of the {cfg.num_workers} loader "
+                    f"epoch {epoch} had no full batch of {self.batch}: each of the {cfg.num_workers} loader "
                     f"workers read fewer of the {n_train} training segments; lower batch_size or num_workers"
                 )
             seen_all += seen
