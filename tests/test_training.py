@@ -431,14 +431,31 @@ def test_the_resident_path_learns_what_the_streamed_one_does(tmp_path) -> None:
     assert float((logits.argmax(1) == val.labels).mean()) == resident.best_val_accuracy
 
 
-def test_a_model_that_does_not_compile_trains_eagerly_after_one_warning(tmp_path, monkeypatch, caplog) -> None:
+class _BackwardFails(torch.autograd.Function):
+    """What a compiled model whose backward graph fails to compile does: its forward runs, its backward raises."""
+
+    @staticmethod
+    def forward(ctx: object, x: torch.Tensor) -> torch.Tensor:
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx: object, grad: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("inductor: no C++ compiler found\nmore detail")
+
+
+@pytest.mark.parametrize("fails_in", ["forward", "backward"])
+def test_a_model_that_does_not_compile_trains_eagerly_after_one_warning(
+    tmp_path, monkeypatch, caplog, fails_in: str
+) -> None:
     store = Store.open(str(tmp_path / "store"))
     manifest = make_tiny_dataset(store)
     eager = fit(store, manifest, CFG, run_id="eager")
 
     def broken(model: torch.nn.Module) -> object:
         def forward(x: torch.Tensor) -> torch.Tensor:
-            raise RuntimeError("inductor: no C++ compiler found\nmore detail")
+            if fails_in == "forward":
+                raise RuntimeError("inductor: no C++ compiler found\nmore detail")
+            return _BackwardFails.apply(model(x))  # the model's batch-norm statistics move, as a real forward's
 
         return forward
 
@@ -448,7 +465,10 @@ def test_a_model_that_does_not_compile_trains_eagerly_after_one_warning(tmp_path
     assert warnings == [
         "torch.compile failed (RuntimeError: inductor: no C++ compiler found); training the eager model"
     ]
-    assert compiled.history == eager.history  # the same steps, eagerly
+    assert compiled.history == eager.history  # the same steps, eagerly, from the same weights and statistics
+    a, _ = load_model(store, "runs/eager/model.safetensors")
+    b, _ = load_model(store, "runs/compiled/model.safetensors")
+    assert all(torch.equal(a.state_dict()[k], v) for k, v in b.state_dict().items())  # running statistics too
 
 
 def test_new_training_fields_at_their_defaults_keep_run_ids_and_checkpoints() -> None:

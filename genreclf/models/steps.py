@@ -28,6 +28,19 @@ log = logging.getLogger(__name__)
 LN10_OVER_10 = math.log(10) / 10  # a gain of g dB adds g * ln(10) / 10 to a natural-log power spectrogram
 
 
+def autocast(cfg: TrainConfig, device: torch.device) -> torch.autocast:
+    """The training step's autocast: bf16 on CUDA when `cfg.amp`, else off."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp and device.type == "cuda")
+
+
+def random_batch(cfg: TrainConfig, device: torch.device, batch: int, crop: tuple[int, int]) -> torch.Tensor:
+    """A batch shaped and laid out as training's (batch, 1, n_mels, frames), of noise: for probing the model."""
+    x = torch.randn(batch, 1, *crop, device=device)
+    if cfg.channels_last and device.type == "cuda":
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
 def spec_augment(x: torch.Tensor, *, freq_mask: int, time_mask: int) -> torch.Tensor:
     """Zero one random frequency band and one random time span per example: (B, 1, M, T) -> same."""
     b, _, m, t = x.shape
@@ -79,7 +92,7 @@ def train_epoch(
             lam = float(torch.distributions.Beta(cfg.mixup_alpha, cfg.mixup_alpha).sample())
             perm = torch.randperm(x.shape[0], device=device)
             x = lam * x + (1 - lam) * x[perm]
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp and device.type == "cuda"):
+        with autocast(cfg, device):
             logits = model(x)  # (batch, num_classes)
             loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
             if perm is not None:
@@ -166,14 +179,8 @@ def saved_bytes_per_example(model: nn.Module, cfg: TrainConfig, device: torch.de
             storages[storage.data_ptr()] = storage.nbytes()
             return t
 
-        x = torch.randn(batch, 1, *crop, device=device)
-        if cfg.channels_last and device.type == "cuda":
-            x = x.contiguous(memory_format=torch.channels_last)
-        with (
-            torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t),
-            torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp and device.type == "cuda"),
-        ):
-            probe(x)
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), autocast(cfg, device):
+            probe(random_batch(cfg, device, batch, crop))
         return sum(storages.values())
 
     return max(1, (saved(4) - saved(2)) // 2)
@@ -203,6 +210,28 @@ class Compiled:
                 self.compiled = True
             except Exception as e:  # torch.compile itself refuses on some platforms
                 self._fall_back(e)
+
+    def warm_up(self, x: torch.Tensor, cfg: TrainConfig) -> None:
+        """Compile now, the forward and the backward pass, on a batch like training's: a compiler that fails in
+        either (the backward compiles at its first call) falls back here, not in the middle of a step, and the first
+        epoch's time is training's, not compiling's. Weights, gradients and batch-norm statistics are left as they
+        were."""
+        if not self.compiled:
+            return
+        buffers = [b.clone() for b in self.model.buffers()]
+        self.model.train()
+        try:
+            with autocast(cfg, x.device):
+                out = self.forward(x)
+            out.float().sum().backward()
+        except Exception as e:  # the same failures as at a first call, the backward's too
+            self._fall_back(e)
+        finally:
+            with torch.no_grad():
+                for b, saved in zip(self.model.buffers(), buffers, strict=True):
+                    b.copy_(saved)
+            for p in self.model.parameters():
+                p.grad = None
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         try:

@@ -22,7 +22,15 @@ from genreclf.models.files import check_run_id, read_model, weights_key, write_m
 from genreclf.models.inference import eval_window, resolve_device
 from genreclf.models.run_data import RunData
 from genreclf.models.runs import TrainConfig, TrainResult, config_identity
-from genreclf.models.steps import Compiled, batch_for, compile_wanted, optimizer, scheduler, train_epoch
+from genreclf.models.steps import (
+    Compiled,
+    batch_for,
+    compile_wanted,
+    optimizer,
+    random_batch,
+    scheduler,
+    train_epoch,
+)
 from genreclf.store.keys import checkpoint_key, finished_key, run_config_key
 from genreclf.store.storage import Store
 
@@ -194,6 +202,7 @@ class _Run:
         val_window = eval_window(dataclasses.asdict(cfg), fc)  # as evaluation and predicting will score it
         record = {**model_record(manifest, cfg, run_id, norm), **started}
         forward = Compiled(model, compile_wanted(cfg, device))
+        forward.warm_up(random_batch(cfg, device, batch, (manifest.mel_shape[0], crop)), cfg)
         return cls(store, manifest, run_id, device, data, val_window, norm, model, forward, opt, sched, batch,
                    drop_last, cfg, record, state)  # fmt: skip
 
