@@ -19,7 +19,10 @@ store), then trains a fixed number of steps on 3 s random crops, through `fit` b
     the run's training time: what the step waits for at most, measured apart, not inside the step;
   - peak GPU memory of the run;
   - on CUDA, where one more run of ours synchronises with the host (torch.cuda.set_sync_debug_mode, one warning a
-    sync): a place inside the step would show once a step.
+    sync): a place inside the step would show once a step;
+  - a partial path, reading the training split into memory (what the resident path does once a run, and the chunked
+    one for every chunk), MB/s: its row groups by `READERS` threads into one tensor, by one thread, and the
+    previous way (`load_split`: shard after shard, then concatenated), interleaved, after a warm-up.
 Last, when Prefect is installed (not on a bare GPU image), the `train` flow and `fit` with the same config on the
 same dataset, interleaved, after a warm-up that pays the temporary server's start: wall ratio flow / bare.
 Needs only torch, torchvision, numpy and pyarrow for the first part.
@@ -45,8 +48,9 @@ from torch.utils.data import DataLoader
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from genreclf.acquisition.audio import SegmentConfig
+from genreclf.datasets import resident
 from genreclf.datasets.features import FeatureConfig
-from genreclf.datasets.loader import StreamingSegments
+from genreclf.datasets.loader import StreamingSegments, load_split
 from genreclf.datasets.manifest import Manifest, write_manifest
 from genreclf.datasets.resident import ResidentSplit
 from genreclf.datasets.shards import SegmentRows, write_shard
@@ -178,6 +182,7 @@ def main() -> None:
                 print(f"{label:>6} #{r + 1}: {result.segments_per_s:8.1f} segments/s ({args.steps} steps)")
         report(args, store, manifest, runs, rates, peak_mem, device, batch)
         host_syncs(store, manifest, base, device)
+        read_rates(store, manifest, args.repeats)
         if not args.no_flow:
             flow_against_bare(store, manifest, base)
 
@@ -219,6 +224,33 @@ def host_syncs(store: Store, manifest: Manifest, cfg: TrainConfig, device: torch
     places = ", ".join(f"{site} x{n}" for site, n in sites.most_common(10))
     print(f"host syncs in one run of {cfg.max_steps_per_epoch} steps and its validation: {sum(sites.values())}"
           f"{': ' + places if places else ''}")  # fmt: skip
+
+
+def read_rates(store: Store, manifest: Manifest, repeats: int) -> None:
+    """MB/s reading the training split into host memory three ways, interleaved, after one warm-up of each."""
+    units = resident.split_units(manifest, "train")
+    assert units is not None
+    readers = resident.READERS
+
+    def parallel(n: int) -> float:
+        resident.READERS = n
+        try:
+            mel, _ = resident.read_units(store, manifest, units, pinned=False)
+        finally:
+            resident.READERS = readers
+        return mel.numel() * mel.element_size()
+
+    ways = {f"{readers} readers": lambda: parallel(readers), "1 reader": lambda: parallel(1),
+            "load_split": lambda: float(load_split(store, manifest, "train").mel.nbytes)}  # fmt: skip
+    rates: dict[str, list[float]] = {way: [] for way in ways}
+    for r in range(repeats + 1):
+        for way, read in ways.items():
+            t0 = time.perf_counter()
+            size = read()
+            if r:
+                rates[way].append(size / 1e6 / (time.perf_counter() - t0))
+    print("reading the training split into memory (a partial path), medians of "
+          f"{repeats}: " + ", ".join(f"{way} {statistics.median(v):.0f} MB/s" for way, v in rates.items()))  # fmt: skip
 
 
 def base_crop(manifest: Manifest, cfg: TrainConfig) -> int:

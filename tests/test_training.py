@@ -9,12 +9,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from genreclf.datasets import loader, shards
+from genreclf.datasets import loader, resident, shards
 from genreclf.datasets.loader import StreamingSegments
 from genreclf.datasets.manifest import Manifest, write_manifest
 from genreclf.datasets.resident import ChunkedSplit, ResidentSplit
 from genreclf.datasets.shards import SegmentRows, write_shard
-from genreclf.errors import ConfigError, ModelError
+from genreclf.errors import ConfigError, DataError, ModelError
 from genreclf.models import inference, run_data, steps, training
 from genreclf.models.inference import load_model
 from genreclf.models.runs import TrainConfig, run_id_for
@@ -548,3 +548,29 @@ def test_a_grown_batch_is_kept_when_its_run_resumes_and_scales_the_learning_rate
     monkeypatch.setattr(steps, "MIN_STEPS", 100)  # were it chosen again, the batch would stay at 8
     resumed = fit(parts, manifest, cfg, run_id="r")
     assert resumed.batch_size == 16 and resumed.history == uninterrupted.history
+
+
+def test_a_split_read_by_parallel_readers_is_the_split_in_shard_order_and_a_changed_shard_is_named(
+    tmp_path, monkeypatch
+) -> None:
+    monkeypatch.setattr(shards, "ROW_GROUP_BYTES", 4 * 3_000)  # ~4 segments a row group: many for 3 readers
+    monkeypatch.setattr(resident, "READERS", 3)
+    store = Store.open(str(tmp_path / "store"))
+    manifest = make_tiny_dataset(store)
+    units = resident.split_units(manifest, "train")
+    assert units is not None and len(units) >= 6
+    split = ResidentSplit.load(store, manifest, "train", torch.device("cpu"))
+    arrays = loader.load_split(store, manifest, "train")
+    assert torch.equal(split.mel, torch.from_numpy(arrays.mel)) and torch.equal(
+        split.labels, torch.from_numpy(arrays.labels)
+    )
+
+    key, group, n = units[2]
+    changed = dataclasses.replace(manifest, shards=[{**manifest.shards[0], "row_groups": [
+        [s, rows + 1 if i == group else rows] for i, (s, rows) in enumerate(manifest.shards[0]["row_groups"])
+    ]}])  # fmt: skip
+    with pytest.raises(DataError, match=f"{key}: row group {group} holds {n} rows, the manifest says {n + 1}"):
+        ResidentSplit.load(store, changed, "train", torch.device("cpu"))
+    other = dataclasses.replace(manifest, feature_hash="0" * 16)
+    with pytest.raises(DataError, match="do not match the manifest's 0000000000000000; rebuild the dataset"):
+        ResidentSplit.load(store, other, "train", torch.device("cpu"))

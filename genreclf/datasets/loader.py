@@ -81,7 +81,7 @@ class SplitArrays:
         return len(self.labels)
 
 
-def _check_hash(store: Store, key: str, schema: pa.Schema, manifest: Manifest) -> None:
+def check_hash(store: Store, key: str, schema: pa.Schema, manifest: Manifest) -> None:
     got = (schema.metadata or {}).get(b"genreclf.feature_hash", b"").decode()
     if got != manifest.feature_hash:
         raise DataError(
@@ -94,7 +94,7 @@ def read_shard_table(store: Store, manifest: Manifest, key: str, split: str | No
     """One shard's rows (of one split when given) with `mel` as an Arrow fixed-shape tensor column, its feature hash
     checked against the manifest's."""
     table = store.read_parquet(key)
-    _check_hash(store, key, table.schema, manifest)
+    check_hash(store, key, table.schema, manifest)
     if split is not None:
         table = table.filter(pc.equal(table["split"], split))
     return with_tensor_mel(table)
@@ -218,7 +218,7 @@ class StreamingSegments(IterableDataset[tuple[torch.Tensor, int]]):
                         files[key] = pq.ParquetFile(self.store.fs.open_input_file(self.store.path(key)))
                     except FileNotFoundError as e:
                         raise StorageError(f"{self.store.uri(key)} does not exist") from e
-                    _check_hash(self.store, key, files[key].schema_arrow, self.manifest)
+                    check_hash(self.store, key, files[key].schema_arrow, self.manifest)
                 pf = files[key]
                 if group is None:
                     table = pf.read(columns=["mel", "label", "split"])
