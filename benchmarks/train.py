@@ -5,12 +5,15 @@ then the `train` flow against the bare loop on the same data.
                                [--repeats 3] [--no-flow]
 
 Builds a synthetic dataset of 30 s log-mel segments (128 mels x 1292 frames, float16 shards in a temporary local
-store), then trains a fixed number of steps on 3 s random crops, through `fit` both times:
+store), then trains a fixed number of steps on 3 s random crops, each run through `fit`:
   ours:  genreclf's default training settings on this device: the splits resident on the device when they fit
          (crops, gain, SpecAugment cut in batch there), and on CUDA bf16 autocast, channels-last, fused AdamW,
          torch.compile and the batch grown to what memory and the dataset allow (`auto_batch`);
   plain: a DataLoader over the shards (`StreamingSegments`, `--workers` on a GPU), fp32, NCHW, no torch.compile,
-         at the batch ours chose, so the two differ in their data path and step only.
+         at the batch ours chose, so the two differ in their data path and step only;
+  chunked: ours with the device's budget set to half what the splits take, so they are held a quarter at a time
+         (read on a thread and copied on a stream of its own while the step trains): a catalog larger than the
+         device's memory, in miniature.
 `--batch N` fixes both batches at N. Printed per run: segments/s. Then:
   - FLOP/s: the model's FLOPs per training segment (forward and backward, counted by torch.utils.flop_counter on
     one batch of crops) times the rate; on a known GPU its fraction of the card's dense bf16 peak (a table below;
@@ -31,6 +34,7 @@ Needs only torch, torchvision, numpy and pyarrow for the first part.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
 import statistics
@@ -39,6 +43,7 @@ import tempfile
 import time
 import warnings
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -52,9 +57,9 @@ from genreclf.datasets import resident
 from genreclf.datasets.features import FeatureConfig
 from genreclf.datasets.loader import StreamingSegments, load_split
 from genreclf.datasets.manifest import Manifest, write_manifest
-from genreclf.datasets.resident import ResidentSplit
+from genreclf.datasets.resident import ChunkedSplit, ResidentSplit, split_bytes
 from genreclf.datasets.shards import SegmentRows, write_shard
-from genreclf.models import create_model
+from genreclf.models import create_model, run_data
 from genreclf.models.inference import pick_device
 from genreclf.models.runs import TrainConfig
 from genreclf.models.training import fit
@@ -115,13 +120,31 @@ def flops_per_segment(model_name: str, shape: tuple[int, ...], device: torch.dev
     return counter.get_total_flops() / shape[0]
 
 
-def data_seconds(store: Store, manifest: Manifest, cfg: TrainConfig, device: torch.device, resident: bool) -> float:
+@contextlib.contextmanager
+def held_in_chunks(manifest: Manifest, label: str) -> Iterator[None]:
+    """For the "chunked" run: a device budget of half what the splits take, so they are held in chunks of a quarter
+    of it (a catalog larger than the device's memory, in miniature)."""
+    if label != "chunked":
+        yield
+        return
+    need = split_bytes(manifest, "train") + split_bytes(manifest, "val")
+    budget = run_data.budget_bytes
+    run_data.budget_bytes = lambda device: need // 2
+    try:
+        yield
+    finally:
+        run_data.budget_bytes = budget
+
+
+def data_seconds(store: Store, manifest: Manifest, cfg: TrainConfig, device: torch.device, path: str) -> float:
     """Seconds to draw `cfg.max_steps_per_epoch` batches of crops alone, as the run's path draws them."""
     crop = cfg.crop_frames(sample_rate=manifest.feature_config["sample_rate"],
                            hop_length=manifest.feature_config["hop_length"])  # fmt: skip
     steps = cfg.max_steps_per_epoch or 1
-    if resident:
-        split = ResidentSplit.load(store, manifest, "train", device)
+    if path in ("ours", "chunked"):
+        need = split_bytes(manifest, "train") + split_bytes(manifest, "val")
+        split = (ResidentSplit.load(store, manifest, "train", device) if path == "ours"
+                 else ChunkedSplit.open(store, manifest, "train", device, need // 4))  # fmt: skip
         gen = torch.Generator(device=device).manual_seed(0)
         batches = split.crop_batches(batch_size=cfg.batch_size, crop=crop, crops_per_segment=cfg.crops_per_segment,
                                      generator=gen, drop_last=True)  # fmt: skip
@@ -167,7 +190,7 @@ def main() -> None:
                                     compile=False, resident=False,
                                     num_workers=args.workers if device.type == "cuda" else 0)  # fmt: skip
         fit(store, manifest, dataclasses.replace(plain, max_steps_per_epoch=3), run_id="warmup-plain")
-        runs = {"plain": plain, "ours": base}
+        runs = {"plain": plain, "ours": base, "chunked": base}
         print(f"dataset: {train} training segments of {manifest.mel_shape}, 3 s crops, batches of {batch}")
         rates: dict[str, list[float]] = {label: [] for label in runs}
         peak_mem: dict[str, float] = {}
@@ -175,11 +198,12 @@ def main() -> None:
             for label, cfg in runs.items():
                 if device.type == "cuda":
                     torch.cuda.reset_peak_memory_stats(device)
-                result = fit(store, manifest, cfg, run_id=f"{label}-{r}")
+                with held_in_chunks(manifest, label):
+                    result = fit(store, manifest, cfg, run_id=f"{label}-{r}")
                 if device.type == "cuda":
                     peak_mem[label] = max(peak_mem.get(label, 0.0), torch.cuda.max_memory_allocated(device) / 1e9)
                 rates[label].append(result.segments_per_s)
-                print(f"{label:>6} #{r + 1}: {result.segments_per_s:8.1f} segments/s ({args.steps} steps)")
+                print(f"{label:>7} #{r + 1}: {result.segments_per_s:8.1f} segments/s ({args.steps} steps)")
         report(args, store, manifest, runs, rates, peak_mem, device, batch)
         host_syncs(store, manifest, base, device)
         read_rates(store, manifest, args.repeats)
@@ -200,13 +224,14 @@ def report(
         achieved = median[label] * flops
         share = f", {achieved / peak[1]:.1%} of the {peak[0]}'s dense bf16 peak" if peak else ""
         cfg = dataclasses.replace(cfg, batch_size=batch)
-        wait = data_seconds(store, manifest, cfg, device, resident=label == "ours" and cfg.resident is not False)
+        wait = data_seconds(store, manifest, cfg, device, label)
         train_s = args.steps * batch / median[label]
         memory = f", peak GPU memory {peak_mem[label]:.1f} GB" if label in peak_mem else ""
-        print(f"{label:>6}: median {median[label]:8.1f} segments/s over {args.repeats} runs, "
+        print(f"{label:>7}: median {median[label]:8.1f} segments/s over {args.repeats} runs, "
               f"{achieved / 1e12:.2f} TFLOP/s{share}; drawing its batches alone takes {wait / train_s:.1%} of its "
               f"training time{memory}")  # fmt: skip
-    print(f"ours / plain: {median['ours'] / median['plain']:.2f}x (medians)")
+    print(f"ours / plain: {median['ours'] / median['plain']:.2f}x; chunked / ours: "
+          f"{median['chunked'] / median['ours']:.2f}x (medians)")  # fmt: skip
 
 
 def host_syncs(store: Store, manifest: Manifest, cfg: TrainConfig, device: torch.device) -> None:
