@@ -180,6 +180,7 @@ def test_bare_genreclf_prints_help_and_version_answers(capsys: pytest.CaptureFix
     assert exit_.value.code == 0 and capsys.readouterr().out.startswith("genreclf ")
 
 
+@pytest.mark.slow  # the whole CLI in a subprocess, 7 s: CI runs it
 def test_prefect_that_does_not_start_in_time_is_one_line_not_a_traceback(tmp_path: Path) -> None:
     root = make_demo_catalog(tmp_path / "catalog", tracks_per_genre=3, seconds=1.0)
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_API_URL": "",

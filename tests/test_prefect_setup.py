@@ -133,6 +133,7 @@ def test_prefect_sees_the_defaults_in_either_import_order(tmp_path: Path, order:
 
 # ---- the start-up failure ----------------------------------------------------------------------------------------
 @pytest.mark.e2e
+@pytest.mark.slow  # a Prefect server starting in a subprocess, about 4 s: CI runs it
 def test_ephemeral_timeout_is_explained_in_one_line(tmp_path: Path) -> None:
     """A flow run from Python with a zero wait: Prefect's start loop never polls, so the timeout is certain."""
     script = """
@@ -248,6 +249,7 @@ def test_server_start_status_stop_round_trip(home: Path) -> None:
 
 
 @pytest.mark.e2e
+@pytest.mark.slow  # a Prefect server starting in a subprocess, about 4 s: CI runs it
 def test_a_server_that_exits_while_starting_is_reported(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PREFECT_API_DATABASE_CONNECTION_URL", f"sqlite+aiosqlite:///{home}/no/such/dir/prefect.db")
     with pytest.raises(ServerError, match=r"exited while starting; its log .* ends with:\n(.|\n)*unable to open"):
