@@ -127,24 +127,26 @@ def held_in_chunks(manifest: Manifest, label: str) -> Iterator[None]:
     if label != "chunked":
         yield
         return
-    need = split_bytes(manifest, "train") + split_bytes(manifest, "val")
     budget = run_data.budget_bytes
-    run_data.budget_bytes = lambda device: need // 2
+    run_data.budget_bytes = lambda device: chunked_budget(manifest)
     try:
         yield
     finally:
         run_data.budget_bytes = budget
 
 
+def chunked_budget(manifest: Manifest) -> int:
+    """The "chunked" run's device budget: half what its splits take (so chunks of a quarter)."""
+    return (split_bytes(manifest, "train") + split_bytes(manifest, "val")) // 2
+
+
 def data_seconds(store: Store, manifest: Manifest, cfg: TrainConfig, device: torch.device, path: str) -> float:
     """Seconds to draw `cfg.max_steps_per_epoch` batches of crops alone, as the run's path draws them."""
-    crop = cfg.crop_frames(sample_rate=manifest.feature_config["sample_rate"],
-                           hop_length=manifest.feature_config["hop_length"])  # fmt: skip
+    crop = base_crop(manifest, cfg)
     steps = cfg.max_steps_per_epoch or 1
     if path in ("ours", "chunked"):
-        need = split_bytes(manifest, "train") + split_bytes(manifest, "val")
         split = (ResidentSplit.load(store, manifest, "train", device) if path == "ours"
-                 else ChunkedSplit.open(store, manifest, "train", device, need // 4))  # fmt: skip
+                 else ChunkedSplit.open(store, manifest, "train", device, chunked_budget(manifest) // 2))  # fmt: skip
         gen = torch.Generator(device=device).manual_seed(0)
         batches = split.crop_batches(batch_size=cfg.batch_size, crop=crop, crops_per_segment=cfg.crops_per_segment,
                                      generator=gen, drop_last=True)  # fmt: skip

@@ -168,14 +168,7 @@ class StreamingSegments(IterableDataset[tuple[torch.Tensor, int]]):
         self.rank, self.world_size, self.open_files = rank, world_size, open_files
         self.epoch = 0
         # (shard key, row group index or None for "the whole shard, filtered"): the units of work.
-        self.units: list[tuple[str, int | None]] = []
-        for shard in manifest.shards:
-            if not shard["splits"].get(split):
-                continue
-            if "row_groups" in shard:
-                self.units += [(shard["key"], i) for i, (s, _) in enumerate(shard["row_groups"]) if s == split]
-            else:  # written before row groups were recorded
-                self.units.append((shard["key"], None))
+        self.units: list[tuple[str, int | None]] = [(key, group) for key, group, _ in manifest.row_groups(split)]
 
     def set_epoch(self, epoch: int) -> None:
         """Reshuffle for another epoch (call before iterating, as with DistributedSampler)."""

@@ -52,6 +52,19 @@ class Manifest:
         samples = round(self.segment_config["window_s"] * cfg.sample_rate)
         return cfg.n_mels, cfg.frames(samples)
 
+    def row_groups(self, split: str) -> list[tuple[str, int | None, int]]:
+        """The parts of the shards that hold `split`, in shard order: (shard key, row group, rows) per row group
+        of it, or (shard key, None, rows) for a whole shard written before shards recorded their row groups."""
+        parts: list[tuple[str, int | None, int]] = []
+        for shard in self.shards:
+            if not shard["splits"].get(split):
+                continue
+            if "row_groups" not in shard:
+                parts.append((shard["key"], None, shard["splits"][split]))
+                continue
+            parts += [(shard["key"], i, n) for i, (s, n) in enumerate(shard["row_groups"]) if s == split]
+        return parts
+
     def rows(self, split: str | None = None) -> int:
         if split is None:
             return sum(s["rows"] for s in self.shards)

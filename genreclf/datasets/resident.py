@@ -37,12 +37,9 @@ Unit = tuple[str, int, int]  # (shard key, row group, rows): the part of a split
 def split_units(manifest: Manifest, split: str) -> list[Unit] | None:
     """The row groups that hold `split`, in shard order; None when a shard holding it records none (written before
     shards recorded them)."""
-    units = []
-    for shard in manifest.shards:
-        if shard["splits"].get(split) and "row_groups" not in shard:
-            return None
-        units += [(shard["key"], i, n) for i, (s, n) in enumerate(shard.get("row_groups", [])) if s == split]
-    return units
+    parts = manifest.row_groups(split)
+    units = [(key, group, n) for key, group, n in parts if group is not None]
+    return units if len(units) == len(parts) else None
 
 
 def read_units(
@@ -131,10 +128,6 @@ class ResidentSplit:
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
-    @property
-    def nbytes(self) -> int:
-        return self.mel.numel() * self.mel.element_size()
-
     def crop_batches(
         self, *, batch_size: int, crop: int, crops_per_segment: int, generator: torch.Generator, drop_last: bool
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -200,11 +193,14 @@ class ChunkedSplit:
         n_mels, frames = self.manifest.mel_shape
         per_row = n_mels * frames * 2
         chunks: list[list[Unit]] = [[]]
+        rows = 0  # in the last chunk
         for i in torch.randperm(len(self.units), generator=generator, device=generator.device).tolist():
             unit = self.units[i]
-            if chunks[-1] and (sum(u[2] for u in chunks[-1]) + unit[2]) * per_row > self.chunk_bytes:
+            if chunks[-1] and (rows + unit[2]) * per_row > self.chunk_bytes:
                 chunks.append([])
+                rows = 0
             chunks[-1].append(unit)
+            rows += unit[2]
         return [c for c in chunks if c]
 
     def _load(self, units: list[Unit]) -> tuple[ResidentSplit, torch.cuda.Event | None]:

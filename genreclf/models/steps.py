@@ -211,18 +211,18 @@ class Compiled:
             except Exception as e:  # torch.compile itself refuses on some platforms
                 self._fall_back(e)
 
-    def warm_up(self, x: torch.Tensor, cfg: TrainConfig) -> None:
-        """Compile now, the forward and the backward pass, on a batch like training's: a compiler that fails in
-        either (the backward compiles at its first call) falls back here, not in the middle of a step, and the first
-        epoch's time is training's, not compiling's. Weights, gradients and batch-norm statistics are left as they
-        were."""
+    def warm_up(self, cfg: TrainConfig, device: torch.device, batch: int, crop: tuple[int, int]) -> None:
+        """Compile now, the forward and the backward pass, on a batch of noise like training's: a compiler that
+        fails in either (the backward compiles at its first call) falls back here, not in the middle of a step, and
+        the first epoch's time is training's, not compiling's. Weights, gradients and batch-norm statistics are left
+        as they were."""
         if not self.compiled:
             return
         buffers = [b.clone() for b in self.model.buffers()]
         self.model.train()
         try:
-            with autocast(cfg, x.device):
-                out = self.forward(x)
+            with autocast(cfg, device):
+                out = self.forward(random_batch(cfg, device, batch, crop))
             out.float().sum().backward()
         except Exception as e:  # the same failures as at a first call, the backward's too
             self._fall_back(e)

@@ -22,15 +22,7 @@ from genreclf.models.files import check_run_id, read_model, weights_key, write_m
 from genreclf.models.inference import eval_window, resolve_device
 from genreclf.models.run_data import RunData
 from genreclf.models.runs import TrainConfig, TrainResult, config_identity
-from genreclf.models.steps import (
-    Compiled,
-    batch_for,
-    compile_wanted,
-    optimizer,
-    random_batch,
-    scheduler,
-    train_epoch,
-)
+from genreclf.models.steps import Compiled, batch_for, compile_wanted, optimizer, scheduler, train_epoch
 from genreclf.store.keys import checkpoint_key, finished_key, run_config_key
 from genreclf.store.storage import Store
 
@@ -131,7 +123,6 @@ class _Run:
     forward: Compiled
     opt: torch.optim.Optimizer
     sched: torch.optim.lr_scheduler.LRScheduler
-    batch: int  # `cfg.batch_size`, or what `auto_batch` grew it to when the run started
     drop_last: bool
     cfg: TrainConfig
     record: dict[str, Any]  # what model.json holds besides the epoch
@@ -202,9 +193,14 @@ class _Run:
         val_window = eval_window(dataclasses.asdict(cfg), fc)  # as evaluation and predicting will score it
         record = {**model_record(manifest, cfg, run_id, norm), **started}
         forward = Compiled(model, compile_wanted(cfg, device))
-        forward.warm_up(random_batch(cfg, device, batch, (manifest.mel_shape[0], crop)), cfg)
-        return cls(store, manifest, run_id, device, data, val_window, norm, model, forward, opt, sched, batch,
-                   drop_last, cfg, record, state)  # fmt: skip
+        forward.warm_up(cfg, device, batch, (manifest.mel_shape[0], crop))
+        return cls(store, manifest, run_id, device, data, val_window, norm, model, forward, opt, sched, drop_last,
+                   cfg, record, state)  # fmt: skip
+
+    @property
+    def batch(self) -> int:
+        """`cfg.batch_size`, or what `auto_batch` grew it to when the run started (its checkpoint keeps it)."""
+        return int(self.state["batch_size"])
 
     @property
     def done(self) -> bool:
